@@ -1,0 +1,2 @@
+#include <libmemcached/memcached.h>
+#include <libmemcached/util.h>
