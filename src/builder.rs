@@ -1,0 +1,148 @@
+//! [`ClientBuilder`]: servers, protocol and behaviors, checked before any connection.
+
+use std::ffi::CString;
+
+use libmemcached_sys as sys;
+
+use crate::behavior::Behavior;
+use crate::client::Client;
+use crate::error::{Error, Result, ReturnCode};
+use crate::server::{ServerSpec, Transport};
+
+/// Builds a [`Client`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use libmemcached::{Behavior, Client, Distribution};
+///
+/// let mc = Client::builder()
+///     .servers(["10.0.0.1:11211", "10.0.0.2:11211:2"])?
+///     .binary(true)
+///     .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
+///     .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
+///     .build()?;
+/// # Ok::<(), libmemcached::Error>(())
+/// ```
+///
+/// Defaults that differ from libmemcached's: `TCP_NODELAY` is on (libmemcached's binary
+/// multi-get stalls about 40 ms on misses without it).
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ClientBuilder {
+    servers: Vec<ServerSpec>,
+    binary: bool,
+    behaviors: Vec<Behavior>,
+}
+
+impl ClientBuilder {
+    /// Adds servers in pylibmc's spec syntax (see [`ServerSpec`]). A malformed spec is an error
+    /// naming it.
+    pub fn servers<I, S>(mut self, servers: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for spec in servers {
+            self.servers.push(spec.as_ref().parse()?);
+        }
+        Ok(self)
+    }
+
+    /// Adds a parsed server.
+    pub fn server(mut self, spec: ServerSpec) -> Self {
+        self.servers.push(spec);
+        self
+    }
+
+    /// Uses the binary protocol (default: ASCII). It accepts any byte in keys, and SASL needs it.
+    pub fn binary(mut self, binary: bool) -> Self {
+        self.binary = binary;
+        self
+    }
+
+    /// Sets a behavior; later settings of the same behavior win.
+    pub fn behavior(mut self, behavior: Behavior) -> Self {
+        self.behaviors.push(behavior);
+        self
+    }
+
+    /// Creates the client. No connection is opened yet.
+    pub fn build(self) -> Result<Client> {
+        if self.servers.is_empty() {
+            return Err(Error::InvalidConfig("no servers given".into()));
+        }
+        let udp = self
+            .servers
+            .iter()
+            .filter(|s| s.transport() == Transport::Udp)
+            .count();
+        if udp != 0 && udp != self.servers.len() {
+            let odd = self
+                .servers
+                .iter()
+                .find(|s| s.transport() != Transport::Udp)
+                .expect("a non-UDP server exists");
+            return Err(Error::InvalidServerSpec {
+                spec: odd.to_string(),
+                reason: "UDP servers cannot be mixed with TCP or unix socket servers".into(),
+            });
+        }
+        for behavior in &self.behaviors {
+            behavior.to_raw()?;
+        }
+
+        // SAFETY: a NULL argument asks libmemcached to allocate the handle, which the client owns.
+        let client = Client::from_raw(unsafe { sys::memcached_create(std::ptr::null_mut()) })
+            .ok_or_else(|| Error::Memcached {
+                code: ReturnCode::MemoryAllocationFailure,
+                message: "memcached_create failed".into(),
+                server: None,
+            })?;
+        let raw_set = |flag, value| {
+            // SAFETY: `flag` is a libmemcached behavior constant and the value a boolean.
+            unsafe { sys::memcached_behavior_set(client.as_ptr(), flag, value) }
+        };
+        if udp != 0 {
+            raw_set(sys::MEMCACHED_BEHAVIOR_USE_UDP, 1);
+        }
+        raw_set(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary.into());
+        client.set_behavior(Behavior::TcpNoDelay(true))?;
+        for behavior in self.behaviors {
+            client.set_behavior(behavior)?;
+        }
+        for spec in &self.servers {
+            add_server(&client, spec)?;
+        }
+        Ok(client)
+    }
+}
+
+fn add_server(client: &Client, spec: &ServerSpec) -> Result<()> {
+    let host = CString::new(spec.host()).map_err(|_| Error::InvalidServerSpec {
+        spec: spec.to_string(),
+        reason: "contains a NUL byte".into(),
+    })?;
+    // SAFETY: `host` is a NUL-terminated string that libmemcached copies.
+    let rc = unsafe {
+        match spec.transport() {
+            Transport::Unix => sys::memcached_server_add_unix_socket_with_weight(
+                client.as_ptr(),
+                host.as_ptr(),
+                spec.weight(),
+            ),
+            Transport::Tcp | Transport::Udp => sys::memcached_server_add_with_weight(
+                client.as_ptr(),
+                host.as_ptr(),
+                spec.port(),
+                spec.weight(),
+            ),
+        }
+    };
+    if rc != sys::MEMCACHED_SUCCESS {
+        return Err(Error::InvalidServerSpec {
+            spec: spec.to_string(),
+            reason: format!("libmemcached refused it: {}", ReturnCode::from_raw(rc)),
+        });
+    }
+    Ok(())
+}

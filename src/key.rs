@@ -1,0 +1,93 @@
+//! Key checks, done before libmemcached sees a key: some bad keys make Debian's libmemcached
+//! abort the process or put a connection's replies out of step.
+
+use crate::error::{Error, InvalidKeyReason, Result};
+
+/// The longest key memcached accepts, in bytes, including any prefix or namespace.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// Checks `key` (sent after `prefix_len` bytes of prefix) for the given protocol.
+pub(crate) fn check(key: &[u8], prefix_len: usize, binary: bool) -> Result<()> {
+    let reason = if key.is_empty() && prefix_len == 0 {
+        InvalidKeyReason::Empty
+    } else if key.len() + prefix_len > MAX_KEY_LEN {
+        InvalidKeyReason::TooLong {
+            len: key.len() + prefix_len,
+            max: MAX_KEY_LEN,
+        }
+    } else if let Some(position) = (!binary)
+        .then(|| key.iter().position(|&b| b <= b' ' || b == 0x7f))
+        .flatten()
+    {
+        InvalidKeyReason::ForbiddenByte {
+            byte: key[position],
+            position,
+        }
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidKey {
+        key: key.to_vec(),
+        reason,
+    })
+}
+
+/// A key for messages: text where it is UTF-8, escapes elsewhere, long keys shortened.
+pub(crate) fn display(key: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let shown = &key[..key.len().min(SHOWN)];
+    let mut text = format!("{:?}", String::from_utf8_lossy(shown));
+    if key.len() > SHOWN {
+        text.push_str(&format!("... ({} bytes)", key.len()));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(key: &[u8], prefix_len: usize, binary: bool) -> Option<InvalidKeyReason> {
+        match check(key, prefix_len, binary) {
+            Ok(()) => None,
+            Err(Error::InvalidKey { reason, .. }) => Some(reason),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        assert_eq!(reason(b"", 0, false), Some(InvalidKeyReason::Empty));
+        assert_eq!(reason(&[b'k'; 250], 0, false), None);
+        assert_eq!(
+            reason(&[b'k'; 251], 0, true),
+            Some(InvalidKeyReason::TooLong { len: 251, max: 250 })
+        );
+        assert_eq!(
+            reason(&[b'k'; 246], 5, false),
+            Some(InvalidKeyReason::TooLong { len: 251, max: 250 })
+        );
+    }
+
+    #[test]
+    fn ascii_forbids_spaces_and_controls_binary_does_not() {
+        for bad in [b' ', b'\n', b'\r', 0, 0x7f, 0x1f] {
+            let key = [b'a', bad, b'b'];
+            assert_eq!(
+                reason(&key, 0, false),
+                Some(InvalidKeyReason::ForbiddenByte {
+                    byte: bad,
+                    position: 1
+                })
+            );
+            assert_eq!(reason(&key, 0, true), None);
+        }
+        assert_eq!(reason("clé".as_bytes(), 0, false), None);
+    }
+
+    #[test]
+    fn display_escapes() {
+        assert_eq!(display(b"a b\n"), r#""a b\n""#);
+        assert!(display(&[b'x'; 300]).ends_with("... (300 bytes)"));
+    }
+}

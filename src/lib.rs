@@ -1,0 +1,94 @@
+//! A fast, safe memcached client on top of the libmemcached C library, compatible with
+//! Python's pylibmc.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = libmemcached::testing::TestServer::from_env_or_spawn()?;
+//! # let servers = [server.spec()];
+//! use libmemcached::Client;
+//!
+//! let mc = Client::new(servers)?;                  // e.g. ["127.0.0.1:11211"]
+//! mc.set("greeting", "hello", 3600)?;              // expires in an hour
+//! let s: Option<String> = mc.get("greeting")?;
+//! assert_eq!(s.as_deref(), Some("hello"));
+//!
+//! assert!(!mc.add("greeting", "again", 0)?);       // false: already there
+//! let (_, token) = mc.gets::<String>("greeting")?.unwrap();
+//! assert!(mc.cas("greeting", "bye", token, 0)?);
+//!
+//! mc.set("hits", 41u64, 0)?;
+//! assert_eq!(mc.incr("hits", 1)?, 42);
+//! assert!(mc.incr("no-such-counter", 1).unwrap_err().is_not_found());
+//! assert!(mc.delete("greeting")?);
+//! # Ok(()) }
+//! ```
+//!
+//! libmemcached does the work: consistent hashing, weights, failover, the ASCII and binary
+//! protocols. This crate checks every input before it reaches C, maps every return code to an
+//! [`Error`], and reads and writes values with pylibmc's flags (see [`value`]).
+//!
+//! - [`Client`]: one connection set; `Send`, not `Sync`. Clone it for another thread.
+//! - [`ClientBuilder`]: servers, protocol and [`Behavior`]s.
+//! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
+//!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
+//! - [`testing`]: real memcached processes for tests.
+
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
+
+mod behavior;
+mod builder;
+mod client;
+mod error;
+mod expiration;
+mod fetch;
+mod key;
+mod server;
+pub mod testing;
+pub mod value;
+
+pub use behavior::{Behavior, Distribution, Hash};
+pub use builder::ClientBuilder;
+pub use client::Client;
+pub use error::{BoxError, Error, InvalidKeyReason, Result, ReturnCode};
+pub use expiration::Expiration;
+pub use key::MAX_KEY_LEN;
+pub use server::{DEFAULT_PORT, Server, ServerSpec, Transport};
+pub use value::{Encoded, FromValue, ToValue};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
+/// Whether the libmemcached this crate was built against supports SASL authentication.
+pub fn support_sasl() -> bool {
+    cfg!(libmemcached_sasl)
+}
+
+/// The libmemcached version this crate was built against (from its headers).
+pub fn libmemcached_build_version() -> &'static str {
+    env!("LIBMEMCACHED_BUILD_VERSION")
+}
+
+/// The version of the libmemcached library in use, such as `"1.1.4"`.
+pub fn libmemcached_version() -> &'static str {
+    // SAFETY: memcached_lib_version returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(libmemcached_sys::memcached_lib_version()) };
+    version.to_str().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn build_metadata_matches_the_library() {
+        assert_eq!(
+            super::libmemcached_build_version(),
+            super::libmemcached_version()
+        );
+        assert!(cfg!(libmemcached_1_1) == super::libmemcached_version().starts_with("1.1"));
+        assert_eq!(
+            super::support_sasl(),
+            libmemcached_sys::LIBMEMCACHED_WITH_SASL_SUPPORT != 0
+        );
+    }
+}

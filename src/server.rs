@@ -1,0 +1,317 @@
+//! Server specs in pylibmc's syntax, and the servers a client talks to.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// The default memcached port.
+pub const DEFAULT_PORT: u16 = 11211;
+
+/// How a client reaches a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// TCP (`host`, `host:port`, `[v6]:port`).
+    Tcp,
+    /// UDP (`udp:host:port`); only fire-and-forget writes work over UDP.
+    Udp,
+    /// A unix domain socket (`/path/to/socket`).
+    Unix,
+}
+
+/// One server: where it is and its weight under weighted consistent hashing.
+///
+/// Parsed from pylibmc's syntax:
+///
+/// | spec | meaning |
+/// |---|---|
+/// | `host`, `host:port`, `host:port:weight` | TCP; port 11211 and weight 1 by default |
+/// | `[::1]`, `[::1]:port`, `[::1]:port:weight` | TCP over IPv6 |
+/// | `/path/to/socket`, `/path/to/socket:weight` | a unix socket |
+/// | `udp:host:port` (and the forms above after `udp:`) | UDP |
+///
+/// ```
+/// use libmemcached::{ServerSpec, Transport};
+///
+/// let spec: ServerSpec = "[::1]:11212:3".parse().unwrap();
+/// assert_eq!((spec.host(), spec.port(), spec.weight()), ("::1", 11212, 3));
+/// assert_eq!(spec.to_string(), "[::1]:11212:3");
+/// assert_eq!("/run/mc.sock".parse::<ServerSpec>().unwrap().transport(), Transport::Unix);
+/// assert!("[::1:11211".parse::<ServerSpec>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerSpec {
+    transport: Transport,
+    host: String,
+    port: u16,
+    weight: u32,
+}
+
+/// The longest unix socket path the kernel accepts (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+const TOO_MANY_COLONS: &str = "too many ':' (write IPv6 addresses in brackets: [::1]:11211)";
+/// The longest host name (RFC 1035).
+const MAX_HOST: usize = 253;
+
+impl ServerSpec {
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The host name or address (without brackets), or the socket path.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (0 for a unix socket).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The weight (1 unless given).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    fn parse(spec: &str) -> std::result::Result<Self, String> {
+        if spec.is_empty() {
+            return Err("empty spec".into());
+        }
+        if let Some(c) = spec.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("contains {c:?}"));
+        }
+        if spec.starts_with('/') {
+            return Self::parse_unix(spec);
+        }
+        let (transport, rest) = match spec.strip_prefix("udp:") {
+            Some(rest) => (Transport::Udp, rest),
+            None => (Transport::Tcp, spec),
+        };
+        let (host, tail) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, tail) = bracketed
+                .split_once(']')
+                .ok_or("unclosed '[' in an IPv6 address")?;
+            if host.is_empty() || !host.contains(':') {
+                return Err(format!("{host:?} in brackets is not an IPv6 address"));
+            }
+            match tail {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(tail.strip_prefix(':').ok_or("expected ':' after ']'")?),
+                ),
+            }
+        } else if rest.starts_with("::") || rest.matches(':').count() > 2 {
+            return Err(TOO_MANY_COLONS.into());
+        } else {
+            match rest.split_once(':') {
+                Some((host, tail)) => (host, Some(tail)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("empty host".into());
+        }
+        if host.len() > MAX_HOST {
+            return Err(format!("host name longer than {MAX_HOST} bytes"));
+        }
+        let (port, weight) = match tail.map(|t| t.split_once(':').unwrap_or((t, ""))) {
+            None => (DEFAULT_PORT, 1),
+            Some((port, weight)) => {
+                let port = parse_port(port)?;
+                let weight = match weight {
+                    "" if tail.is_some_and(|t| t.ends_with(':')) => {
+                        return Err("empty weight".into());
+                    }
+                    "" => 1,
+                    w if w.contains(':') => {
+                        return Err(
+                            "too many ':' (write IPv6 addresses in brackets: [::1]:11211)".into(),
+                        );
+                    }
+                    w => parse_weight(w)?,
+                };
+                (port, weight)
+            }
+        };
+        Ok(Self {
+            transport,
+            host: host.to_owned(),
+            port,
+            weight,
+        })
+    }
+
+    fn parse_unix(spec: &str) -> std::result::Result<Self, String> {
+        let (path, weight) = match spec.rsplit_once(':') {
+            Some((path, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
+                (path, parse_weight(w)?)
+            }
+            _ => (spec, 1),
+        };
+        if path.len() > MAX_SOCKET_PATH {
+            return Err(format!("socket path longer than {MAX_SOCKET_PATH} bytes"));
+        }
+        Ok(Self {
+            transport: Transport::Unix,
+            host: path.to_owned(),
+            port: 0,
+            weight,
+        })
+    }
+}
+
+fn parse_port(port: &str) -> std::result::Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("bad port {port:?} (expected 1 to 65535)")),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn parse_weight(weight: &str) -> std::result::Result<u32, String> {
+    match weight.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!(
+            "bad weight {weight:?} (expected a whole number from 1)"
+        )),
+        Ok(weight) => Ok(weight),
+    }
+}
+
+impl FromStr for ServerSpec {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        Self::parse(spec).map_err(|reason| Error::InvalidServerSpec {
+            spec: spec.to_owned(),
+            reason,
+        })
+    }
+}
+
+impl fmt::Display for ServerSpec {
+    /// The spec in the syntax it parses from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.transport == Transport::Unix {
+            f.write_str(&self.host)?;
+        } else {
+            if self.transport == Transport::Udp {
+                f.write_str("udp:")?;
+            }
+            write!(f, "{}", Server::address(&self.host, self.port))?;
+        }
+        match self.weight {
+            1 => Ok(()),
+            w => write!(f, ":{w}"),
+        }
+    }
+}
+
+/// A server a client is configured with, as libmemcached reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Server {
+    pub(crate) transport: Transport,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Server {
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The host name or address, or the socket path.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (0 for a unix socket).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn address(host: &str, port: u16) -> String {
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+}
+
+impl fmt::Display for Server {
+    /// `host:port`, `[v6]:port`, `udp:host:port` or the socket path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.transport {
+            Transport::Unix => f.write_str(&self.host),
+            Transport::Tcp => f.write_str(&Self::address(&self.host, self.port)),
+            Transport::Udp => write!(f, "udp:{}", Self::address(&self.host, self.port)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(spec: &str) -> (Transport, String, u16, u32) {
+        let s: ServerSpec = spec.parse().unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(
+            s.to_string().parse::<ServerSpec>().unwrap(),
+            s,
+            "round trip of {spec}"
+        );
+        (s.transport, s.host, s.port, s.weight)
+    }
+
+    fn err(spec: &str) -> String {
+        match spec.parse::<ServerSpec>() {
+            Err(Error::InvalidServerSpec { spec: s, reason }) => {
+                assert_eq!(s, spec);
+                reason
+            }
+            other => panic!("{spec:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_pylibmc_forms() {
+        use Transport::*;
+        assert_eq!(ok("mc1"), (Tcp, "mc1".into(), 11211, 1));
+        assert_eq!(ok("mc1:11212"), (Tcp, "mc1".into(), 11212, 1));
+        assert_eq!(ok("10.0.0.2:11211:2"), (Tcp, "10.0.0.2".into(), 11211, 2));
+        assert_eq!(ok("[::1]"), (Tcp, "::1".into(), 11211, 1));
+        assert_eq!(ok("[::1]:11212"), (Tcp, "::1".into(), 11212, 1));
+        assert_eq!(ok("[fe80::1]:11212:5"), (Tcp, "fe80::1".into(), 11212, 5));
+        assert_eq!(ok("/tmp/mc.sock"), (Unix, "/tmp/mc.sock".into(), 0, 1));
+        assert_eq!(ok("/tmp/mc.sock:3"), (Unix, "/tmp/mc.sock".into(), 0, 3));
+        assert_eq!(ok("udp:mc1:11211"), (Udp, "mc1".into(), 11211, 1));
+        assert_eq!(ok("udp:[::1]:11211:2"), (Udp, "::1".into(), 11211, 2));
+    }
+
+    #[test]
+    fn refuses_malformed_specs_with_a_reason() {
+        assert!(err("").contains("empty"));
+        assert!(err("[::1:11211").contains("unclosed '['"));
+        assert!(err("[::1]11211").contains("':' after ']'"));
+        assert!(err("[]:11211").contains("not an IPv6"));
+        assert!(err("[mc1]:11211").contains("not an IPv6"));
+        assert!(err("mc1:").contains("bad port"));
+        assert!(err("mc1:0").contains("bad port"));
+        assert!(err("mc1:65536").contains("bad port"));
+        assert!(err("mc1:http").contains("bad port"));
+        assert!(err("mc1:-1").contains("bad port"));
+        assert!(err("mc1:11211:0").contains("bad weight"));
+        assert!(err("mc1:11211:").contains("empty weight"));
+        assert!(err("mc1:11211:x").contains("bad weight"));
+        assert!(err("::1").contains("brackets"));
+        assert!(err("mc1:1:2:3").contains("too many"));
+        assert!(err(":11211").contains("empty host"));
+        assert!(err("mc1 :11211").contains("' '"));
+        assert!(err("mc\0").contains("\\0"));
+        assert!(err("udp:").contains("empty host"));
+        assert!(err(&format!("/{}", "s".repeat(120))).contains("socket path"));
+        assert!(err(&"h".repeat(300)).contains("host name"));
+    }
+}
