@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::exit;
 
 const MIN_VERSION: &str = "1.0.18";
-const INSTALL_HINT: &str = "On Debian or Ubuntu: sudo apt-get install libmemcached-dev pkg-config libclang-dev clang";
+const INSTALL_HINT: &str =
+    "On Debian or Ubuntu: sudo apt-get install libmemcached-dev pkg-config libclang-dev clang";
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
@@ -25,7 +26,9 @@ fn main() {
         .iter()
         .map(|dir| dir.join("libmemcached-1.0/configure.h"))
         .find(|path| path.exists())
-        .unwrap_or_else(|| fail("libmemcached's headers (libmemcached-1.0/configure.h) were not found"));
+        .unwrap_or_else(|| {
+            fail("libmemcached's headers (libmemcached-1.0/configure.h) were not found")
+        });
     export_metadata(&configure_h, &include_paths);
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -35,9 +38,13 @@ fn main() {
 /// Tells cargo how to link libmemcached and returns the include directories.
 fn find_library() -> Vec<PathBuf> {
     if let Some(include) = env::var_os("LIBMEMCACHED_INCLUDE_DIR") {
-        let lib_dir = env::var_os("LIBMEMCACHED_LIB_DIR")
-            .unwrap_or_else(|| fail("LIBMEMCACHED_INCLUDE_DIR is set but LIBMEMCACHED_LIB_DIR is not"));
-        println!("cargo:rustc-link-search=native={}", Path::new(&lib_dir).display());
+        let lib_dir = env::var_os("LIBMEMCACHED_LIB_DIR").unwrap_or_else(|| {
+            fail("LIBMEMCACHED_INCLUDE_DIR is set but LIBMEMCACHED_LIB_DIR is not")
+        });
+        println!(
+            "cargo:rustc-link-search=native={}",
+            Path::new(&lib_dir).display()
+        );
         println!("cargo:rustc-link-lib=memcached");
         println!("cargo:rustc-link-lib=memcachedutil");
         return vec![PathBuf::from(include)];
@@ -68,7 +75,10 @@ fn export_metadata(configure_h: &Path, include_paths: &[PathBuf]) {
         .unwrap_or_else(|| fail("configure.h has no LIBMEMCACHED_VERSION_STRING"));
     let sasl = define("LIBMEMCACHED_WITH_SASL_SUPPORT").is_some_and(|v| v != "0");
     println!("cargo:version={version}");
-    println!("cargo:version_hex={}", define("LIBMEMCACHED_VERSION_HEX").unwrap_or_default());
+    println!(
+        "cargo:version_hex={}",
+        define("LIBMEMCACHED_VERSION_HEX").unwrap_or_default()
+    );
     println!("cargo:sasl={}", u8::from(sasl));
     if let Some(first) = include_paths.first() {
         println!("cargo:include={}", first.display());
@@ -83,7 +93,7 @@ fn generate_bindings(include_paths: &[PathBuf], out_dir: &Path) {
     let builder = bindgen::Builder::default()
         .header(header.to_string_lossy())
         .clang_args(include_paths.iter().map(|p| format!("-I{}", p.display())))
-        .allowlist_function("(memcached|libmemcached|hashkit)_.*")
+        .allowlist_function("(memcached|libmemcached|hashkit)(_.*)?")
         .allowlist_type("(memcached|hashkit)_.*")
         .allowlist_var("(MEMCACHED|LIBMEMCACHED|HASHKIT)_.*")
         // Plain integer constants: a code from a newer library is just another number, never UB.
@@ -98,11 +108,14 @@ fn generate_bindings(include_paths: &[PathBuf], out_dir: &Path) {
     // A missing libclang makes bindgen panic; turn that into the same one-line message as the rest.
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+    let generated =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
     std::panic::set_hook(previous_hook);
     let bindings = match generated {
         Ok(Ok(bindings)) => bindings,
-        Ok(Err(err)) => fail(&format!("bindgen could not read libmemcached's headers: {err}")),
+        Ok(Err(err)) => fail(&format!(
+            "bindgen could not read libmemcached's headers: {err}"
+        )),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<String>()
