@@ -23,6 +23,10 @@ use crate::value::{Encoded, FromValue, ToValue, flags};
 /// Connections open lazily, on the first operation that needs a server. A miss is `Ok(None)`;
 /// results are the same in the ASCII and binary protocols.
 ///
+/// Over UDP (`udp:host:port` servers) only writes work, and they are fire-and-forget: storage
+/// commands report success once sent, and reads and counters are
+/// [`ReturnCode::NotSupported`] errors.
+///
 /// `Client` is [`Send`] but not [`Sync`]: a libmemcached handle must never be used by two threads
 /// at once. Give each thread its own client with [`Client::try_clone`].
 pub struct Client {
@@ -434,7 +438,7 @@ impl Client {
             return Err(self.error(rc, None));
         }
         // SAFETY: a non-NULL instance belongs to this handle and is valid until servers change.
-        Ok(unsafe { server_of(instance) })
+        Ok(unsafe { self.server_of(instance) })
     }
 
     /// Closes every connection; the next operation reconnects.
@@ -573,6 +577,7 @@ impl Client {
         delta: u64,
     ) -> Result<u64> {
         self.check_key(key)?;
+        self.check_replies("incr and decr")?;
         let mut value = 0;
         // SAFETY: `function` is memcached_increment_by_key or memcached_decrement_by_key; the key
         // describes a live slice and is its own group key; `value` is a valid local.
@@ -599,6 +604,7 @@ impl Client {
         exp: Expiration,
     ) -> Result<u64> {
         self.check_key(key)?;
+        self.check_replies("incr and decr")?;
         if self.is_binary() {
             let function = match counter {
                 Counter::Incr => sys::memcached_increment_with_initial_by_key,
@@ -649,6 +655,19 @@ impl Client {
         }
     }
 
+    /// Refuses operations whose result is in the reply when there is none: over UDP,
+    /// libmemcached sends every write without waiting for an answer.
+    fn check_replies(&self, operation: &str) -> Result<()> {
+        if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0 {
+            return Ok(());
+        }
+        Err(Error::Memcached {
+            code: ReturnCode::NotSupported,
+            message: format!("{operation} need a reply, and writes over UDP get none"),
+            server: None,
+        })
+    }
+
     /// `Ok(())` for success codes, the error otherwise.
     pub(crate) fn check(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Result<()> {
         match rc {
@@ -693,6 +712,33 @@ impl Client {
         }
     }
 
+    /// # Safety
+    ///
+    /// `instance` belongs to this handle, and no server was added since it was looked up.
+    unsafe fn server_of(&self, instance: *const sys::memcached_instance_st) -> Server {
+        // SAFETY: per the contract; name and type are NUL-terminated strings owned by the
+        // instance.
+        let (host, kind, port) = unsafe {
+            (
+                CStr::from_ptr(sys::memcached_server_name(instance)),
+                CStr::from_ptr(sys::memcached_server_type(instance)),
+                sys::memcached_server_port(instance),
+            )
+        };
+        let transport = match kind.to_bytes() {
+            b"SOCKET" => Transport::Unix,
+            b"UDP" => Transport::Udp,
+            // libmemcached reports servers added under USE_UDP as "TCP".
+            _ if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) != 0 => Transport::Udp,
+            _ => Transport::Tcp,
+        };
+        Server {
+            transport,
+            host: host.to_string_lossy().into_owned(),
+            port,
+        }
+    }
+
     /// The configured servers with their libmemcached instances.
     fn instances(&self) -> impl Iterator<Item = (Server, *const sys::memcached_instance_st)> + '_ {
         // SAFETY: the handle is valid.
@@ -701,7 +747,7 @@ impl Client {
             // SAFETY: `i` is below the server count, so the instance exists.
             let instance = unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) };
             // SAFETY: the instance is valid while no server is added or removed.
-            (unsafe { server_of(instance) }, instance)
+            (unsafe { self.server_of(instance) }, instance)
         })
     }
 }
@@ -803,28 +849,6 @@ pub(crate) fn decode<V: FromValue>(key: &[u8], data: &[u8], flags: u32) -> Resul
         flags,
         source,
     })
-}
-
-/// # Safety
-///
-/// `instance` is a valid instance of a live handle.
-unsafe fn server_of(instance: *const sys::memcached_instance_st) -> Server {
-    // SAFETY: per the contract; name and type are NUL-terminated strings owned by the instance.
-    unsafe {
-        let host = CStr::from_ptr(sys::memcached_server_name(instance))
-            .to_string_lossy()
-            .into_owned();
-        let transport = match CStr::from_ptr(sys::memcached_server_type(instance)).to_bytes() {
-            b"SOCKET" => Transport::Unix,
-            b"UDP" => Transport::Udp,
-            _ => Transport::Tcp,
-        };
-        Server {
-            transport,
-            host,
-            port: sys::memcached_server_port(instance),
-        }
-    }
 }
 
 /// The `host: ...` part of a libmemcached error message.

@@ -41,6 +41,7 @@ static PORTS_IN_USE: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 pub struct Memcached {
     child: Option<Child>,
     listen: Listen,
+    udp: bool,
     args: Vec<String>,
     dir: PathBuf,
 }
@@ -56,6 +57,7 @@ enum Listen {
 #[must_use]
 pub struct MemcachedBuilder {
     unix_socket: bool,
+    udp: bool,
     args: Vec<String>,
 }
 
@@ -63,6 +65,12 @@ impl MemcachedBuilder {
     /// Listens on a unix socket in a temporary directory instead of a TCP port.
     pub fn unix_socket(mut self) -> Self {
         self.unix_socket = true;
+        self
+    }
+
+    /// Also listens for UDP on the TCP port (see [`Memcached::udp_spec`]).
+    pub fn udp(mut self) -> Self {
+        self.udp = true;
         self
     }
 
@@ -86,6 +94,7 @@ impl MemcachedBuilder {
             let mut server = Memcached {
                 child: None,
                 listen,
+                udp: self.udp,
                 args: self.args.clone(),
                 dir: dir.clone(),
             };
@@ -119,6 +128,14 @@ impl Memcached {
         match &self.listen {
             Listen::Tcp(port) => format!("127.0.0.1:{port}"),
             Listen::Unix(path) => path.display().to_string(),
+        }
+    }
+
+    /// The UDP server spec (`udp:127.0.0.1:PORT`), if started with [`MemcachedBuilder::udp`].
+    pub fn udp_spec(&self) -> Option<String> {
+        match self.listen {
+            Listen::Tcp(port) if self.udp => Some(format!("udp:127.0.0.1:{port}")),
+            _ => None,
         }
     }
 
@@ -163,11 +180,17 @@ impl Memcached {
     fn spawn(&mut self) -> io::Result<()> {
         let program = std::env::var_os("MEMCACHED_BIN").unwrap_or_else(|| "memcached".into());
         let mut command = Command::new(&program);
-        // -U 0: no UDP port unless asked for.
-        command.args(["-U", "0"]);
+        // `-U 0`: no UDP port unless asked for.
         match &self.listen {
-            Listen::Tcp(port) => command.args(["-l", "127.0.0.1", "-p", &port.to_string()]),
-            Listen::Unix(path) => command.arg("-s").arg(path),
+            Listen::Tcp(port) => {
+                let udp_port = if self.udp {
+                    port.to_string()
+                } else {
+                    "0".into()
+                };
+                command.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", &udp_port])
+            }
+            Listen::Unix(path) => command.args(["-U", "0"]).arg("-s").arg(path),
         };
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {

@@ -279,3 +279,45 @@ fn ipv6_servers_are_reachable_when_the_host_has_ipv6() {
     let _ = child.wait();
     assert_eq!(result.unwrap().as_deref(), Some("yes"));
 }
+
+#[test]
+fn udp_writes_arrive_and_reads_are_refused() {
+    let server = Memcached::builder().udp().start().unwrap();
+    let tcp = Client::new([server.spec()]).unwrap();
+    for binary in [false, true] {
+        let udp = Client::builder()
+            .servers([server.udp_spec().unwrap()])
+            .unwrap()
+            .binary(binary)
+            .build()
+            .unwrap();
+        assert_eq!(udp.servers()[0].transport(), Transport::Udp);
+        let k = format!("udp-{binary}");
+        udp.set(&k, "sent", 0).unwrap();
+        // Datagrams are not acknowledged: wait for the write to land.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tcp.get::<String>(&k).unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the UDP write never arrived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(tcp.get::<String>(&k).unwrap().as_deref(), Some("sent"));
+
+        let not_supported = |err: libmemcached::Error| {
+            assert_eq!(
+                err.code(),
+                Some(libmemcached::ReturnCode::NotSupported),
+                "{err:?}"
+            );
+        };
+        not_supported(udp.get::<String>(&k).unwrap_err());
+        not_supported(udp.gets::<String>(&k).unwrap_err());
+        // A counter's value is in the reply, which UDP writes never get.
+        not_supported(udp.incr(&k, 1).unwrap_err());
+        not_supported(udp.decr_with_initial(&k, 1, 5, 0).unwrap_err());
+        // Bad keys are still refused before sending.
+        assert!(matches!(
+            udp.set("a b", "v", 0),
+            Err(libmemcached::Error::InvalidKey { .. })
+        ));
+    }
+}
