@@ -5,7 +5,8 @@ use std::ffi::CString;
 use libmemcached_sys as sys;
 
 use crate::behavior::Behavior;
-use crate::client::Client;
+use crate::client::{Client, Settings};
+use crate::compression::Compression;
 use crate::error::{Error, Result, ReturnCode};
 use crate::server::{ServerSpec, Transport};
 
@@ -32,6 +33,7 @@ pub struct ClientBuilder {
     servers: Vec<ServerSpec>,
     binary: bool,
     behaviors: Vec<Behavior>,
+    settings: Settings,
 }
 
 impl ClientBuilder {
@@ -66,6 +68,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Compresses values with zlib as pylibmc does (off by default); see [`Compression`].
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.settings.compression = compression;
+        self
+    }
+
+    /// The most bytes a compressed value may inflate to
+    /// ([`DEFAULT_MAX_INFLATED_LEN`](crate::DEFAULT_MAX_INFLATED_LEN) by default); a value that
+    /// inflates to more is an [`Error::Decompress`], so a corrupt or hostile value cannot
+    /// exhaust memory.
+    pub fn max_inflated_len(mut self, len: usize) -> Self {
+        self.settings.max_inflated_len = len;
+        self
+    }
+
     /// Creates the client. No connection is opened yet.
     pub fn build(self) -> Result<Client> {
         if self.servers.is_empty() {
@@ -92,12 +109,12 @@ impl ClientBuilder {
         }
 
         // SAFETY: a NULL argument asks libmemcached to allocate the handle, which the client owns.
-        let client = Client::from_raw(unsafe { sys::memcached_create(std::ptr::null_mut()) })
+        let mut client = Client::from_raw(unsafe { sys::memcached_create(std::ptr::null_mut()) })
             .ok_or_else(|| Error::Memcached {
-                code: ReturnCode::MemoryAllocationFailure,
-                message: "memcached_create failed".into(),
-                server: None,
-            })?;
+            code: ReturnCode::MemoryAllocationFailure,
+            message: "memcached_create failed".into(),
+            server: None,
+        })?;
         let raw_set = |flag, value| {
             // SAFETY: `flag` is a libmemcached behavior constant and the value a boolean.
             unsafe { sys::memcached_behavior_set(client.as_ptr(), flag, value) }
@@ -106,6 +123,7 @@ impl ClientBuilder {
             raw_set(sys::MEMCACHED_BEHAVIOR_USE_UDP, 1);
         }
         raw_set(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary.into());
+        client.settings = self.settings;
         client.set_behavior(Behavior::TcpNoDelay(true))?;
         for behavior in self.behaviors {
             client.set_behavior(behavior)?;

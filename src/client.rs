@@ -11,6 +11,7 @@ use libmemcached_sys as sys;
 
 use crate::behavior::Behavior;
 use crate::builder::ClientBuilder;
+use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 use crate::error::{Error, Result, ReturnCode};
 use crate::expiration::Expiration;
 use crate::fetch::fetch;
@@ -31,7 +32,24 @@ use crate::value::{Encoded, FromValue, ToValue, flags};
 /// at once. Give each thread its own client with [`Client::try_clone`].
 pub struct Client {
     raw: NonNull<sys::memcached_st>,
+    pub(crate) settings: Settings,
     _not_sync: PhantomData<Cell<()>>,
+}
+
+/// What the client does itself, beside libmemcached: compression and its limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub compression: Compression,
+    pub max_inflated_len: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            compression: Compression::OFF,
+            max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
+        }
+    }
 }
 
 // SAFETY: a memcached_st holds no thread-local state and no pointers shared with other handles
@@ -52,11 +70,68 @@ type StoreFn = unsafe extern "C" fn(
     u32,
 ) -> sys::memcached_return_t;
 
-/// Codes that mean "not stored" for each storage command, normalised across protocols.
-const ADD_REFUSED: &[sys::memcached_return_t] =
-    &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_DATA_EXISTS];
-const NEEDS_EXISTING: &[sys::memcached_return_t] =
-    &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_NOTFOUND];
+/// A storage command: its C function, the codes that mean "not stored" (the same in both
+/// protocols once normalised), and whether its value may be compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+impl Store {
+    fn function(self) -> StoreFn {
+        match self {
+            Store::Set => sys::memcached_set_by_key,
+            Store::Add => sys::memcached_add_by_key,
+            Store::Replace => sys::memcached_replace_by_key,
+            Store::Append => sys::memcached_append_by_key,
+            Store::Prepend => sys::memcached_prepend_by_key,
+        }
+    }
+
+    fn not_stored(self) -> &'static [sys::memcached_return_t] {
+        match self {
+            Store::Set => &[],
+            // ASCII says NOTSTORED, binary DATA_EXISTS.
+            Store::Add => &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_DATA_EXISTS],
+            // ASCII says NOTSTORED, binary NOTFOUND.
+            Store::Replace | Store::Append | Store::Prepend => {
+                &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_NOTFOUND]
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Store::Set => "set",
+            Store::Add => "add",
+            Store::Replace => "replace",
+            Store::Append => "append",
+            Store::Prepend => "prepend",
+        }
+    }
+
+    fn compression(self) -> Compress {
+        match self {
+            Store::Set | Store::Add | Store::Replace => Compress::Allowed,
+            Store::Append | Store::Prepend => Compress::Joins,
+        }
+    }
+}
+
+/// Whether a command's value may be compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compress {
+    Allowed,
+    /// Not compressed (cas, as pylibmc).
+    Never,
+    /// The bytes join an existing value, so compressed bytes would corrupt it.
+    Joins,
+}
+
 const CAS_REFUSED: &[sys::memcached_return_t] =
     &[sys::MEMCACHED_DATA_EXISTS, sys::MEMCACHED_NOTFOUND];
 
@@ -132,6 +207,7 @@ impl Client {
     pub(crate) fn from_raw(raw: *mut sys::memcached_st) -> Option<Client> {
         NonNull::new(raw).map(|raw| Client {
             raw,
+            settings: Settings::default(),
             _not_sync: PhantomData,
         })
     }
@@ -161,7 +237,7 @@ impl Client {
             MallocBuf::new(ptr, len)
         };
         match rc {
-            sys::MEMCACHED_SUCCESS => decode(key, data.as_slice(), flags).map(Some),
+            sys::MEMCACHED_SUCCESS => self.decode(key, data.as_slice(), flags).map(Some),
             sys::MEMCACHED_NOTFOUND => Ok(None),
             rc => Err(self.error(rc, Some(key))),
         }
@@ -174,7 +250,7 @@ impl Client {
         let _cas = CasTokens::on(self);
         let mut found = None;
         fetch(self, &[key], |item| {
-            found = Some((decode(item.key, item.value, item.flags)?, item.cas));
+            found = Some((self.decode(item.key, item.value, item.flags)?, item.cas));
             Ok(())
         })?;
         Ok(found)
@@ -189,14 +265,8 @@ impl Client {
         value: impl ToValue,
         exp: impl Into<Expiration>,
     ) -> Result<()> {
-        self.store(
-            sys::memcached_set_by_key,
-            &[],
-            key.as_ref(),
-            &value,
-            exp.into(),
-        )
-        .map(drop)
+        self.store(Store::Set, key.as_ref(), &value, exp.into())
+            .map(drop)
     }
 
     /// Stores `value` only if `key` does not exist. `Ok(false)`: it exists.
@@ -206,13 +276,7 @@ impl Client {
         value: impl ToValue,
         exp: impl Into<Expiration>,
     ) -> Result<bool> {
-        self.store(
-            sys::memcached_add_by_key,
-            ADD_REFUSED,
-            key.as_ref(),
-            &value,
-            exp.into(),
-        )
+        self.store(Store::Add, key.as_ref(), &value, exp.into())
     }
 
     /// Stores `value` only if `key` exists. `Ok(false)`: it does not.
@@ -222,37 +286,19 @@ impl Client {
         value: impl ToValue,
         exp: impl Into<Expiration>,
     ) -> Result<bool> {
-        self.store(
-            sys::memcached_replace_by_key,
-            NEEDS_EXISTING,
-            key.as_ref(),
-            &value,
-            exp.into(),
-        )
+        self.store(Store::Replace, key.as_ref(), &value, exp.into())
     }
 
     /// Appends `value`'s bytes to the existing value of `key` (its flags stay). `Ok(false)`: the
     /// key does not exist.
     pub fn append(&self, key: impl AsRef<[u8]>, value: impl ToValue) -> Result<bool> {
-        self.store(
-            sys::memcached_append_by_key,
-            NEEDS_EXISTING,
-            key.as_ref(),
-            &value,
-            Expiration::Never,
-        )
+        self.store(Store::Append, key.as_ref(), &value, Expiration::Never)
     }
 
     /// Prepends `value`'s bytes to the existing value of `key` (its flags stay). `Ok(false)`:
     /// the key does not exist.
     pub fn prepend(&self, key: impl AsRef<[u8]>, value: impl ToValue) -> Result<bool> {
-        self.store(
-            sys::memcached_prepend_by_key,
-            NEEDS_EXISTING,
-            key.as_ref(),
-            &value,
-            Expiration::Never,
-        )
+        self.store(Store::Prepend, key.as_ref(), &value, Expiration::Never)
     }
 
     /// Stores `value` only if `key` still has the CAS token `cas` from [`Client::gets`].
@@ -272,7 +318,7 @@ impl Client {
             ));
         }
         self.check_key(key)?;
-        let encoded = value.to_value().map_err(Error::Encode)?;
+        let encoded = self.encode(&value, "cas", Compress::Never)?;
         // SAFETY: key and value pointers describe live slices for the whole call.
         let rc = unsafe {
             sys::memcached_cas_by_key(
@@ -451,11 +497,13 @@ impl Client {
     pub fn try_clone(&self) -> Result<Client> {
         // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
         let raw = unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) };
-        Client::from_raw(raw).ok_or_else(|| Error::Memcached {
+        let mut clone = Client::from_raw(raw).ok_or_else(|| Error::Memcached {
             code: ReturnCode::MemoryAllocationFailure,
             message: "memcached_clone failed".into(),
             server: None,
-        })
+        })?;
+        clone.settings = self.settings;
+        Ok(clone)
     }
 
     /// Sets a behavior. Changing some behaviors (the protocol, TCP options) closes the
@@ -507,20 +555,19 @@ impl Client {
         key::check(key, namespace_len, binary)
     }
 
-    fn store<V: ToValue + ?Sized>(
+    pub(crate) fn store<V: ToValue + ?Sized>(
         &self,
-        function: StoreFn,
-        not_stored: &[sys::memcached_return_t],
+        op: Store,
         key: &[u8],
         value: &V,
         exp: Expiration,
     ) -> Result<bool> {
         self.check_key(key)?;
-        let encoded = value.to_value().map_err(Error::Encode)?;
-        // SAFETY: `function` is one of libmemcached's storage calls; key and value pointers
+        let encoded = self.encode(value, op.name(), op.compression())?;
+        // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
         // describe live slices for the whole call. The key is its own group key.
         let rc = unsafe {
-            function(
+            op.function()(
                 self.as_ptr(),
                 key.as_ptr().cast(),
                 key.len(),
@@ -532,7 +579,53 @@ impl Client {
                 encoded.flags,
             )
         };
-        self.stored(rc, not_stored, key, encoded.data.len())
+        self.stored(rc, op.not_stored(), key, encoded.data.len())
+    }
+
+    /// Encodes a value, compressing it where the command allows.
+    fn encode<'v, V: ToValue + ?Sized>(
+        &self,
+        value: &'v V,
+        op: &str,
+        compress: Compress,
+    ) -> Result<Encoded<'v>> {
+        let encoded = value.to_value().map_err(Error::Encode)?;
+        let asked = value.compression().is_some_and(|c| !c.is_off());
+        match compress {
+            Compress::Allowed => value
+                .compression()
+                .unwrap_or(self.settings.compression)
+                .apply(encoded),
+            _ if asked => Err(Error::InvalidArgument(format!(
+                "{op} never compresses values"
+            ))),
+            Compress::Joins if encoded.flags & flags::ZLIB != 0 => Err(Error::InvalidArgument(
+                format!("{op} of compressed bytes would corrupt the value they join"),
+            )),
+            _ => Ok(encoded),
+        }
+    }
+
+    /// Decodes a fetched value, inflating it first if it is compressed.
+    pub(crate) fn decode<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
+        let inflated;
+        let data = if flags & flags::ZLIB != 0 {
+            inflated =
+                compression::inflate(data, self.settings.max_inflated_len).map_err(|reason| {
+                    Error::Decompress {
+                        key: key.to_vec(),
+                        reason,
+                    }
+                })?;
+            &inflated[..]
+        } else {
+            data
+        };
+        V::from_value(data, flags).map_err(|source| Error::Decode {
+            key: key.to_vec(),
+            flags,
+            source,
+        })
     }
 
     /// Maps a storage command's code: stored, not stored, or an error.
@@ -640,15 +733,14 @@ impl Client {
                 Err(Error::NotFound) if attempts < 3 => {}
                 other => return other,
             }
-            // Stored with flags 0, as the binary protocol creates counters.
+            // Stored with flags 0, as the binary protocol creates counters, and never
+            // compressed: the server must be able to count on it.
             let digits = initial.to_string();
-            if self.store(
-                sys::memcached_add_by_key,
-                ADD_REFUSED,
-                key,
-                &Encoded::borrowed(digits.as_bytes(), flags::BYTES),
-                exp,
-            )? {
+            let counter = Compressed::new(
+                Encoded::borrowed(digits.as_bytes(), flags::BYTES),
+                Compression::OFF,
+            );
+            if self.store(Store::Add, key, &counter, exp)? {
                 return Ok(initial);
             }
             attempts += 1;
@@ -840,15 +932,6 @@ impl Drop for MallocBuf {
         // SAFETY: per `new`, the buffer is ours and came from malloc (free(NULL) is a no-op).
         unsafe { libc::free(self.ptr.cast()) }
     }
-}
-
-/// Decodes a fetched value, naming the key in the error.
-pub(crate) fn decode<V: FromValue>(key: &[u8], data: &[u8], flags: u32) -> Result<V> {
-    V::from_value(data, flags).map_err(|source| Error::Decode {
-        key: key.to_vec(),
-        flags,
-        source,
-    })
 }
 
 /// The `host: ...` part of a libmemcached error message.

@@ -111,6 +111,19 @@ pub enum Error {
     #[error("cannot encode value: {0}")]
     Encode(#[source] BoxError),
 
+    /// A compressed value could not be inflated: a corrupt stream, bytes appended to it, or more
+    /// than the client's limit on inflated values.
+    #[error(
+        "cannot decompress the value of {}: {reason}",
+        crate::key::display(key)
+    )]
+    Decompress {
+        /// The key whose value failed to inflate.
+        key: Vec<u8>,
+        /// Why.
+        reason: String,
+    },
+
     /// A stored value does not decode into the requested type.
     #[error(
         "cannot decode the value of {} (flags {flags}): {source}",

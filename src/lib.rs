@@ -34,14 +34,18 @@
 //! - [`testing`]: real memcached processes for tests.
 
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
 
 mod behavior;
 mod builder;
 mod client;
+mod compression;
 mod error;
 mod expiration;
 mod fetch;
+#[cfg(feature = "serde")]
+mod json;
 mod key;
 mod server;
 pub mod testing;
@@ -50,11 +54,14 @@ pub mod value;
 pub use behavior::{Behavior, Distribution, Hash};
 pub use builder::ClientBuilder;
 pub use client::Client;
+pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 pub use error::{BoxError, Error, InvalidKeyReason, Result, ReturnCode};
 pub use expiration::Expiration;
+#[cfg(feature = "serde")]
+pub use json::Json;
 pub use key::MAX_KEY_LEN;
 pub use server::{DEFAULT_PORT, Server, ServerSpec, Transport};
-pub use value::{Encoded, FromValue, ToValue};
+pub use value::{Encoded, FromValue, ToValue, Value};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

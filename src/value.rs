@@ -1,13 +1,23 @@
 //! Values and their flags, in pylibmc's format so Rust and Python can share a cache.
 //!
-//! | Rust type | stored as | flags |
-//! |---|---|---|
-//! | `&[u8]`, `Vec<u8>` | the bytes | 0 ([`flags::BYTES`]) |
-//! | `&str`, `String` | UTF-8 | 16 ([`flags::TEXT`]) |
-//! | integers | decimal ASCII, so `incr`/`decr` work on them | 4 ([`flags::LONG`]) |
+//! | Rust type | stored as | flags | Python reads |
+//! |---|---|---|---|
+//! | `&[u8]`, `Vec<u8>`, `Cow<[u8]>` | the bytes | 0 ([`flags::BYTES`]) | `bytes` |
+//! | `&str`, `String`, `Cow<str>` | UTF-8 | 16 ([`flags::TEXT`]) | `str` |
+//! | integers | decimal ASCII, so `incr`/`decr` work on them | 4 ([`flags::LONG`]) | `int` |
+//! | `bool` | `"1"` or `"0"` | 2 ([`flags::INTEGER`]) | `int` (1 or 0), as pylibmc |
+//! | [`Value`] | by variant | by variant | by variant |
+//! | [`Encoded`], `(Vec<u8>, u32)` | the bytes | as given | by flags |
+//! | `Json<T>` (feature `serde`) | JSON | 32 ([`flags::JSON`]) | `bytes` |
+//!
+//! A compressed value ([`Compression`](crate::Compression)) carries the zlib flag (8) too and
+//! is inflated before decoding. Python's pickles (flags 1) are opaque bytes here:
+//! [`Value::Pickle`].
 //!
 //! Reading is by flags: text and integers also read back as bytes, and a number stored as bytes
-//! or text (a counter after `incr`) reads back as an integer.
+//! or text (a counter after `incr`) reads back as an integer. Reading a value into a type that
+//! does not fit its flags is [`Error::Decode`](crate::Error::Decode), naming the key and the
+//! flags. Bits outside pylibmc's type mask (other than 8) are ignored, as pylibmc does.
 //!
 //! Your own types implement [`ToValue`] and [`FromValue`]:
 //!
@@ -37,6 +47,7 @@
 
 use std::borrow::Cow;
 
+use crate::compression::Compression;
 use crate::error::BoxError;
 
 /// pylibmc's flag bits (the same as python-memcached's).
@@ -53,6 +64,9 @@ pub mod flags {
     pub const ZLIB: u32 = 1 << 3;
     /// UTF-8 text.
     pub const TEXT: u32 = 1 << 4;
+    /// JSON from `Json<T>` (feature `serde`). Outside pylibmc's type mask, so pylibmc reads these
+    /// values as bytes.
+    pub const JSON: u32 = 1 << 5;
     /// The bits that say what type a value is.
     pub const TYPE_MASK: u32 = PICKLE | INTEGER | LONG | TEXT;
 }
@@ -88,6 +102,12 @@ impl<'a> Encoded<'a> {
 pub trait ToValue {
     /// The bytes and flags to store.
     fn to_value(&self) -> Result<Encoded<'_>, BoxError>;
+
+    /// Compression for this value instead of the client's; `None` (the default) uses the
+    /// client's. [`Compressed`](crate::Compressed) sets it.
+    fn compression(&self) -> Option<Compression> {
+        None
+    }
 }
 
 /// A type that can be read back from stored bytes and flags.
@@ -99,6 +119,10 @@ pub trait FromValue: Sized {
 impl<T: ToValue + ?Sized> ToValue for &T {
     fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
         (**self).to_value()
+    }
+
+    fn compression(&self) -> Option<Compression> {
+        (**self).compression()
     }
 }
 
@@ -139,16 +163,144 @@ impl ToValue for String {
     }
 }
 
-/// Checks that a value is not of a type the caller cannot read as plain data.
-fn check_plain(flags: u32) -> Result<(), BoxError> {
-    if flags & flags::ZLIB != 0 {
-        return Err("the value is zlib-compressed".into());
+impl ToValue for Cow<'_, str> {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        self.as_ref().to_value()
     }
+}
+
+impl ToValue for Cow<'_, [u8]> {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        self.as_ref().to_value()
+    }
+}
+
+/// `"1"` or `"0"` with flags 2, as pylibmc writes `True` and `False`.
+impl ToValue for bool {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        let digit: &'static [u8] = if *self { b"1" } else { b"0" };
+        Ok(Encoded::borrowed(digit, flags::INTEGER))
+    }
+}
+
+/// Raw bytes with their flags.
+impl ToValue for (Vec<u8>, u32) {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        Ok(Encoded::borrowed(&self.0, self.1))
+    }
+}
+
+/// Raw bytes with their flags.
+impl ToValue for (&[u8], u32) {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        Ok(Encoded::borrowed(self.0, self.1))
+    }
+}
+
+/// Checks that a value is bytes, text or a number, which all read as plain data.
+fn check_plain(flags: u32) -> Result<(), BoxError> {
     match flags & flags::TYPE_MASK {
         flags::BYTES | flags::TEXT | flags::INTEGER | flags::LONG => Ok(()),
-        flags::PICKLE => Err("the value is a Python pickle".into()),
+        flags::PICKLE => Err("the value is a Python pickle (read it as Value::Pickle)".into()),
         other => Err(format!("unknown type flags {other}").into()),
     }
+}
+
+/// Raw bytes with their flags as stored (less the zlib flag once inflated), whatever they are.
+impl FromValue for (Vec<u8>, u32) {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        Ok((data.to_vec(), flags & !flags::ZLIB))
+    }
+}
+
+/// Raw bytes with their flags as stored (less the zlib flag once inflated), whatever they are.
+impl FromValue for Encoded<'static> {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        Ok(Encoded::owned(data.to_vec(), flags & !flags::ZLIB))
+    }
+}
+
+/// `true` for `1`, `false` for `0`, stored as a number, text or bytes.
+impl FromValue for bool {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        match u8::from_value(data, flags)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("{other} is not a boolean (0 or 1)").into()),
+        }
+    }
+}
+
+/// Any value, decoded by its flags, as pylibmc decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Value {
+    /// Bytes (flags 0).
+    Bytes(Vec<u8>),
+    /// UTF-8 text (flags 16).
+    Text(String),
+    /// An integer (flags 4, or 2 as pylibmc writes `bool`s and python-memcached writes `int`s).
+    Int(i128),
+    /// An integer beyond `i128` (Python's are unbounded), as decimal digits with an optional
+    /// leading `-`.
+    BigInt(String),
+    /// A Python pickle (flags 1), as stored.
+    Pickle(Vec<u8>),
+    /// A value whose type flags this crate does not know (such as 3), as stored.
+    Other {
+        /// The flags, less the zlib flag.
+        flags: u32,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        Ok(match self {
+            Value::Bytes(b) => Encoded::borrowed(b, flags::BYTES),
+            Value::Text(t) => Encoded::borrowed(t.as_bytes(), flags::TEXT),
+            Value::Int(i) => Encoded::owned(i.to_string().into_bytes(), flags::LONG),
+            Value::BigInt(digits) => {
+                check_big_int(digits)?;
+                Encoded::borrowed(digits.as_bytes(), flags::LONG)
+            }
+            Value::Pickle(p) => Encoded::borrowed(p, flags::PICKLE),
+            Value::Other { flags, data } => Encoded::borrowed(data, *flags),
+        })
+    }
+}
+
+impl FromValue for Value {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        Ok(match flags & flags::TYPE_MASK {
+            flags::BYTES => Value::Bytes(data.to_vec()),
+            flags::TEXT => Value::Text(std::str::from_utf8(data)?.to_owned()),
+            flags::PICKLE => Value::Pickle(data.to_vec()),
+            flags::INTEGER | flags::LONG => {
+                let text = std::str::from_utf8(data)?.trim_end_matches(' ');
+                match text.parse() {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => {
+                        check_big_int(text)?;
+                        Value::BigInt(text.to_owned())
+                    }
+                }
+            }
+            _ => Value::Other {
+                flags: flags & !flags::ZLIB,
+                data: data.to_vec(),
+            },
+        })
+    }
+}
+
+fn check_big_int(text: &str) -> Result<(), BoxError> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not an integer").into());
+    }
+    Ok(())
 }
 
 impl FromValue for Vec<u8> {
@@ -214,7 +366,59 @@ mod tests {
         assert!(String::from_value(&[0xff], 16).is_err());
         assert!(u8::from_value(b"300", 4).is_err());
         assert!(Vec::<u8>::from_value(b"x", 1).is_err());
-        assert!(Vec::<u8>::from_value(b"x", 8).is_err());
         assert!(Vec::<u8>::from_value(b"x", 3).is_err());
+        assert_eq!(
+            Vec::<u8>::from_value(b"x", 32).unwrap(),
+            b"x",
+            "bits beyond the mask"
+        );
+        assert!(bool::from_value(b"1", 2).unwrap());
+        assert!(!bool::from_value(b"0", 4).unwrap());
+        assert!(bool::from_value(b"2", 2).is_err());
+    }
+
+    #[test]
+    fn values_decode_like_pylibmc() {
+        assert_eq!(
+            Value::from_value(b"x", 0).unwrap(),
+            Value::Bytes(b"x".to_vec())
+        );
+        assert_eq!(
+            Value::from_value(b"x", 32).unwrap(),
+            Value::Bytes(b"x".to_vec())
+        );
+        assert_eq!(
+            Value::from_value("é".as_bytes(), 16).unwrap(),
+            Value::Text("é".into())
+        );
+        assert_eq!(Value::from_value(b"-5", 4).unwrap(), Value::Int(-5));
+        assert_eq!(Value::from_value(b"1", 2).unwrap(), Value::Int(1));
+        let big = "1180591620717411303424"; // 2**70
+        assert_eq!(
+            Value::from_value(big.as_bytes(), 4).unwrap(),
+            Value::Int(1 << 70)
+        );
+        let huge = "1".repeat(60);
+        assert_eq!(
+            Value::from_value(huge.as_bytes(), 4).unwrap(),
+            Value::BigInt(huge.clone())
+        );
+        assert!(Value::from_value(b"12a", 4).is_err());
+        assert_eq!(
+            Value::from_value(b"\x80", 1).unwrap(),
+            Value::Pickle(b"\x80".to_vec())
+        );
+        assert_eq!(
+            Value::from_value(b"?", 3 | 8).unwrap(),
+            Value::Other {
+                flags: 3,
+                data: b"?".to_vec()
+            }
+        );
+        for v in [Value::Int(-7), Value::BigInt(huge), Value::Text("t".into())] {
+            let e = v.to_value().unwrap();
+            assert_eq!(Value::from_value(&e.data, e.flags).unwrap(), v);
+        }
+        assert!(Value::BigInt("12x".into()).to_value().is_err());
     }
 }

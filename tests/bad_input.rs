@@ -693,24 +693,39 @@ fn values_that_do_not_decode_name_the_key_and_leave_the_client_working() {
         // The value is still there, readable as what it is.
         assert_eq!(mc.get::<String>(&text).unwrap().as_deref(), Some("abc"));
 
-        // A Python pickle (flags 1) and a zlib-compressed value (flags 8) are not plain bytes.
-        for flags in [1, 8] {
-            let key = common::key(&format!("decode-{flags}-{protocol}"));
-            mc.set(
-                &key,
-                Encoded::owned(vec![0x80, 0x04, b'K', 0x2a, b'.'], flags),
-                0,
-            )
-            .unwrap();
-            let what = format!("{protocol} flags {flags}");
-            assert_decode(mc.get::<Vec<u8>>(&key), &key, flags, &what);
-            canary.check(&mc, &format!("after {what}"));
-            assert_decode(mc.get::<String>(&key), &key, flags, &what);
-            assert_decode(mc.gets::<Vec<u8>>(&key), &key, flags, &what);
-            canary.check(&mc, &format!("after gets {what}"));
-            // Still stored, untouched.
-            assert!(mc.delete(&key).unwrap(), "{what}");
+        // A Python pickle (flags 1) is not plain bytes.
+        let key = common::key(&format!("decode-pickle-{protocol}"));
+        let pickle = vec![0x80, 0x04, b'K', 0x2a, b'.'];
+        mc.set(&key, Encoded::owned(pickle.clone(), 1), 0).unwrap();
+        let what = format!("{protocol} pickle");
+        assert_decode(mc.get::<Vec<u8>>(&key), &key, 1, &what);
+        canary.check(&mc, &format!("after {what}"));
+        assert_decode(mc.get::<String>(&key), &key, 1, &what);
+        assert_decode(mc.gets::<Vec<u8>>(&key), &key, 1, &what);
+        canary.check(&mc, &format!("after gets {what}"));
+        // Still stored, untouched.
+        assert_eq!(
+            mc.get::<(Vec<u8>, u32)>(&key).unwrap(),
+            Some((pickle.clone(), 1))
+        );
+
+        // The zlib flag (8) on bytes that are not zlib: a decompression error.
+        let key = common::key(&format!("decode-zlib-{protocol}"));
+        mc.set(&key, Encoded::owned(pickle, 8), 0).unwrap();
+        for result in [
+            mc.get::<Vec<u8>>(&key).map(drop),
+            mc.gets::<Vec<u8>>(&key).map(drop),
+        ] {
+            match result {
+                Err(Error::Decompress { key: k, reason }) => {
+                    assert_eq!(k, key.as_bytes(), "{protocol}");
+                    assert!(reason.contains("corrupt"), "{protocol}: {reason}");
+                }
+                other => panic!("{protocol}: expected Decompress, got {other:?}"),
+            }
+            canary.check(&mc, &format!("after a corrupt zlib value ({protocol})"));
         }
+        assert!(mc.delete(&key).unwrap(), "{protocol}");
     }
 }
 
