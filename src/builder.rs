@@ -34,6 +34,7 @@ pub struct ClientBuilder {
     binary: bool,
     behaviors: Vec<Behavior>,
     settings: Settings,
+    namespace: Option<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -65,6 +66,13 @@ impl ClientBuilder {
     /// Sets a behavior; later settings of the same behavior win.
     pub fn behavior(mut self, behavior: Behavior) -> Self {
         self.behaviors.push(behavior);
+        self
+    }
+
+    /// A namespace libmemcached puts in front of every key of every operation (and takes off
+    /// the keys it returns). The 250-byte key limit counts it. At most 128 bytes.
+    pub fn namespace(mut self, namespace: impl AsRef<[u8]>) -> Self {
+        self.namespace = Some(namespace.as_ref().to_vec());
         self
     }
 
@@ -131,8 +139,42 @@ impl ClientBuilder {
         for spec in &self.servers {
             add_server(&client, spec)?;
         }
+        if let Some(namespace) = &self.namespace {
+            set_namespace(&client, namespace)?;
+        }
         Ok(client)
     }
+}
+
+fn set_namespace(client: &Client, namespace: &[u8]) -> Result<()> {
+    /// libmemcached's limit (MEMCACHED_PREFIX_KEY_MAX_SIZE).
+    const MAX: usize = 128;
+    let invalid = |why: &str| {
+        Error::InvalidConfig(format!(
+            "namespace {}: {why}",
+            crate::key::display(namespace)
+        ))
+    };
+    if namespace.len() > MAX {
+        return Err(invalid("longer than 128 bytes"));
+    }
+    client.check_key(namespace).map_err(|e| match e {
+        Error::InvalidKey { reason, .. } => invalid(&reason.to_string()),
+        other => other,
+    })?;
+    let namespace = CString::new(namespace).map_err(|_| invalid("contains a NUL byte"))?;
+    // SAFETY: a NUL-terminated string, which libmemcached copies.
+    let rc = unsafe {
+        sys::memcached_callback_set(
+            client.as_ptr(),
+            sys::MEMCACHED_CALLBACK_NAMESPACE,
+            namespace.as_ptr().cast(),
+        )
+    };
+    if rc != sys::MEMCACHED_SUCCESS {
+        return Err(invalid(&ReturnCode::from_raw(rc).to_string()));
+    }
+    Ok(())
 }
 
 fn add_server(client: &Client, spec: &ServerSpec) -> Result<()> {

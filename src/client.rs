@@ -249,10 +249,11 @@ impl Client {
         self.check_key(key)?;
         let _cas = CasTokens::on(self);
         let mut found = None;
-        fetch(self, &[key], |item| {
-            found = Some((self.decode(item.key, item.value, item.flags)?, item.cas));
+        fetch(self, &[key], 0, |_, item| {
+            found = Some((self.decode(key, item.value, item.flags)?, item.cas));
             Ok(())
-        })?;
+        })
+        .map_err(Error::into_single)?;
         Ok(found)
     }
 
@@ -535,6 +536,11 @@ impl Client {
 
     /// Checks a key against memcached's rules for this client's protocol and namespace.
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
+        self.key_rules().check(key)
+    }
+
+    /// The key rules in force: the namespace's length and the protocol.
+    pub(crate) fn key_rules(&self) -> key::Rules {
         let mut rc = sys::MEMCACHED_SUCCESS;
         // SAFETY: the handle is valid; the namespace callback returns NULL or a NUL-terminated
         // string owned by the handle, read at once.
@@ -552,7 +558,10 @@ impl Client {
         };
         // The UDP protocol is ASCII.
         let binary = self.is_binary() && self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0;
-        key::check(key, namespace_len, binary)
+        key::Rules {
+            namespace_len,
+            binary,
+        }
     }
 
     pub(crate) fn store<V: ToValue + ?Sized>(
@@ -580,6 +589,15 @@ impl Client {
             )
         };
         self.stored(rc, op.not_stored(), key, encoded.data.len())
+    }
+
+    /// Encodes a value as `op` would send it.
+    pub(crate) fn encode_for<'v, V: ToValue + ?Sized>(
+        &self,
+        op: Store,
+        value: &'v V,
+    ) -> Result<Encoded<'v>> {
+        self.encode(value, op.name(), op.compression())
     }
 
     /// Encodes a value, compressing it where the command allows.
@@ -775,6 +793,15 @@ impl Client {
     /// The error for `rc`, with libmemcached's message and the server. Resets the connections
     /// when the code means their replies may be out of step.
     pub(crate) fn error(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Error {
+        let error = self.describe_error(rc, key);
+        if ReturnCode::from_raw(rc).needs_reset() {
+            self.disconnect_all();
+        }
+        error
+    }
+
+    /// The error for `rc`, leaving the connections as they are.
+    pub(crate) fn describe_error(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Error {
         let code = ReturnCode::from_raw(rc);
         if code == ReturnCode::NotFound {
             return Error::NotFound;
@@ -794,9 +821,6 @@ impl Client {
             key.and_then(|k| self.server_for_key(k).ok())
                 .map(|s| s.to_string())
         });
-        if code.needs_reset() {
-            self.disconnect_all();
-        }
         Error::Memcached {
             code,
             message: clean_message(&message),
@@ -807,7 +831,7 @@ impl Client {
     /// # Safety
     ///
     /// `instance` belongs to this handle, and no server was added since it was looked up.
-    unsafe fn server_of(&self, instance: *const sys::memcached_instance_st) -> Server {
+    pub(crate) unsafe fn server_of(&self, instance: *const sys::memcached_instance_st) -> Server {
         // SAFETY: per the contract; name and type are NUL-terminated strings owned by the
         // instance.
         let (host, kind, port) = unsafe {
@@ -832,7 +856,9 @@ impl Client {
     }
 
     /// The configured servers with their libmemcached instances.
-    fn instances(&self) -> impl Iterator<Item = (Server, *const sys::memcached_instance_st)> + '_ {
+    pub(crate) fn instances(
+        &self,
+    ) -> impl Iterator<Item = (Server, *const sys::memcached_instance_st)> + '_ {
         // SAFETY: the handle is valid.
         let count = unsafe { sys::memcached_server_count(self.as_ptr()) };
         (0..count).map(move |i| {
@@ -944,7 +970,7 @@ fn server_in_message(message: &str) -> Option<String> {
 /// libmemcached's message without the handle address in front and the source location behind:
 /// `(0x55d0...) CONNECTION FAILURE, host: ... -> src/get.cc:233` becomes
 /// `CONNECTION FAILURE, host: ...`.
-fn clean_message(message: &str) -> String {
+pub(crate) fn clean_message(message: &str) -> String {
     let message = match message.strip_prefix("(0x") {
         Some(rest) => rest.split_once(") ").map_or(message, |(_, m)| m),
         None => message,

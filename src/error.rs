@@ -124,6 +124,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A multi-key operation failed for some keys: each failure names its error (with the
+    /// server) and the keys it cost. Keys not listed were read or written as usual.
+    #[error("{}", describe_failures(failures))]
+    Multi {
+        /// The failures, one per server or cause.
+        failures: Vec<KeyFailure>,
+    },
+
     /// A stored value does not decode into the requested type.
     #[error(
         "cannot decode the value of {} (flags {flags}): {source}",
@@ -138,6 +146,43 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// Keys that one error cost in a multi-key operation.
+#[derive(Debug)]
+pub struct KeyFailure {
+    /// What went wrong (its [`Error::server`] names the server).
+    pub error: Error,
+    /// The keys affected, as the caller gave them (without a view's prefix).
+    pub keys: Vec<Vec<u8>>,
+}
+
+fn describe_failures(failures: &[KeyFailure]) -> String {
+    let keys: usize = failures.iter().map(|f| f.keys.len()).sum();
+    let mut text = match keys {
+        0 => format!("{} servers failed", failures.len()),
+        1 => "1 key failed".to_owned(),
+        n => format!("{n} keys failed"),
+    };
+    for failure in failures {
+        text.push_str(&format!("; {}", failure.error));
+        if failure.keys.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = failure
+            .keys
+            .iter()
+            .take(3)
+            .map(|k| crate::key::display(k))
+            .collect();
+        let more = failure.keys.len() - shown.len();
+        text.push_str(&format!(" ({}", shown.join(", ")));
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text.push(')');
+    }
+    text
 }
 
 fn on_server_unless_named(message: &str, server: &Option<String>) -> String {
@@ -191,21 +236,40 @@ impl fmt::Display for InvalidKeyReason {
 }
 
 impl Error {
-    /// The libmemcached return code behind this error, if it came from libmemcached.
+    /// The libmemcached return code behind this error, if it came from libmemcached. For
+    /// [`Error::Multi`], the first failure's.
     pub fn code(&self) -> Option<ReturnCode> {
         match self {
             Self::NotFound => Some(ReturnCode::NotFound),
             Self::TooBig { .. } => Some(ReturnCode::E2Big),
             Self::Memcached { code, .. } => Some(*code),
+            Self::Multi { failures } => failures.first().and_then(|f| f.error.code()),
             _ => None,
         }
     }
 
-    /// The server involved, when known.
+    /// The server involved, when known. For [`Error::Multi`], the first failure's.
     pub fn server(&self) -> Option<&str> {
         match self {
             Self::TooBig { server, .. } | Self::Memcached { server, .. } => server.as_deref(),
+            Self::Multi { failures } => failures.first().and_then(|f| f.error.server()),
             _ => None,
+        }
+    }
+
+    /// The one failure of a single-key operation that went through the multi-key path.
+    pub(crate) fn into_single(self) -> Error {
+        match self {
+            Self::Multi { mut failures } if failures.len() == 1 => failures.remove(0).error,
+            other => other,
+        }
+    }
+
+    /// The failures of a multi-key operation ([`Error::Multi`]); empty for other errors.
+    pub fn failures(&self) -> &[KeyFailure] {
+        match self {
+            Self::Multi { failures } => failures,
+            _ => &[],
         }
     }
 
@@ -215,8 +279,14 @@ impl Error {
     }
 
     /// A server could not be reached or dropped the connection, or is disabled after failures.
+    /// For [`Error::Multi`]: every failure is one of these.
     pub fn is_connection(&self) -> bool {
-        self.code().is_some_and(ReturnCode::is_connection)
+        match self {
+            Self::Multi { failures } => {
+                !failures.is_empty() && failures.iter().all(|f| f.error.is_connection())
+            }
+            _ => self.code().is_some_and(ReturnCode::is_connection),
+        }
     }
 
     /// An I/O wait ran past the poll timeout.

@@ -1,60 +1,329 @@
-//! The mget/fetch loop: one reused result struct, ended only by END or NOTFOUND.
+//! The mget/fetch loop behind `gets` and `get_multi`: one reused result struct, every reply
+//! read, and every server failure reported with the keys it cost.
+//!
+//! libmemcached's own loop is easy to misread: an mget quietly skips a server it cannot connect
+//! to, and a fetch stops at the first failing server. Both would turn into silently missing keys
+//! (pylibmc #301); here they become [`Error::Multi`].
 
+use std::collections::HashMap;
 use std::ffi::c_char;
 use std::mem::MaybeUninit;
 
 use libmemcached_sys as sys;
 
 use crate::client::Client;
-use crate::error::{Error, Result, ReturnCode};
+use crate::error::{Error, KeyFailure, Result, ReturnCode};
 
-/// One fetched item, borrowed from libmemcached until the next fetch.
+/// One fetched value, borrowed from libmemcached until the next fetch.
 pub(crate) struct Item<'a> {
-    pub key: &'a [u8],
     pub value: &'a [u8],
     pub flags: u32,
     pub cas: u64,
 }
 
-/// Requests `keys` (already checked) and hands each item found to `each`.
+/// Requests `keys` (already checked; each starts with `prefix_len` bytes of a view's prefix)
+/// and hands each value found to `each`, with the index of its key.
 ///
 /// Every reply is read even when `each` fails, so the connections stay in step; the first error
-/// of `each` is returned after that. A fetch that ends on anything but END or NOTFOUND is an
-/// error, never a short result, and resets the connections.
+/// of `each` is returned after that. Servers that failed make an [`Error::Multi`] naming them
+/// and the keys (without the prefix) they held.
 pub(crate) fn fetch(
     client: &Client,
     keys: &[&[u8]],
-    mut each: impl FnMut(Item<'_>) -> Result<()>,
+    prefix_len: usize,
+    mut each: impl FnMut(usize, Item<'_>) -> Result<()>,
 ) -> Result<()> {
+    let memc = client.as_ptr();
     let pointers: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr().cast()).collect();
     let lengths: Vec<usize> = keys.iter().map(|k| k.len()).collect();
-    let memc = client.as_ptr();
     // SAFETY: both arrays hold keys.len() entries describing live slices.
     let rc = unsafe { sys::memcached_mget(memc, pointers.as_ptr(), lengths.as_ptr(), keys.len()) };
-    if rc != sys::MEMCACHED_SUCCESS {
+    let mut failures = Failures::new(client, keys, prefix_len);
+    let mut pending = Pending::new(client);
+    let about_servers = ReturnCode::from_raw(rc).is_connection()
+        || matches!(rc, sys::MEMCACHED_FAILURE | sys::MEMCACHED_SOME_ERRORS);
+    if rc != sys::MEMCACHED_SUCCESS && !about_servers && pending.all_idle() {
+        // Refused as a whole: not supported (UDP), no servers, bad arguments.
         return Err(client.error(rc, keys.first().copied()));
     }
+    // A connection code speaks for one server at most (in binary, a disabled one fails the
+    // whole mget although the others were asked): read what the others owe regardless.
+    failures.unreached_servers(&pending);
+    if rc != sys::MEMCACHED_SUCCESS && failures.is_empty() && pending.all_idle() {
+        return Err(client.error(rc, keys.first().copied()));
+    }
+
     let mut result = ResultStruct::new(client)?;
-    let mut failed = None;
+    let mut index = KeyIndex::new(keys);
+    let mut found = vec![false; keys.len()];
+    let mut failed_each = None;
     loop {
         let mut rc = sys::MEMCACHED_SUCCESS;
         // SAFETY: `result` was created for this handle and is reused for every fetch.
         let fetched = unsafe { sys::memcached_fetch_result(memc, result.as_ptr(), &mut rc) };
-        if fetched.is_null() {
-            return match rc {
-                sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND => failed.map_or(Ok(()), Err),
-                rc => {
-                    let error = client.error(rc, None);
-                    client.disconnect_all();
-                    Err(error)
+        // libmemcached forgets a server that failed within a call that then returns another
+        // server's item, so failures are read off its error log after every call instead.
+        if let Some((error, dropped)) = pending.new_failure() {
+            failures.servers_failed(error, &dropped, &found);
+        }
+        if !fetched.is_null() {
+            // SAFETY: the fetch just filled the result; the item is used before the next one.
+            let (key, item) = unsafe { result.item() };
+            if let Some(i) = index.find(key) {
+                found[i] = true;
+                if failed_each.is_none() {
+                    failed_each = each(i, item).err();
                 }
-            };
+            }
+            continue;
         }
-        if failed.is_none() {
-            // SAFETY: the result holds a key and value that stay valid until the next fetch.
-            let item = unsafe { result.item() };
-            failed = each(item).err();
+        if !matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) && failures.is_empty() {
+            // An error that left no trace in the log: every key not found is in doubt.
+            failures.servers_failed(client.describe_error(rc, None), &[], &found);
         }
+        break;
+    }
+    if !failures.is_empty() {
+        // Whatever a failed server left unread must not answer a later request.
+        client.disconnect_all();
+        return Err(failures.into_error());
+    }
+    failed_each.map_or(Ok(()), Err)
+}
+
+/// Which servers still owe replies, and the newest error libmemcached logged, to tell which
+/// servers failed during each fetch call.
+struct Pending<'a> {
+    client: &'a Client,
+    instances: Vec<*const sys::memcached_instance_st>,
+    counts: Vec<u32>,
+    last_error: (sys::memcached_return_t, *const c_char),
+}
+
+impl<'a> Pending<'a> {
+    fn new(client: &'a Client) -> Self {
+        let instances: Vec<_> = client.instances().map(|(_, i)| i).collect();
+        let mut pending = Self {
+            client,
+            counts: vec![0; instances.len()],
+            instances,
+            last_error: (sys::MEMCACHED_SUCCESS, std::ptr::null()),
+        };
+        pending.refresh();
+        pending.last_error = pending.logged_error();
+        pending
+    }
+
+    /// The top of the handle's error log. libmemcached clears it when a request starts and
+    /// only adds to it until the next, so a new entry has a new address.
+    fn logged_error(&self) -> (sys::memcached_return_t, *const c_char) {
+        let memc = self.client.as_ptr();
+        // SAFETY: the handle is valid; only the pointer's identity is kept, never read later.
+        unsafe {
+            (
+                sys::memcached_last_error(memc),
+                sys::memcached_last_error_message(memc),
+            )
+        }
+    }
+
+    /// Updates the counts; returns the servers whose replies ended since the last refresh.
+    fn refresh(&mut self) -> Vec<usize> {
+        let mut ended = Vec::new();
+        for (i, &instance) in self.instances.iter().enumerate() {
+            // SAFETY: the instance is valid during this call (no server is added).
+            let count = unsafe { sys::memcached_server_response_count(instance) };
+            if self.counts[i] > 0 && count == 0 {
+                ended.push(i);
+            }
+            self.counts[i] = count;
+        }
+        ended
+    }
+
+    /// If a fetch call logged an error: the error, and the servers whose replies ended in that
+    /// call (the failed one among them; a server that ended normally in the same call cannot
+    /// be told apart, so its missing keys are reported too).
+    fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
+        let ended = self.refresh();
+        let logged = self.logged_error();
+        if logged == self.last_error || logged.0 == sys::MEMCACHED_SUCCESS {
+            return None;
+        }
+        self.last_error = logged;
+        Some((self.client.describe_error(logged.0, None), ended))
+    }
+
+    fn is_idle(&self, server: usize) -> bool {
+        self.counts[server] == 0
+    }
+
+    fn all_idle(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+    }
+}
+
+/// Maps returned keys to the index of the requested key. Replies mostly come in request order,
+/// so a cursor finds them; a map is built only when they do not.
+struct KeyIndex<'k> {
+    keys: &'k [&'k [u8]],
+    next: usize,
+    map: Option<HashMap<&'k [u8], usize>>,
+}
+
+impl<'k> KeyIndex<'k> {
+    fn new(keys: &'k [&'k [u8]]) -> Self {
+        Self {
+            keys,
+            next: 0,
+            map: None,
+        }
+    }
+
+    fn find(&mut self, key: &[u8]) -> Option<usize> {
+        if self.keys.get(self.next) == Some(&key) {
+            self.next += 1;
+            return Some(self.next - 1);
+        }
+        let keys = self.keys;
+        let map = self.map.get_or_insert_with(|| {
+            let mut map = HashMap::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate().rev() {
+                map.insert(*k, i);
+            }
+            map
+        });
+        map.get(key).copied()
+    }
+}
+
+/// The servers that failed during one fetch, with the keys they cost.
+struct Failures<'a> {
+    client: &'a Client,
+    keys: &'a [&'a [u8]],
+    prefix_len: usize,
+    /// The server index of each key, computed when first needed.
+    servers: Option<Vec<u32>>,
+    failures: Vec<KeyFailure>,
+}
+
+impl<'a> Failures<'a> {
+    fn new(client: &'a Client, keys: &'a [&'a [u8]], prefix_len: usize) -> Self {
+        Self {
+            client,
+            keys,
+            prefix_len,
+            servers: None,
+            failures: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// After the mget: a server that holds requested keys but owes no reply was never reached
+    /// (libmemcached skips servers it cannot connect to).
+    fn unreached_servers(&mut self, pending: &Pending<'_>) {
+        let idle: Vec<usize> = (0..pending.instances.len())
+            .filter(|&i| pending.is_idle(i))
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let servers = self.server_indexes().to_vec();
+        let instances: Vec<_> = self.client.instances().collect();
+        for i in idle {
+            let keys = self.keys_of(&servers, &[i], None);
+            if !keys.is_empty() {
+                let (server, instance) = &instances[i];
+                let error = instance_error(server, *instance);
+                self.failures.push(KeyFailure { error, keys });
+            }
+        }
+    }
+
+    /// `error` happened while the servers `suspects` ended their replies: their keys that did
+    /// not arrive, and those of the server the error names, are lost.
+    fn servers_failed(&mut self, error: Error, suspects: &[usize], found: &[bool]) {
+        let named = error.server().and_then(|name| {
+            self.client
+                .instances()
+                .position(|(server, _)| server.to_string() == name)
+        });
+        let mut blamed = suspects.to_vec();
+        blamed.extend(named.filter(|n| !suspects.contains(n)));
+        if blamed.is_empty() {
+            // Nobody to blame: every key not found is in doubt.
+            blamed = (0..self.client.instances().count()).collect();
+        }
+        let servers = self.server_indexes().to_vec();
+        let keys = self.keys_of(&servers, &blamed, Some(found));
+        if !keys.is_empty() {
+            self.failures.push(KeyFailure { error, keys });
+        }
+    }
+
+    /// The keys (without the prefix) on `on` that were not found and not reported yet.
+    fn keys_of(&self, servers: &[u32], on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
+        (0..self.keys.len())
+            .filter(|&k| on.contains(&(servers[k] as usize)))
+            .filter(|&k| found.is_none_or(|f| !f[k]))
+            .filter(|&k| !self.already_failed(self.keys[k]))
+            .map(|k| self.keys[k][self.prefix_len..].to_vec())
+            .collect()
+    }
+
+    fn already_failed(&self, key: &[u8]) -> bool {
+        let key = &key[self.prefix_len..];
+        self.failures
+            .iter()
+            .any(|f| f.keys.iter().any(|k| k == key))
+    }
+
+    fn server_indexes(&mut self) -> &[u32] {
+        let (client, keys) = (self.client, self.keys);
+        self.servers.get_or_insert_with(|| {
+            keys.iter()
+                // SAFETY: the key describes a live slice; the handle is valid.
+                .map(|k| unsafe {
+                    sys::memcached_generate_hash(client.as_ptr(), k.as_ptr().cast(), k.len())
+                })
+                .collect()
+        })
+    }
+
+    fn into_error(self) -> Error {
+        Error::Multi {
+            failures: self.failures,
+        }
+    }
+}
+
+/// The error libmemcached recorded for a server, or a connection failure if it recorded none.
+pub(crate) fn instance_error(
+    server: &crate::Server,
+    instance: *const sys::memcached_instance_st,
+) -> Error {
+    // SAFETY: the instance is valid during the call; its message is a NUL-terminated string it
+    // owns, copied at once.
+    let (rc, message) = unsafe {
+        let message = sys::memcached_server_error(instance);
+        let message = (!message.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(message)
+                .to_string_lossy()
+                .into_owned()
+        });
+        (sys::memcached_server_error_return(instance), message)
+    };
+    let code = match ReturnCode::from_raw(rc) {
+        ReturnCode::Success => ReturnCode::ConnectionFailure,
+        code => code,
+    };
+    Error::Memcached {
+        code,
+        message: message.map_or_else(|| code.to_string(), |m| crate::client::clean_message(&m)),
+        server: Some(server.to_string()),
     }
 }
 
@@ -83,10 +352,12 @@ impl ResultStruct {
         self.0.as_mut_ptr()
     }
 
+    /// The key and value of the item just fetched.
+    ///
     /// # Safety
     ///
     /// The result was just filled by a successful fetch; the item is used before the next one.
-    unsafe fn item(&self) -> Item<'_> {
+    unsafe fn item(&self) -> (&[u8], Item<'_>) {
         let r = self.0.as_ptr();
         // SAFETY: per the contract, key and value pointers are valid for their lengths (a NULL
         // value pointer only ever comes with length 0).
@@ -95,18 +366,19 @@ impl ResultStruct {
                 true => &[][..],
                 false => std::slice::from_raw_parts(ptr.cast::<u8>(), len),
             };
-            Item {
-                key: slice(
-                    sys::memcached_result_key_value(r),
-                    sys::memcached_result_key_length(r),
-                ),
+            let key = slice(
+                sys::memcached_result_key_value(r),
+                sys::memcached_result_key_length(r),
+            );
+            let item = Item {
                 value: slice(
                     sys::memcached_result_value(r),
                     sys::memcached_result_length(r),
                 ),
                 flags: sys::memcached_result_flags(r),
                 cas: sys::memcached_result_cas(r),
-            }
+            };
+            (key, item)
         }
     }
 }

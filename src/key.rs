@@ -6,9 +6,24 @@ use crate::error::{Error, InvalidKeyReason, Result};
 /// The longest key memcached accepts, in bytes, including any prefix or namespace.
 pub const MAX_KEY_LEN: usize = 250;
 
+/// The rules for one client's keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// The length of the namespace libmemcached puts in front of every key.
+    pub namespace_len: usize,
+    /// Whether the protocol is binary, which takes any byte in a key.
+    pub binary: bool,
+}
+
+impl Rules {
+    pub(crate) fn check(self, key: &[u8]) -> Result<()> {
+        check(key, self.namespace_len, self.binary)
+    }
+}
+
 /// Checks `key` (sent after `prefix_len` bytes of prefix) for the given protocol.
 pub(crate) fn check(key: &[u8], prefix_len: usize, binary: bool) -> Result<()> {
-    let reason = if key.is_empty() && prefix_len == 0 {
+    let reason = if key.is_empty() {
         InvalidKeyReason::Empty
     } else if key.len() + prefix_len > MAX_KEY_LEN {
         InvalidKeyReason::TooLong {

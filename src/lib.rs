@@ -47,7 +47,9 @@ mod fetch;
 #[cfg(feature = "serde")]
 mod json;
 mod key;
+mod multi;
 mod server;
+mod stats;
 pub mod testing;
 pub mod value;
 
@@ -55,12 +57,14 @@ pub use behavior::{Behavior, Distribution, Hash};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
-pub use error::{BoxError, Error, InvalidKeyReason, Result, ReturnCode};
+pub use error::{BoxError, Error, InvalidKeyReason, KeyFailure, Result, ReturnCode};
 pub use expiration::Expiration;
 #[cfg(feature = "serde")]
 pub use json::Json;
 pub use key::MAX_KEY_LEN;
+pub use multi::Prefixed;
 pub use server::{DEFAULT_PORT, Server, ServerSpec, Transport};
+pub use stats::ServerStats;
 pub use value::{Encoded, FromValue, ToValue, Value};
 
 #[cfg(doctest)]

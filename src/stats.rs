@@ -1,0 +1,214 @@
+//! Server statistics: every line each server sends.
+
+use std::ffi::{CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use libmemcached_sys as sys;
+
+use crate::client::Client;
+use crate::error::{Error, KeyFailure, Result};
+use crate::server::Server;
+
+/// One server's answer to `stats` (or `stats <arg>`), every line as the server sent it.
+///
+/// pylibmc returns only 22 fixed fields; here `"slabs"`, `"items"`, `"settings"` and the rest
+/// come through whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStats {
+    server: Server,
+    stats: Vec<(String, String)>,
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name(&self) -> Option<u64> {
+            self.get_u64(stringify!($name))
+        }
+    )*};
+}
+
+impl ServerStats {
+    /// The server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// A stat by name, as sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.stats
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A numeric stat by name.
+    pub fn get_u64(&self, name: &str) -> Option<u64> {
+        self.get(name)?.parse().ok()
+    }
+
+    /// Every stat, in the order the server sent them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.stats.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many stats the server sent.
+    pub fn len(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Whether the server sent none.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty()
+    }
+
+    /// The server's version (`version`).
+    pub fn version(&self) -> Option<&str> {
+        self.get("version")
+    }
+
+    counters! {
+        /// The server's process id (`pid`).
+        pid,
+        /// Seconds since the server started (`uptime`).
+        uptime,
+        /// Items stored now (`curr_items`).
+        curr_items,
+        /// Items stored since the start (`total_items`).
+        total_items,
+        /// Bytes used by items (`bytes`).
+        bytes,
+        /// The memory limit in bytes (`limit_maxbytes`).
+        limit_maxbytes,
+        /// Open connections (`curr_connections`).
+        curr_connections,
+        /// Connections since the start (`total_connections`).
+        total_connections,
+        /// Get requests (`cmd_get`).
+        cmd_get,
+        /// Storage requests (`cmd_set`).
+        cmd_set,
+        /// Gets that found their key (`get_hits`).
+        get_hits,
+        /// Gets that did not (`get_misses`).
+        get_misses,
+        /// Items evicted to make room (`evictions`).
+        evictions,
+        /// Worker threads (`threads`).
+        threads,
+    }
+}
+
+/// What the stats callback collects.
+struct Collector {
+    instances: Vec<*const sys::memcached_instance_st>,
+    stats: Vec<Vec<(String, String)>>,
+}
+
+unsafe extern "C" fn collect(
+    instance: *const sys::memcached_instance_st,
+    key: *const c_char,
+    key_length: usize,
+    value: *const c_char,
+    value_length: usize,
+    context: *mut c_void,
+) -> sys::memcached_return_t {
+    // No panic may cross back into C.
+    let collected = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `context` is the Collector passed to memcached_stat_execute by `stats`, alive
+        // and not otherwise borrowed during the call; key and value describe valid bytes.
+        let (collector, key, value) = unsafe {
+            (
+                &mut *context.cast::<Collector>(),
+                std::slice::from_raw_parts(key.cast::<u8>(), key_length),
+                std::slice::from_raw_parts(value.cast::<u8>(), value_length),
+            )
+        };
+        if let Some(i) = collector.instances.iter().position(|&p| p == instance) {
+            collector.stats[i].push((
+                String::from_utf8_lossy(key).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        }
+    }));
+    match collected {
+        Ok(()) => sys::MEMCACHED_SUCCESS,
+        Err(_) => sys::MEMCACHED_FAILURE,
+    }
+}
+
+impl Client {
+    /// Every server's statistics: `stats` with no argument, or a group such as `"settings"`,
+    /// `"slabs"`, `"items"` or `"sizes"`.
+    ///
+    /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
+    pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
+        let arg = match arg {
+            Some(arg) if arg.is_empty() || arg.bytes().any(|b| !(0x20..0x7f).contains(&b)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "stats argument {arg:?}: expected printable ASCII"
+                )));
+            }
+            Some(arg) => Some(CString::new(arg).expect("checked: no NUL")),
+            None => None,
+        };
+        let servers: Vec<(Server, *const sys::memcached_instance_st)> = self.instances().collect();
+        let mut collector = Collector {
+            instances: servers.iter().map(|(_, i)| *i).collect(),
+            stats: vec![Vec::new(); servers.len()],
+        };
+        // SAFETY: the argument is NULL or a NUL-terminated string; the callback matches
+        // memcached_stat_fn and gets the collector, which outlives the call.
+        let rc = unsafe {
+            sys::memcached_stat_execute(
+                self.as_ptr(),
+                arg.as_ref().map_or(std::ptr::null(), |a| a.as_ptr()),
+                Some(collect),
+                (&mut collector as *mut Collector).cast(),
+            )
+        };
+        // A server always has general stats, but some groups are empty on a healthy server
+        // (`items` with no items): then a server without lines failed only if libmemcached
+        // logged an error for it.
+        let failed = |instance: *const sys::memcached_instance_st| {
+            // SAFETY: the instance is valid during this call.
+            arg.is_none()
+                || unsafe { sys::memcached_server_error_return(instance) } != sys::MEMCACHED_SUCCESS
+        };
+        let failures: Vec<KeyFailure> = servers
+            .iter()
+            .zip(&collector.stats)
+            .filter(|((_, instance), stats)| stats.is_empty() && failed(*instance))
+            .map(|((server, instance), _)| KeyFailure {
+                error: crate::fetch::instance_error(server, *instance),
+                keys: Vec::new(),
+            })
+            .collect();
+        if !failures.is_empty() {
+            if failures.len() == servers.len() {
+                // Nothing answered, so the code says more (a bad argument, no servers).
+                return Err(self.error(rc, None));
+            }
+            return Err(Error::Multi { failures });
+        }
+        if rc != sys::MEMCACHED_SUCCESS && rc != sys::MEMCACHED_SOME_ERRORS {
+            return Err(self.error(rc, None));
+        }
+        Ok(servers
+            .into_iter()
+            .zip(collector.stats)
+            .map(|((server, _), stats)| ServerStats { server, stats })
+            .collect())
+    }
+
+    /// The smallest item size limit of the servers (`item_size_max`).
+    pub(crate) fn item_size_limit(&self) -> Result<usize> {
+        let settings = self.stats(Some("settings"))?;
+        settings
+            .iter()
+            .map(|s| s.get_u64("item_size_max").map(|n| n as usize))
+            .min()
+            .flatten()
+            .ok_or_else(|| Error::InvalidArgument("the servers report no item_size_max".into()))
+    }
+}

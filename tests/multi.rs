@@ -1,0 +1,522 @@
+//! Multi-key operations, prefixes, namespaces, bulk loads and stats against real memcached
+//! processes, in both protocols, including clusters with a dead or misbehaving server.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use libmemcached::testing::Memcached;
+use libmemcached::{Behavior, Client, Error, InvalidKeyReason};
+
+fn keys(tag: &str, n: usize) -> Vec<String> {
+    let base = common::key(tag);
+    (0..n).map(|i| format!("{base}:{i}")).collect()
+}
+
+#[test]
+fn get_multi_returns_the_hits_under_the_callers_keys() {
+    let server = common::server();
+    for (protocol, mc) in common::both_protocols(server.specs()) {
+        let ks = keys("gm", 100);
+        for (i, k) in ks.iter().enumerate().step_by(2) {
+            mc.set(k, i as u64, 0).unwrap();
+        }
+        let found: HashMap<&str, u64> = mc.get_multi(ks.iter().map(String::as_str)).unwrap();
+        assert_eq!(found.len(), 50, "{protocol}");
+        for (i, k) in ks.iter().enumerate() {
+            assert_eq!(
+                found.get(k.as_str()).copied(),
+                (i % 2 == 0).then_some(i as u64),
+                "{protocol}"
+            );
+        }
+
+        // Owned keys, byte keys, duplicates and an empty list.
+        let owned: HashMap<String, u64> = mc
+            .get_multi(vec![ks[0].clone(), ks[0].clone(), ks[1].clone()])
+            .unwrap();
+        assert_eq!(owned, HashMap::from([(ks[0].clone(), 0)]), "{protocol}");
+        let bytes: HashMap<Vec<u8>, String> = mc.get_multi([ks[2].as_bytes().to_vec()]).unwrap();
+        assert_eq!(bytes[ks[2].as_bytes()], "2");
+        let none: HashMap<String, String> = mc.get_multi(Vec::<String>::new()).unwrap();
+        assert!(none.is_empty());
+        let misses: HashMap<&str, String> = mc.get_multi(["nope-1", "nope-2"]).unwrap();
+        assert!(misses.is_empty(), "{protocol}");
+    }
+}
+
+#[test]
+fn get_multi_refuses_a_bad_key_before_sending_anything() {
+    let server = common::server();
+    let mc = common::client(server.specs(), false);
+    let k = common::key("good");
+    mc.set(&k, "v", 0).unwrap();
+    for bad in ["has space", "", "new\nline"] {
+        let err = mc.get_multi::<_, String>([k.as_str(), bad]).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
+    }
+    assert_eq!(
+        mc.get_multi::<_, String>([k.as_str()]).unwrap()[k.as_str()],
+        "v"
+    );
+}
+
+#[test]
+fn set_multi_and_add_multi_return_the_keys_not_stored() {
+    let server = common::server();
+    for (protocol, mc) in common::both_protocols(server.specs()) {
+        let ks = keys("sm", 20);
+        let not_stored = mc
+            .set_multi(ks.iter().map(|k| (k.as_str(), k.len())), 0)
+            .unwrap();
+        assert!(not_stored.is_empty(), "{protocol}");
+        let back: HashMap<&str, usize> = mc.get_multi(ks.iter().map(String::as_str)).unwrap();
+        assert_eq!(back.len(), 20);
+
+        let fresh = keys("am", 5);
+        let items = ks[..5].iter().chain(&fresh).map(|k| (k.clone(), "added"));
+        let existed = mc.add_multi(items, 0).unwrap();
+        assert_eq!(
+            existed,
+            ks[..5].to_vec(),
+            "{protocol}: add refuses existing keys"
+        );
+        let added: HashMap<String, String> = mc.get_multi(fresh.clone()).unwrap();
+        assert!(added.values().all(|v| v == "added") && added.len() == 5);
+    }
+}
+
+#[test]
+fn delete_incr_and_decr_multi_report_each_key() {
+    let server = common::server();
+    for (protocol, mc) in common::both_protocols(server.specs()) {
+        let ks = keys("counters", 4);
+        mc.set_multi(ks[..3].iter().map(|k| (k.as_str(), 10u64)), 0)
+            .unwrap();
+
+        let after = mc.incr_multi(ks.iter().map(String::as_str), 5).unwrap();
+        let expected: HashMap<&str, Option<u64>> = HashMap::from([
+            (ks[0].as_str(), Some(15)),
+            (ks[1].as_str(), Some(15)),
+            (ks[2].as_str(), Some(15)),
+            (ks[3].as_str(), None),
+        ]);
+        assert_eq!(after, expected, "{protocol}");
+
+        let by = mc
+            .incr_multi_by([(ks[0].as_str(), 1), (ks[1].as_str(), 100)])
+            .unwrap();
+        assert_eq!(by[ks[0].as_str()], Some(16));
+        assert_eq!(by[ks[1].as_str()], Some(115));
+        let down = mc.decr_multi([ks[0].as_str(), ks[3].as_str()], 20).unwrap();
+        assert_eq!(down[ks[0].as_str()], Some(0), "{protocol}: stops at 0");
+        assert_eq!(down[ks[3].as_str()], None);
+        let down_by = mc.decr_multi_by([(ks[1].as_str(), 15)]).unwrap();
+        assert_eq!(down_by[ks[1].as_str()], Some(100));
+
+        let missing = mc.delete_multi(ks.iter().map(String::as_str)).unwrap();
+        assert_eq!(
+            missing,
+            vec![ks[3].as_str()],
+            "{protocol}: only the missing key"
+        );
+        assert!(
+            mc.get_multi::<_, u64>(ks.iter().map(String::as_str))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn prefixed_views_add_and_strip_the_prefix() {
+    let server = common::server();
+    for (protocol, mc) in common::both_protocols(server.specs()) {
+        let prefix = format!("{}:", common::key("pfx"));
+        let view = mc.prefixed(&prefix);
+        assert_eq!(view.prefix(), prefix.as_bytes());
+        assert!(
+            view.set_multi([("a", "1"), ("b", "2")], 0)
+                .unwrap()
+                .is_empty()
+        );
+        // Stored under the full key...
+        assert_eq!(
+            mc.get::<String>(format!("{prefix}a")).unwrap().as_deref(),
+            Some("1"),
+            "{protocol}"
+        );
+        // ...and returned without the prefix.
+        let got: HashMap<&str, String> = view.get_multi(["a", "b", "c"]).unwrap();
+        assert_eq!(
+            got,
+            HashMap::from([("a", "1".to_string()), ("b", "2".to_string())]),
+            "{protocol}"
+        );
+        assert_eq!(
+            view.add_multi([("a", "x"), ("c", "3")], 0).unwrap(),
+            vec!["a"]
+        );
+        assert_eq!(view.incr_multi(["a", "zz"], 1).unwrap()["a"], Some(2));
+        assert_eq!(view.decr_multi_by([("a", 2)]).unwrap()["a"], Some(0));
+        assert_eq!(view.incr_multi_by([("b", 3)]).unwrap()["b"], Some(5));
+        assert_eq!(view.decr_multi(["b"], 1).unwrap()["b"], Some(4));
+        assert_eq!(view.delete_multi(["a", "b", "c", "d"]).unwrap(), vec!["d"]);
+        view.bulk_set([("bulk", "yes")], 0).unwrap();
+        assert_eq!(
+            mc.get::<String>(format!("{prefix}bulk"))
+                .unwrap()
+                .as_deref(),
+            Some("yes")
+        );
+
+        // The 250-byte limit counts the prefix.
+        let fits = "k".repeat(250 - prefix.len());
+        assert!(
+            view.set_multi([(fits.as_str(), "v")], 0)
+                .unwrap()
+                .is_empty(),
+            "{protocol}"
+        );
+        let over = "k".repeat(251 - prefix.len());
+        match view.get_multi::<_, String>([over.as_str()]) {
+            Err(Error::InvalidKey {
+                reason: InvalidKeyReason::TooLong { len: 251, max: 250 },
+                ..
+            }) => {}
+            other => panic!("{protocol}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_namespace_prefixes_every_operation() {
+    let server = common::own_server();
+    for binary in [false, true] {
+        let mc = Client::builder()
+            .servers([server.spec()])
+            .unwrap()
+            .binary(binary)
+            .namespace("app1:")
+            .build()
+            .unwrap();
+        let k = format!("ns-{binary}");
+        mc.set(&k, "v", 0).unwrap();
+        assert_eq!(
+            common::raw_get(&server.spec(), &format!("app1:{k}")).map(|v| v.1),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(
+            common::raw_get(&server.spec(), &k),
+            None,
+            "stored only under the namespace"
+        );
+        let got: HashMap<&str, String> = mc.get_multi([k.as_str()]).unwrap();
+        assert_eq!(
+            got[k.as_str()],
+            "v",
+            "multi-get keys come back without the namespace"
+        );
+        let (_, token) = mc.gets::<String>(&k).unwrap().unwrap();
+        assert!(mc.cas(&k, "w", token, 0).unwrap());
+        assert!(mc.delete(&k).unwrap());
+
+        let fits = "k".repeat(245);
+        mc.set(&fits, "v", 0).unwrap();
+        assert!(
+            matches!(
+                mc.set("k".repeat(246), "v", 0),
+                Err(Error::InvalidKey { .. })
+            ),
+            "the namespace counts"
+        );
+        // Clones keep the namespace.
+        assert_eq!(
+            mc.try_clone()
+                .unwrap()
+                .get::<String>(&fits)
+                .unwrap()
+                .as_deref(),
+            Some("v")
+        );
+    }
+    for bad in ["has space", "", &"n".repeat(129)] {
+        let err = Client::builder()
+            .servers([server.spec()])
+            .unwrap()
+            .namespace(bad)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{bad:?}: {err:?}");
+    }
+}
+
+/// Three servers, one of them killed: multi-key calls name exactly the dead server's keys.
+#[test]
+fn a_dead_server_in_a_cluster_is_named_with_its_keys() {
+    let mut servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let dead = specs[1].clone();
+    let clients = common::both_protocols(&specs);
+    let ks = keys("cluster", 60);
+    let owner: HashMap<&str, String> = ks
+        .iter()
+        .map(|k| {
+            (
+                k.as_str(),
+                clients[0].1.server_for_key(k).unwrap().to_string(),
+            )
+        })
+        .collect();
+    let on_dead: BTreeSet<Vec<u8>> = ks
+        .iter()
+        .filter(|k| owner[k.as_str()] == dead)
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    assert!(
+        !on_dead.is_empty() && on_dead.len() < ks.len(),
+        "keys spread over the cluster"
+    );
+    for (_, mc) in &clients {
+        mc.set_multi(ks.iter().map(|k| (k.as_str(), "v")), 0)
+            .unwrap();
+    }
+    servers[1].stop();
+
+    for (protocol, mc) in &clients {
+        for attempt in 0..2 {
+            // The first attempt meets the broken connection, the next a refused connect.
+            let err = mc
+                .get_multi::<_, String>(ks.iter().map(String::as_str))
+                .unwrap_err();
+            assert!(err.is_connection(), "{protocol} #{attempt}: {err:?}");
+            let failures = err.failures();
+            assert_eq!(failures.len(), 1, "{protocol} #{attempt}: {err}");
+            assert_eq!(
+                failures[0].error.server(),
+                Some(dead.as_str()),
+                "{protocol} #{attempt}"
+            );
+            let named: BTreeSet<Vec<u8>> = failures[0].keys.iter().cloned().collect();
+            assert_eq!(
+                named, on_dead,
+                "{protocol} #{attempt}: exactly the dead server's keys"
+            );
+            assert!(err.to_string().contains(&dead), "{err}");
+        }
+        // Live servers still answer, in the same call shape.
+        let live: Vec<&str> = ks
+            .iter()
+            .filter(|k| owner[k.as_str()] != dead)
+            .map(String::as_str)
+            .collect();
+        let got: HashMap<&str, String> = mc.get_multi(live.iter().copied()).unwrap();
+        assert_eq!(got.len(), live.len(), "{protocol}");
+
+        // Writes: every item is attempted; the error names the dead server's keys only.
+        let err = mc
+            .set_multi(ks.iter().map(|k| (k.as_str(), "new")), 0)
+            .unwrap_err();
+        let named: BTreeSet<Vec<u8>> = err.failures().iter().flat_map(|f| f.keys.clone()).collect();
+        assert_eq!(named, on_dead, "{protocol}: set_multi");
+        assert!(
+            err.failures()
+                .iter()
+                .all(|f| f.error.server() == Some(dead.as_str()))
+        );
+        let got: HashMap<&str, String> = mc.get_multi(live.iter().copied()).unwrap();
+        assert!(
+            got.values().all(|v| v == "new"),
+            "{protocol}: live servers got the writes"
+        );
+    }
+    for (protocol, mc) in &clients {
+        let err = mc.delete_multi(ks.iter().map(String::as_str)).unwrap_err();
+        assert!(err.is_connection(), "{protocol}: {err:?}");
+        let err = mc.incr_multi(ks.iter().map(String::as_str), 1).unwrap_err();
+        assert!(err.is_connection(), "{protocol}: {err:?}");
+    }
+}
+
+/// A server that starts a reply and hangs up: its keys are reported, the other server's are
+/// read, and the client works afterwards.
+#[test]
+fn a_server_dying_mid_reply_is_reported_not_truncated() {
+    let real = common::own_server();
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_spec = format!("127.0.0.1:{}", fake.local_addr().unwrap().port());
+    let handle = std::thread::spawn(move || {
+        // Two connections: the get_multi and the retry after it.
+        for _ in 0..2 {
+            let Ok((mut stream, _)) = fake.accept() else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let line = String::from_utf8_lossy(&request);
+            let first_key = line.split_whitespace().nth(1).unwrap_or("x").to_string();
+            let _ = stream.write_all(format!("VALUE {first_key} 0 10\r\nonly").as_bytes());
+        }
+    });
+    let mc = Client::builder()
+        .servers([real.spec(), fake_spec.clone()])
+        .unwrap()
+        .behavior(Behavior::PollTimeout(Duration::from_secs(2)))
+        .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let ks = keys("midway", 40);
+    let on_fake: BTreeSet<Vec<u8>> = ks
+        .iter()
+        .filter(|k| mc.server_for_key(k).unwrap().to_string() == fake_spec)
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    assert!(!on_fake.is_empty() && on_fake.len() < ks.len());
+    let direct = Client::new([real.spec()]).unwrap();
+    for k in &ks {
+        direct.set(k, "real", 0).unwrap();
+    }
+    let err = mc
+        .get_multi::<_, String>(ks.iter().map(String::as_str))
+        .unwrap_err();
+    let failures = err.failures();
+    assert_eq!(failures.len(), 1, "{err}");
+    assert_eq!(
+        failures[0].error.server(),
+        Some(fake_spec.as_str()),
+        "{err}"
+    );
+    let named: BTreeSet<Vec<u8>> = failures[0].keys.iter().cloned().collect();
+    assert_eq!(named, on_fake, "{err}");
+    // The real server's keys are fine, and the connection to it is in step.
+    let live: Vec<&str> = ks
+        .iter()
+        .filter(|k| !on_fake.contains(k.as_bytes()))
+        .map(String::as_str)
+        .collect();
+    let got: HashMap<&str, String> = mc.get_multi(live.iter().copied()).unwrap();
+    assert_eq!(got.len(), live.len());
+    assert!(got.values().all(|v| v == "real"));
+    drop(mc);
+    let _ = std::net::TcpStream::connect(&fake_spec);
+    let _ = handle.join();
+}
+
+#[test]
+fn bulk_set_stores_everything_in_both_protocols() {
+    let server = common::server();
+    for (protocol, mc) in common::both_protocols(server.specs()) {
+        let ks = keys("bulk", 1000);
+        mc.bulk_set(ks.iter().map(|k| (k.as_str(), k.as_str())), 0)
+            .unwrap();
+        let got: HashMap<&str, String> = mc.get_multi(ks.iter().map(String::as_str)).unwrap();
+        assert_eq!(got.len(), 1000, "{protocol}");
+        assert!(got.iter().all(|(k, v)| k == v), "{protocol}");
+        // A later acknowledged command gets its own reply, not a leftover.
+        let k = common::key("after-bulk");
+        assert!(mc.add(&k, "x", 0).unwrap(), "{protocol}");
+        assert!(!mc.add(&k, "x", 0).unwrap(), "{protocol}");
+        mc.bulk_set(Vec::<(&str, &str)>::new(), 0).unwrap();
+    }
+}
+
+#[test]
+fn bulk_set_refuses_oversized_values_before_sending_anything() {
+    let server = common::own_server();
+    let mc = Client::new([server.spec()]).unwrap();
+    let ks = keys("bulk-big", 3);
+    let items = vec![
+        (ks[0].as_str(), vec![1u8; 10]),
+        (ks[1].as_str(), vec![2u8; 2 << 20]),
+        (ks[2].as_str(), vec![3u8; 10]),
+    ];
+    let err = mc.bulk_set(items, 0).unwrap_err();
+    assert_eq!(err.failures().len(), 1, "{err}");
+    assert_eq!(err.failures()[0].keys, vec![ks[1].as_bytes().to_vec()]);
+    assert!(
+        mc.get_multi::<_, Vec<u8>>(ks.iter().map(String::as_str))
+            .unwrap()
+            .is_empty(),
+        "nothing sent"
+    );
+    assert!(matches!(
+        mc.bulk_set([("bad key", "v")], 0),
+        Err(Error::InvalidKey { .. })
+    ));
+    mc.set(&ks[0], "fine", 0).unwrap();
+    assert_eq!(mc.get::<String>(&ks[0]).unwrap().as_deref(), Some("fine"));
+}
+
+#[test]
+fn stats_return_every_line_of_every_server() {
+    let servers = [common::own_server(), common::own_server()];
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    for (protocol, mc) in common::both_protocols(&specs) {
+        mc.set("k", "v", 0).unwrap();
+        let _ = mc.get::<String>("k").unwrap();
+        let stats = mc.stats(None).unwrap();
+        assert_eq!(stats.len(), 2, "{protocol}");
+        for (s, process) in stats.iter().zip(&servers) {
+            assert_eq!(s.server().to_string(), process.spec());
+            assert!(
+                s.len() > 50,
+                "{protocol}: {} stats, pylibmc gives 22",
+                s.len()
+            );
+            assert_eq!(s.pid(), process.pid().map(u64::from));
+            assert!(s.version().unwrap().starts_with("1."));
+            assert!(s.uptime().is_some() && s.threads().is_some() && s.limit_maxbytes().is_some());
+            assert!(s.curr_connections().unwrap() >= 1);
+            assert_eq!(s.iter().count(), s.len());
+        }
+        let total_items: u64 = stats.iter().map(|s| s.curr_items().unwrap()).sum();
+        assert!(total_items >= 1, "{protocol}");
+        let hits: u64 = stats.iter().map(|s| s.get_hits().unwrap()).sum();
+        assert!(hits >= 1, "{protocol}");
+
+        let settings = mc.stats(Some("settings")).unwrap();
+        assert_eq!(
+            settings[0].get("item_size_max"),
+            Some("1048576"),
+            "{protocol}"
+        );
+        assert_eq!(settings[0].get("udpport"), Some("0"));
+        let slabs = mc.stats(Some("slabs")).unwrap();
+        assert!(
+            slabs.iter().any(|s| s.get("active_slabs").is_some()),
+            "{protocol}"
+        );
+        let items = mc.stats(Some("items")).unwrap();
+        assert!(
+            items
+                .iter()
+                .any(|s| s.iter().any(|(k, _)| k.starts_with("items:"))),
+            "{protocol}"
+        );
+    }
+}
+
+#[test]
+fn bad_stats_arguments_and_dead_servers_are_errors() {
+    let mut servers = [common::own_server(), common::own_server()];
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let mc = Client::new(&specs).unwrap();
+    for bad in ["", "items\r\nflush_all", "sl\0abs", "élan"] {
+        assert!(
+            matches!(mc.stats(Some(bad)), Err(Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
+    let err = mc.stats(Some("bogus")).unwrap_err();
+    assert!(err.code().is_some(), "{err:?}");
+    assert_eq!(mc.stats(None).unwrap().len(), 2, "the client still works");
+
+    servers[0].stop();
+    let err = mc.stats(None).unwrap_err();
+    assert_eq!(err.failures().len(), 1, "{err}");
+    assert_eq!(err.server(), Some(specs[0].as_str()));
+    assert!(err.is_connection());
+}
