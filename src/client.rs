@@ -1,6 +1,6 @@
 //! [`Client`]: owns one libmemcached handle; single-key operations.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char};
 use std::fmt;
 use std::marker::PhantomData;
@@ -33,6 +33,9 @@ use crate::value::{Encoded, FromValue, ToValue, flags};
 pub struct Client {
     raw: NonNull<sys::memcached_st>,
     pub(crate) settings: Settings,
+    /// A second handle for bulk loads (noreply, buffered), made on first use and dropped when a
+    /// behavior changes, so that it always maps keys to the same servers as this one.
+    pub(crate) bulk: RefCell<Option<Box<crate::multi::Bulk>>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -208,6 +211,7 @@ impl Client {
         NonNull::new(raw).map(|raw| Client {
             raw,
             settings: Settings::default(),
+            bulk: RefCell::new(None),
             _not_sync: PhantomData,
         })
     }
@@ -511,6 +515,7 @@ impl Client {
     /// connections.
     pub fn set_behavior(&self, behavior: Behavior) -> Result<()> {
         let (flag, value) = behavior.to_raw()?;
+        self.bulk.replace(None);
         // SAFETY: `flag` is one of libmemcached's behavior constants and `value` was checked.
         let rc = unsafe { sys::memcached_behavior_set(self.as_ptr(), flag, value) };
         if rc != sys::MEMCACHED_SUCCESS {
@@ -853,6 +858,17 @@ impl Client {
             host: host.to_string_lossy().into_owned(),
             port,
         }
+    }
+
+    /// The libmemcached instances of the configured servers, in server order.
+    pub(crate) fn instance_ptrs(
+        &self,
+    ) -> impl Iterator<Item = *const sys::memcached_instance_st> + '_ {
+        // SAFETY: the handle is valid.
+        let count = unsafe { sys::memcached_server_count(self.as_ptr()) };
+        // SAFETY: `i` is below the server count, so the instance exists.
+        (0..count)
+            .map(move |i| unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) })
     }
 
     /// The configured servers with their libmemcached instances.

@@ -92,66 +92,63 @@ pub(crate) fn fetch(
 }
 
 /// Which servers still owe replies, and the newest error libmemcached logged, to tell which
-/// servers failed during each fetch call.
+/// servers failed during each fetch call. Checked after every call, so it stays cheap: one
+/// pointer compare, and a count per server.
 struct Pending<'a> {
     client: &'a Client,
     instances: Vec<*const sys::memcached_instance_st>,
     counts: Vec<u32>,
-    last_error: (sys::memcached_return_t, *const c_char),
+    last_error: *const c_char,
 }
 
 impl<'a> Pending<'a> {
     fn new(client: &'a Client) -> Self {
-        let instances: Vec<_> = client.instances().map(|(_, i)| i).collect();
+        let instances: Vec<_> = client.instance_ptrs().collect();
         let mut pending = Self {
             client,
             counts: vec![0; instances.len()],
             instances,
-            last_error: (sys::MEMCACHED_SUCCESS, std::ptr::null()),
+            last_error: std::ptr::null(),
         };
-        pending.refresh();
+        pending.refresh(|_| {});
         pending.last_error = pending.logged_error();
         pending
     }
 
-    /// The top of the handle's error log. libmemcached clears it when a request starts and
+    /// The top of the handle's error log. libmemcached clears the log when a request starts and
     /// only adds to it until the next, so a new entry has a new address.
-    fn logged_error(&self) -> (sys::memcached_return_t, *const c_char) {
-        let memc = self.client.as_ptr();
+    fn logged_error(&self) -> *const c_char {
         // SAFETY: the handle is valid; only the pointer's identity is kept, never read later.
-        unsafe {
-            (
-                sys::memcached_last_error(memc),
-                sys::memcached_last_error_message(memc),
-            )
-        }
+        unsafe { sys::memcached_last_error_message(self.client.as_ptr()) }
     }
 
-    /// Updates the counts; returns the servers whose replies ended since the last refresh.
-    fn refresh(&mut self) -> Vec<usize> {
-        let mut ended = Vec::new();
+    /// Updates the counts, calling `ended` for each server whose replies ended since the last.
+    fn refresh(&mut self, mut ended: impl FnMut(usize)) {
         for (i, &instance) in self.instances.iter().enumerate() {
             // SAFETY: the instance is valid during this call (no server is added).
             let count = unsafe { sys::memcached_server_response_count(instance) };
             if self.counts[i] > 0 && count == 0 {
-                ended.push(i);
+                ended(i);
             }
             self.counts[i] = count;
         }
-        ended
     }
 
-    /// If a fetch call logged an error: the error, and the servers whose replies ended in that
-    /// call (the failed one among them; a server that ended normally in the same call cannot
-    /// be told apart, so its missing keys are reported too).
+    /// If the last fetch call logged an error: the error, and the servers whose replies ended
+    /// in that call (the failed one among them; a server that ended normally in the same call
+    /// cannot be told apart, so its missing keys are reported too).
     fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
-        let ended = self.refresh();
         let logged = self.logged_error();
-        if logged == self.last_error || logged.0 == sys::MEMCACHED_SUCCESS {
+        if logged == self.last_error {
+            self.refresh(|_| {});
             return None;
         }
         self.last_error = logged;
-        Some((self.client.describe_error(logged.0, None), ended))
+        let mut ended = Vec::new();
+        self.refresh(|i| ended.push(i));
+        // SAFETY: the handle is valid.
+        let rc = unsafe { sys::memcached_last_error(self.client.as_ptr()) };
+        (rc != sys::MEMCACHED_SUCCESS).then(|| (self.client.describe_error(rc, None), ended))
     }
 
     fn is_idle(&self, server: usize) -> bool {
@@ -232,12 +229,13 @@ impl<'a> Failures<'a> {
             return;
         }
         let servers = self.server_indexes().to_vec();
-        let instances: Vec<_> = self.client.instances().collect();
         for i in idle {
             let keys = self.keys_of(&servers, &[i], None);
             if !keys.is_empty() {
-                let (server, instance) = &instances[i];
-                let error = instance_error(server, *instance);
+                let instance = pending.instances[i];
+                // SAFETY: the instance belongs to this handle; no server was added since.
+                let server = unsafe { self.client.server_of(instance) };
+                let error = instance_error(&server, instance);
                 self.failures.push(KeyFailure { error, keys });
             }
         }
@@ -255,7 +253,7 @@ impl<'a> Failures<'a> {
         blamed.extend(named.filter(|n| !suspects.contains(n)));
         if blamed.is_empty() {
             // Nobody to blame: every key not found is in doubt.
-            blamed = (0..self.client.instances().count()).collect();
+            blamed = (0..self.client.instance_ptrs().count()).collect();
         }
         let servers = self.server_indexes().to_vec();
         let keys = self.keys_of(&servers, &blamed, Some(found));
