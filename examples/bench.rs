@@ -16,8 +16,8 @@ use std::ffi::{CString, c_char};
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use libmemcached::Client;
 use libmemcached::testing::Memcached;
+use libmemcached::{Client, ClientPool, ThreadMappedPool};
 use libmemcached_sys as sys;
 
 const BATCH: usize = 100;
@@ -218,6 +218,73 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median("bulk_set100", "libmemcached-rs").unwrap()
             / median("set", "libmemcached-rs").unwrap()
     );
+
+    // Threads through the pools: gets, one reservation per get, as a request handler would.
+    let pool = ClientPool::new(ours.try_clone()?, 2)?;
+    let mapped = ThreadMappedPool::new(ours.try_clone()?);
+    let through_pool = |threads: usize| {
+        std::thread::scope(|s| {
+            for chunk in keys.chunks(keys.len() / threads) {
+                let pool = &pool;
+                s.spawn(move || {
+                    for k in chunk {
+                        check(&pool.reserve().unwrap().get::<Vec<u8>>(k).unwrap().unwrap());
+                    }
+                });
+            }
+        })
+    };
+    let through_mapped = |threads: usize| {
+        std::thread::scope(|s| {
+            for chunk in keys.chunks(keys.len() / threads) {
+                let mapped = &mapped;
+                s.spawn(move || {
+                    for k in chunk {
+                        check(
+                            &mapped
+                                .reserve()
+                                .unwrap()
+                                .get::<Vec<u8>>(k)
+                                .unwrap()
+                                .unwrap(),
+                        );
+                    }
+                });
+            }
+        })
+    };
+    let pools: [(&str, &dyn Fn(usize)); 2] = [
+        ("ClientPool", &through_pool),
+        ("ThreadMappedPool", &through_mapped),
+    ];
+    let mut pooled: HashMap<(&str, usize), Vec<f64>> = HashMap::new();
+    for _ in 0..config.rounds {
+        for threads in [1, 2] {
+            for (name, run) in pools {
+                let start = Instant::now();
+                run(threads);
+                let rate = config.keys as f64 / start.elapsed().as_secs_f64();
+                pooled.entry((name, threads)).or_default().push(rate);
+            }
+        }
+    }
+    for (name, _) in pools {
+        let mut rate = |threads| {
+            let r = pooled.get_mut(&(name, threads)).unwrap();
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        };
+        let (one, two) = (rate(1), rate(2));
+        for (threads, r) in [(1, one), (2, two)] {
+            println!(
+                r#"{{"op": "get", "impl": "{name}", "threads": {threads}, "protocol": "{protocol}", "ops_per_sec": {r:.0}}}"#
+            );
+        }
+        println!(
+            r#"{{"op": "get", "impl": "{name}", "protocol": "{protocol}", "ratio_2_threads_vs_1": {:.2}}}"#,
+            two / one
+        );
+    }
     Ok(())
 }
 

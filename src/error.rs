@@ -107,6 +107,15 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// No client of a [`ClientPool`](crate::ClientPool) came free in time.
+    #[error("no client of the pool of {size} was free within {waited:?}")]
+    PoolTimeout {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+        /// The pool's size.
+        size: usize,
+    },
+
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[source] BoxError),
@@ -289,9 +298,9 @@ impl Error {
         }
     }
 
-    /// An I/O wait ran past the poll timeout.
+    /// An I/O wait ran past the poll timeout, or no pooled client came free in time.
     pub fn is_timeout(&self) -> bool {
-        self.code() == Some(ReturnCode::Timeout)
+        matches!(self, Self::PoolTimeout { .. }) || self.code() == Some(ReturnCode::Timeout)
     }
 
     /// The reply could not be understood, or the server rejected the command. The connections

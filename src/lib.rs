@@ -27,7 +27,8 @@
 //! protocols. This crate checks every input before it reaches C, maps every return code to an
 //! [`Error`], and reads and writes values with pylibmc's flags (see [`value`]).
 //!
-//! - [`Client`]: one connection set; `Send`, not `Sync`. Clone it for another thread.
+//! - [`Client`]: one connection set; `Send`, not `Sync`. Clone it for another thread, or share
+//!   a [`ClientPool`] or [`ThreadMappedPool`].
 //! - [`ClientBuilder`]: servers, protocol and [`Behavior`]s.
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
@@ -48,6 +49,7 @@ mod fetch;
 mod json;
 mod key;
 mod multi;
+mod pool;
 mod server;
 mod stats;
 pub mod testing;
@@ -63,6 +65,7 @@ pub use expiration::Expiration;
 pub use json::Json;
 pub use key::MAX_KEY_LEN;
 pub use multi::Prefixed;
+pub use pool::{ClientPool, PooledClient, ThreadClient, ThreadMappedPool};
 pub use server::{DEFAULT_PORT, Server, ServerSpec, Transport};
 pub use stats::ServerStats;
 pub use value::{Encoded, FromValue, ToValue, Value};
