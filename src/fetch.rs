@@ -57,31 +57,39 @@ pub(crate) fn fetch(
     let mut index = KeyIndex::new(keys);
     let mut found = vec![false; keys.len()];
     let mut failed_each = None;
+    let mut logged_failure = false;
     loop {
         let mut rc = sys::MEMCACHED_SUCCESS;
         // SAFETY: `result` was created for this handle and is reused for every fetch.
         let fetched = unsafe { sys::memcached_fetch_result(memc, result.as_ptr(), &mut rc) };
-        // libmemcached forgets a server that failed within a call that then returns another
-        // server's item, so failures are read off its error log after every call instead.
-        if let Some((error, dropped)) = pending.new_failure() {
-            failures.servers_failed(error, &dropped, &found);
-        }
-        if !fetched.is_null() {
+        let item = if fetched.is_null() {
+            None
+        } else {
             // SAFETY: the fetch just filled the result; the item is used before the next one.
             let (key, item) = unsafe { result.item() };
-            if let Some(i) = index.find(key) {
-                found[i] = true;
-                if failed_each.is_none() {
-                    failed_each = each(i, item).err();
-                }
+            index.find(key).map(|i| (i, item))
+        };
+        if let Some((i, _)) = &item {
+            found[*i] = true;
+        }
+        // libmemcached forgets a server that failed within a call that then returns another
+        // server's item, so failures are read off its error log after every call instead.
+        if let Some((error, ended)) = pending.new_failure() {
+            logged_failure = true;
+            failures.servers_failed(error, &ended, &found);
+        }
+        if let Some((i, item)) = item {
+            if failed_each.is_none() {
+                failed_each = each(i, item).err();
             }
-            continue;
         }
-        if !matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) && failures.is_empty() {
-            // An error that left no trace in the log: every key not found is in doubt.
-            failures.servers_failed(client.describe_error(rc, None), &[], &found);
+        if fetched.is_null() {
+            if !matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) && !logged_failure {
+                // An error that left no trace in the log: every key not found is in doubt.
+                failures.servers_failed(client.describe_error(rc, None), &[], &found);
+            }
+            break;
         }
-        break;
     }
     if !failures.is_empty() {
         // Whatever a failed server left unread must not answer a later request.
