@@ -1,11 +1,12 @@
 # Builds the crate and runs its tests against a memcached container (see compose.yaml):
 #   docker compose run --rm tests
 FROM rust:1-bookworm
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libmemcached-dev pkg-config libclang-dev clang memcached \
- && rm -rf /var/lib/apt/lists/*
-RUN rustup component add rustfmt clippy
 WORKDIR /src
+# The same system packages as a bare machine gets: libmemcached, libclang, memcached, SASL
+# tools and pylibmc for the cross-language tests.
+COPY scripts/setup scripts/setup
+RUN scripts/setup && rm -rf /var/lib/apt/lists/*
+RUN rustup component add rustfmt clippy
 COPY . .
-RUN cargo build --workspace --all-targets
+RUN cargo build --workspace --all-targets --all-features
 CMD ["scripts/test"]

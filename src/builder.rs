@@ -1,14 +1,20 @@
 //! [`ClientBuilder`]: servers, protocol and behaviors, checked before any connection.
 
 use std::ffi::CString;
+use std::fmt;
+use std::time::Duration;
 
 use libmemcached_sys as sys;
 
-use crate::behavior::Behavior;
+use crate::behavior::{Behavior, Distribution};
 use crate::client::{Client, Settings};
 use crate::compression::Compression;
 use crate::error::{Error, Result, ReturnCode};
 use crate::server::{ServerSpec, Transport};
+
+const FAILOVER_FAILURE_LIMIT: u32 = 2;
+const FAILOVER_RETRY_TIMEOUT: Duration = Duration::from_secs(1);
+const FAILOVER_DEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds a [`Client`].
 ///
@@ -26,7 +32,8 @@ use crate::server::{ServerSpec, Transport};
 /// ```
 ///
 /// Defaults that differ from libmemcached's: `TCP_NODELAY` is on (libmemcached's binary
-/// multi-get stalls about 40 ms on misses without it).
+/// multi-get stalls about 40 ms on misses without it). Every other behavior starts at
+/// libmemcached's default (see [`all_behaviors`](crate::all_behaviors)).
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct ClientBuilder {
@@ -35,6 +42,7 @@ pub struct ClientBuilder {
     behaviors: Vec<Behavior>,
     settings: Settings,
     namespace: Option<Vec<u8>>,
+    sasl: Option<crate::sasl::Credentials>,
 }
 
 impl ClientBuilder {
@@ -63,9 +71,91 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets a behavior; later settings of the same behavior win.
+    /// Sets a behavior; later settings win. (`KetamaWeighted` resets the hash to MD5, so a
+    /// `Hash` meant to stay goes after it.) `RemoveFailedServers` is applied after the
+    /// distribution and dead timeout it needs, whenever it is given.
     pub fn behavior(mut self, behavior: Behavior) -> Self {
         self.behaviors.push(behavior);
+        self
+    }
+
+    /// Sets a behavior by pylibmc name with a raw value in libmemcached's unit, such as
+    /// `("connect_timeout", 4000)` or `("hash", "fnv1a_32")`; see [`Behavior::from_name`].
+    pub fn behavior_by_name(self, name: &str, value: impl fmt::Display) -> Result<Self> {
+        Ok(self.behavior(Behavior::from_name(name, value)?))
+    }
+
+    /// Sets behaviors by pylibmc name, as pylibmc's `behaviors={...}`; every unknown name is
+    /// listed in one error.
+    pub fn behaviors_by_name<I, N, V>(mut self, behaviors: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<str>,
+        V: fmt::Display,
+    {
+        self.behaviors
+            .extend(crate::behavior::parse_named(behaviors)?);
+        Ok(self)
+    }
+
+    /// Fails over: when a server stops answering, its keys move to the other servers until it
+    /// is back. It sets, before any behavior you set yourself (which wins):
+    ///
+    /// | behavior | value | why |
+    /// |---|---|---|
+    /// | [`Distribution`] | [`ConsistentKetama`](Distribution::ConsistentKetama) | modula never routes around a server, and ketama moves only the failed server's keys |
+    /// | [`RemoveFailedServers`](Behavior::RemoveFailedServers) | on | take a failed server out of the ring |
+    /// | [`ServerFailureLimit`](Behavior::ServerFailureLimit) | 2 | the first failure and one failed retry remove it |
+    /// | [`RetryTimeout`](Behavior::RetryTimeout) | 1 s | how long before that retry |
+    /// | [`DeadTimeout`](Behavior::DeadTimeout) | 60 s | how long it stays out before it is tried again |
+    ///
+    /// pylibmc's recipe (`ketama`, `remove_failed`, `retry_timeout=1`, `dead_timeout=60`)
+    /// leaves the failure limit at 5, so a dead server's keys fail for 5 to 10 seconds (five
+    /// retry windows) before they are rerouted; users took that for failover not working. With
+    /// a limit of 2 the keys of a killed server fail for 1 to 2 seconds (measured in
+    /// `tests/cluster.rs`; see the README's "Running a cluster").
+    ///
+    /// While a server is out, the keys it owned live on other servers. If it comes back with
+    /// its old data (it was unreachable, not restarted), reads of keys written elsewhere in
+    /// between can return its stale values; short expirations limit that.
+    ///
+    /// ```no_run
+    /// let mc = libmemcached::Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?
+    ///     .failover()
+    ///     .build()?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    pub fn failover(mut self) -> Self {
+        let preset = [
+            Behavior::Distribution(Distribution::ConsistentKetama),
+            Behavior::ServerFailureLimit(FAILOVER_FAILURE_LIMIT),
+            Behavior::RetryTimeout(FAILOVER_RETRY_TIMEOUT),
+            Behavior::DeadTimeout(FAILOVER_DEAD_TIMEOUT),
+            Behavior::RemoveFailedServers(true),
+        ];
+        self.behaviors.splice(0..0, preset);
+        self
+    }
+
+    /// Authenticates with SASL (a memcached started with `-S`) as `username`. SASL needs the
+    /// binary protocol, so this turns it on whatever [`binary`](Self::binary) says. Clones and
+    /// pool members keep the credentials; `Debug` never shows the password.
+    ///
+    /// [`build`](Self::build) refuses, before any connection, an empty username or password,
+    /// UDP servers, and a libmemcached built without SASL ([`support_sasl`](crate::support_sasl)).
+    /// A wrong password is an error for which [`Error::is_auth`] is true, from the first
+    /// operation; nothing is read or written.
+    ///
+    /// ```no_run
+    /// let mc = libmemcached::Client::builder()
+    ///     .servers(["10.0.0.1:11211"])?
+    ///     .sasl("app", "secret")
+    ///     .build()?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    pub fn sasl(mut self, username: &str, password: &str) -> Self {
+        self.sasl = Some(crate::sasl::Credentials::new(username, password));
         self
     }
 
@@ -93,6 +183,9 @@ impl ClientBuilder {
 
     /// Creates the client. No connection is opened yet.
     pub fn build(self) -> Result<Client> {
+        if let Some(credentials) = &self.sasl {
+            credentials.check(&self.servers)?;
+        }
         if self.servers.is_empty() {
             return Err(Error::InvalidConfig("no servers given".into()));
         }
@@ -131,14 +224,20 @@ impl ClientBuilder {
             raw_set(sys::MEMCACHED_BEHAVIOR_USE_UDP, 1);
         }
         raw_set(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary.into());
+        if let Some(credentials) = &self.sasl {
+            credentials.apply(&client)?;
+        }
         client.settings = self.settings;
         client.set_behavior(Behavior::TcpNoDelay(true))?;
-        for behavior in self.behaviors {
+        let mut behaviors = self.behaviors;
+        crate::behavior::apply_order(&mut behaviors);
+        for behavior in behaviors {
             client.set_behavior(behavior)?;
         }
         for spec in &self.servers {
             add_server(&client, spec)?;
         }
+        client.check_behaviors()?;
         if let Some(namespace) = &self.namespace {
             set_namespace(&client, namespace)?;
         }

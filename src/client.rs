@@ -24,9 +24,12 @@ use crate::value::{Encoded, FromValue, ToValue, flags};
 /// Connections open lazily, on the first operation that needs a server. A miss is `Ok(None)`;
 /// results are the same in the ASCII and binary protocols.
 ///
-/// Over UDP (`udp:host:port` servers) only writes work, and they are fire-and-forget: storage
-/// commands report success once sent, and reads and counters are
-/// [`ReturnCode::NotSupported`] errors.
+/// Over UDP (`udp:host:port` servers) only writes work, and they are fire-and-forget:
+/// libmemcached 1.1 reads no replies there, so `set`, `add`, `replace`, `append`, `prepend`,
+/// `cas`, `delete` and `flush_all` report success once sent, whether or not the server stored
+/// anything, and everything whose result is in a reply (`get`, `gets`, `get_multi`, `incr`,
+/// `decr`, `touch`, `stats`, `version`) is a [`ReturnCode::NotSupported`] error, refused before
+/// anything is sent.
 ///
 /// `Client` is [`Send`] but not [`Sync`]: a libmemcached handle must never be used by two threads
 /// at once. Give each thread its own client with [`Client::try_clone`].
@@ -36,6 +39,8 @@ pub struct Client {
     /// A second handle for bulk loads (noreply, buffered), made on first use and dropped when a
     /// behavior changes, so that it always maps keys to the same servers as this one.
     pub(crate) bulk: RefCell<Option<Box<crate::multi::Bulk>>>,
+    /// Servers found not to demand SASL (see `sasl::AuthProbe`).
+    pub(crate) auth_probe: crate::sasl::AuthProbe,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -212,6 +217,7 @@ impl Client {
             raw,
             settings: Settings::default(),
             bulk: RefCell::new(None),
+            auth_probe: Default::default(),
             _not_sync: PhantomData,
         })
     }
@@ -226,6 +232,7 @@ impl Client {
     pub fn get<V: FromValue>(&self, key: impl AsRef<[u8]>) -> Result<Option<V>> {
         let key = key.as_ref();
         self.check_key(key)?;
+        self.refuse_over_udp("get")?;
         let (mut len, mut flags, mut rc) = (0, 0, sys::MEMCACHED_SUCCESS);
         // SAFETY: the key pointer and length describe a live slice; the out-pointers are valid
         // locals. The returned buffer (NULL for a miss or an empty value) is ours to free.
@@ -242,7 +249,7 @@ impl Client {
         };
         match rc {
             sys::MEMCACHED_SUCCESS => self.decode(key, data.as_slice(), flags).map(Some),
-            sys::MEMCACHED_NOTFOUND => Ok(None),
+            sys::MEMCACHED_NOTFOUND => self.check_auth_after_miss(key).map(|()| None),
             rc => Err(self.error(rc, Some(key))),
         }
     }
@@ -251,6 +258,7 @@ impl Client {
     pub fn gets<V: FromValue>(&self, key: impl AsRef<[u8]>) -> Result<Option<(V, u64)>> {
         let key = key.as_ref();
         self.check_key(key)?;
+        self.refuse_over_udp("gets")?;
         let _cas = CasTokens::on(self);
         let mut found = None;
         fetch(self, &[key], 0, |_, item| {
@@ -258,6 +266,9 @@ impl Client {
             Ok(())
         })
         .map_err(Error::into_single)?;
+        if found.is_none() {
+            self.check_auth_after_miss(key)?;
+        }
         Ok(found)
     }
 
@@ -364,6 +375,7 @@ impl Client {
     pub fn touch(&self, key: impl AsRef<[u8]>, exp: impl Into<Expiration>) -> Result<bool> {
         let key = key.as_ref();
         self.check_key(key)?;
+        self.refuse_over_udp("touch")?;
         // SAFETY: the key pointer and length describe a live slice.
         let rc = unsafe {
             sys::memcached_touch_by_key(
@@ -428,6 +440,7 @@ impl Client {
 
     /// Each server's version, in server order. An unreachable server is an error naming it.
     pub fn version(&self) -> Result<Vec<(Server, String)>> {
+        self.refuse_over_udp("version")?;
         // SAFETY: the handle is valid.
         let rc = unsafe { sys::memcached_version(self.as_ptr()) };
         let mut versions = Vec::new();
@@ -514,7 +527,9 @@ impl Client {
     /// Sets a behavior. Changing some behaviors (the protocol, TCP options) closes the
     /// connections.
     pub fn set_behavior(&self, behavior: Behavior) -> Result<()> {
-        let (flag, value) = behavior.to_raw()?;
+        let Some((flag, value)) = behavior.prepare(self)? else {
+            return Ok(());
+        };
         self.bulk.replace(None);
         // SAFETY: `flag` is one of libmemcached's behavior constants and `value` was checked.
         let rc = unsafe { sys::memcached_behavior_set(self.as_ptr(), flag, value) };
@@ -524,6 +539,7 @@ impl Client {
                 ReturnCode::from_raw(rc)
             )));
         }
+        behavior.settle(self);
         Ok(())
     }
 
@@ -694,6 +710,7 @@ impl Client {
     ) -> Result<u64> {
         self.check_key(key)?;
         self.check_replies("incr and decr")?;
+        self.check_auth_before_counter(key)?;
         let mut value = 0;
         // SAFETY: `function` is memcached_increment_by_key or memcached_decrement_by_key; the key
         // describes a live slice and is its own group key; `value` is a valid local.
@@ -722,6 +739,7 @@ impl Client {
         self.check_key(key)?;
         self.check_replies("incr and decr")?;
         if self.is_binary() {
+            self.check_auth_before_counter(key)?;
             let function = match counter {
                 Counter::Incr => sys::memcached_increment_with_initial_by_key,
                 Counter::Decr => sys::memcached_decrement_with_initial_by_key,
@@ -770,15 +788,20 @@ impl Client {
         }
     }
 
-    /// Refuses operations whose result is in the reply when there is none: over UDP,
-    /// libmemcached sends every write without waiting for an answer.
+    /// Refuses operations whose result is in the reply when there is none: over UDP and with
+    /// `Behavior::NoReply`, libmemcached sends every write without waiting for an answer (and
+    /// would report a counter of u64::MAX).
     fn check_replies(&self, operation: &str) -> Result<()> {
-        if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0 {
+        let why = if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) != 0 {
+            "writes over UDP get none"
+        } else if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_NOREPLY) != 0 {
+            "the client is set to noreply"
+        } else {
             return Ok(());
-        }
+        };
         Err(Error::Memcached {
             code: ReturnCode::NotSupported,
-            message: format!("{operation} need a reply, and writes over UDP get none"),
+            message: format!("{operation} need a reply, and {why}"),
             server: None,
         })
     }

@@ -37,6 +37,9 @@
 //! | `ServerDead` | `Memcached { code: ReturnCode::ServerMarkedDead, .. }` |
 //! | `UnknownStatKey` | `Memcached { code: ReturnCode::UnknownStatKey, .. }` |
 //! | `ServerDown` | `Memcached { code: ReturnCode::ServerTemporarilyDisabled, .. }` |
+//! | `autoconf.NoAutoconfFound` | [`Error::AutoDiscovery`] with `missing: true` |
+//! | `autoconf.UnsupportedAutoconfMethod` | none: the key fallback follows, as in pylibmc |
+//! | `test.NotAliveError` | [`TestClientError::NotAlive`](crate::testing::TestClientError::NotAlive) |
 //!
 //! pylibmc reports codes it has no class for (a timeout, the SASL codes, ...) as the base `Error`;
 //! here each keeps its own [`ReturnCode`] (`Timeout`, `AuthFailure`, ...).
@@ -106,6 +109,21 @@ pub enum Error {
     /// An argument outside what the operation accepts (such as a CAS token of 0).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// ElastiCache auto-discovery (see [`elasticache`](crate::elasticache)) found no cluster
+    /// configuration at the endpoint (`missing`: neither `config get cluster` nor the
+    /// `AmazonElastiCache:cluster` key has one, pylibmc's `NoAutoconfFound`), or one that does
+    /// not parse. An endpoint that cannot be reached is a connection error instead
+    /// ([`Error::is_connection`]).
+    #[error("cluster configuration{}: {reason}", from_endpoint(endpoint))]
+    AutoDiscovery {
+        /// The configuration endpoint (empty when parsing text given directly).
+        endpoint: String,
+        /// No configuration was found, as opposed to a malformed one.
+        missing: bool,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// No client of a [`ClientPool`](crate::ClientPool) came free in time.
     #[error("no client of the pool of {size} was free within {waited:?}")]
@@ -192,6 +210,13 @@ fn describe_failures(failures: &[KeyFailure]) -> String {
         text.push(')');
     }
     text
+}
+
+fn from_endpoint(endpoint: &str) -> String {
+    match endpoint {
+        "" => String::new(),
+        endpoint => format!(" from {endpoint}"),
+    }
 }
 
 fn on_server_unless_named(message: &str, server: &Option<String>) -> String {

@@ -48,8 +48,8 @@ pub(crate) fn fetch(
     }
     // A connection code speaks for one server at most (in binary, a disabled one fails the
     // whole mget although the others were asked): read what the others owe regardless.
-    failures.unreached_servers(&pending);
-    if rc != sys::MEMCACHED_SUCCESS && failures.is_empty() && pending.all_idle() {
+    let unreached = failures.unreached_servers(&pending);
+    if rc != sys::MEMCACHED_SUCCESS && unreached.is_empty() && pending.all_idle() {
         return Err(client.error(rc, keys.first().copied()));
     }
 
@@ -90,6 +90,10 @@ pub(crate) fn fetch(
             }
             break;
         }
+    }
+    // Keys of servers the mget never reached count as lost only if no replica served them.
+    for (server, error) in unreached {
+        failures.push(error, &[server], &found);
     }
     if !failures.is_empty() {
         // Whatever a failed server left unread must not answer a later request.
@@ -227,25 +231,33 @@ impl<'a> Failures<'a> {
         self.failures.is_empty()
     }
 
-    /// After the mget: a server that holds requested keys but owes no reply was never reached
-    /// (libmemcached skips servers it cannot connect to).
-    fn unreached_servers(&mut self, pending: &Pending<'_>) {
+    /// After the mget: the servers that hold requested keys but owe no reply, which it never
+    /// reached (libmemcached skips servers it cannot connect to), with their errors.
+    fn unreached_servers(&mut self, pending: &Pending<'_>) -> Vec<(usize, Error)> {
         let idle: Vec<usize> = (0..pending.instances.len())
             .filter(|&i| pending.is_idle(i))
             .collect();
         if idle.is_empty() {
-            return;
+            return Vec::new();
         }
         let servers = self.server_indexes().to_vec();
-        for i in idle {
-            let keys = self.keys_of(&servers, &[i], None);
-            if !keys.is_empty() {
+        idle.into_iter()
+            .filter(|&i| servers.iter().any(|&s| s as usize == i))
+            .map(|i| {
                 let instance = pending.instances[i];
                 // SAFETY: the instance belongs to this handle; no server was added since.
                 let server = unsafe { self.client.server_of(instance) };
-                let error = instance_error(&server, instance);
-                self.failures.push(KeyFailure { error, keys });
-            }
+                (i, instance_error(&server, instance))
+            })
+            .collect()
+    }
+
+    /// Records that `error` cost the keys on `servers` that were not found.
+    fn push(&mut self, error: Error, servers: &[usize], found: &[bool]) {
+        let indexes = self.server_indexes().to_vec();
+        let keys = self.keys_of(&indexes, servers, Some(found));
+        if !keys.is_empty() {
+            self.failures.push(KeyFailure { error, keys });
         }
     }
 
@@ -263,11 +275,7 @@ impl<'a> Failures<'a> {
             // Nobody to blame: every key not found is in doubt.
             blamed = (0..self.client.instance_ptrs().count()).collect();
         }
-        let servers = self.server_indexes().to_vec();
-        let keys = self.keys_of(&servers, &blamed, Some(found));
-        if !keys.is_empty() {
-            self.failures.push(KeyFailure { error, keys });
-        }
+        self.push(error, &blamed, found);
     }
 
     /// The keys (without the prefix) on `on` that were not found and not reported yet.

@@ -29,10 +29,14 @@
 //!
 //! - [`Client`]: one connection set; `Send`, not `Sync`. Clone it for another thread, or share
 //!   a [`ClientPool`] or [`ThreadMappedPool`].
-//! - [`ClientBuilder`]: servers, protocol and [`Behavior`]s.
+//! - [`ClientBuilder`]: servers, protocol and [`Behavior`]s (typed, or by pylibmc name with
+//!   [`Behavior::from_name`]); [`ClientBuilder::failover`] for clusters that route around a
+//!   failed server.
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
 //! - [`testing`]: real memcached processes for tests.
+//! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
+//!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -42,6 +46,7 @@ mod behavior;
 mod builder;
 mod client;
 mod compression;
+pub mod elasticache;
 mod error;
 mod expiration;
 mod fetch;
@@ -50,12 +55,16 @@ mod json;
 mod key;
 mod multi;
 mod pool;
+mod sasl;
 mod server;
 mod stats;
 pub mod testing;
 pub mod value;
 
-pub use behavior::{Behavior, Distribution, Hash};
+pub use behavior::{
+    Behavior, BehaviorInfo, BehaviorValue, Distribution, Hash, all_behaviors, distributions,
+    hashers,
+};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
@@ -77,6 +86,24 @@ struct ReadmeExamples;
 /// Whether the libmemcached this crate was built against supports SASL authentication.
 pub fn support_sasl() -> bool {
     cfg!(libmemcached_sasl)
+}
+
+/// Whether values can be compressed: always, because this crate compresses them itself, with
+/// zlib as pylibmc does (see [`Compression`]); libmemcached's own compression is not used.
+pub fn support_compression() -> bool {
+    true
+}
+
+/// This crate's and libmemcached's versions and features, in pylibmc's `build_info` form:
+/// `libmemcached-rs 0.1.0 for libmemcached 1.1.4 (compression=true, sasl=true)`.
+pub fn build_info() -> String {
+    format!(
+        "libmemcached-rs {} for libmemcached {} (compression={}, sasl={})",
+        env!("CARGO_PKG_VERSION"),
+        libmemcached_version(),
+        support_compression(),
+        support_sasl()
+    )
 }
 
 /// The libmemcached version this crate was built against (from its headers).
@@ -103,6 +130,24 @@ mod tests {
         assert_eq!(
             super::support_sasl(),
             libmemcached_sys::LIBMEMCACHED_WITH_SASL_SUPPORT != 0
+        );
+    }
+
+    #[test]
+    fn build_info_names_both_versions_and_features() {
+        let info = super::build_info();
+        assert!(
+            info.starts_with(&format!(
+                "libmemcached-rs {} for libmemcached {} (",
+                env!("CARGO_PKG_VERSION"),
+                super::libmemcached_version()
+            )),
+            "{info}"
+        );
+        assert!(info.contains("compression=true"), "{info}");
+        assert!(
+            info.ends_with(&format!("sasl={})", super::support_sasl())),
+            "{info}"
         );
     }
 }

@@ -321,12 +321,18 @@ where
         return Ok(HashMap::new());
     }
     let full = full_keys(client, prefix, keys.iter().map(AsRef::as_ref))?;
+    client.refuse_over_udp("get_multi")?;
     let sent: Vec<&[u8]> = full.iter().map(|k| &**k).collect();
     let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
     fetch(client, &sent, prefix.len(), |i, item| {
         values[i] = Some(client.decode(keys[i].as_ref(), item.value, item.flags)?);
         Ok(())
     })?;
+    client.check_auth_after_misses(
+        (0..keys.len())
+            .filter(|&i| values[i].is_none())
+            .map(|i| (sent[i], keys[i].as_ref())),
+    )?;
     drop(sent);
     drop(full);
     let mut found = HashMap::with_capacity(keys.len());

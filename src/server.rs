@@ -251,6 +251,24 @@ impl fmt::Display for Server {
     }
 }
 
+impl crate::Client {
+    /// Refuses an operation whose result is in a reply when the client speaks UDP: libmemcached
+    /// 1.1 sends over UDP but never reads an answer.
+    pub(crate) fn refuse_over_udp(&self, operation: &str) -> Result<()> {
+        if self.behavior_raw(libmemcached_sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0 {
+            return Ok(());
+        }
+        Err(Error::Memcached {
+            code: crate::ReturnCode::NotSupported,
+            message: format!(
+                "{operation} is not supported over UDP: libmemcached reads no replies there, \
+                 so only fire-and-forget writes work"
+            ),
+            server: None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,6 +143,7 @@ impl Client {
     ///
     /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
+        self.refuse_over_udp("stats")?;
         let arg = match arg {
             Some(arg) if arg.is_empty() || arg.bytes().any(|b| !(0x20..0x7f).contains(&b)) => {
                 return Err(Error::InvalidArgument(format!(

@@ -8,6 +8,10 @@
 //! example a Docker container) when set, and starts a process otherwise. Tests sharing an
 //! external server should use keys of their own and not flush it.
 //!
+//! [`MemcachedBuilder::sasl`] starts a server that requires SASL. [`make_test_client`],
+//! [`is_alive`] and [`get_version`] are pylibmc's `pylibmc.test` helpers, for suites that run
+//! against a server started outside the tests (`MEMCACHED_HOST`, `MEMCACHED_PORT`).
+//!
 //! ```
 //! use libmemcached::{testing::Memcached, Client};
 //!
@@ -28,6 +32,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::{Client, ClientBuilder, Transport};
+
 /// How long a new memcached has to start answering.
 const STARTUP: Duration = Duration::from_secs(10);
 /// How long one probe of a server may take.
@@ -44,6 +50,7 @@ pub struct Memcached {
     udp: bool,
     args: Vec<String>,
     dir: PathBuf,
+    sasl: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +66,7 @@ pub struct MemcachedBuilder {
     unix_socket: bool,
     udp: bool,
     args: Vec<String>,
+    sasl: Option<(String, String)>,
 }
 
 impl MemcachedBuilder {
@@ -74,6 +82,16 @@ impl MemcachedBuilder {
         self
     }
 
+    /// Requires SASL authentication (`memcached -S`) with one user, `username`/`password`, kept
+    /// in a sasldb of the server's own made with `saslpasswd2` (Debian's `sasl2-bin`, or
+    /// `$SASLPASSWD2`), with the PLAIN mechanism (`libsasl2-modules`). Such a server speaks only
+    /// the binary protocol; connect with
+    /// [`ClientBuilder::sasl`](crate::ClientBuilder::sasl).
+    pub fn sasl(mut self, username: &str, password: &str) -> Self {
+        self.sasl = Some((username.to_owned(), password.to_owned()));
+        self
+    }
+
     /// Passes an extra argument to memcached (for example `-I`, `2m` for a 2 MiB item limit).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -83,6 +101,12 @@ impl MemcachedBuilder {
     /// Starts the server and waits until it answers.
     pub fn start(self) -> io::Result<Memcached> {
         let dir = temp_dir()?;
+        if let Some((username, password)) = &self.sasl {
+            if let Err(err) = write_sasl_config(&dir, username, password) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(err);
+            }
+        }
         let mut last_error = None;
         // A free port can be taken by another process between our probe and memcached's bind.
         for _ in 0..5 {
@@ -97,6 +121,7 @@ impl MemcachedBuilder {
                 udp: self.udp,
                 args: self.args.clone(),
                 dir: dir.clone(),
+                sasl: self.sasl.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -145,6 +170,11 @@ impl Memcached {
             Listen::Tcp(port) => Some(port),
             Listen::Unix(_) => None,
         }
+    }
+
+    /// The SASL username and password, if started with [`MemcachedBuilder::sasl`].
+    pub fn sasl_credentials(&self) -> Option<(&str, &str)> {
+        self.sasl.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
     /// The process id, while it runs.
@@ -197,6 +227,10 @@ impl Memcached {
             // memcached refuses to run as root unless told which user to be.
             command.args(["-u", "root"]);
         }
+        if self.sasl.is_some() {
+            // memcached's SASL reads memcached.conf (mechanisms, sasldb path) from here.
+            command.env("SASL_CONF_PATH", &self.dir).arg("-S");
+        }
         let log = self.dir.join("memcached.log");
         command
             .args(&self.args)
@@ -240,8 +274,23 @@ impl Memcached {
         }
     }
 
-    /// One value of the server's `stats`, read over a fresh connection.
+    /// One value of the server's `stats`, read over a fresh connection (authenticated, in the
+    /// binary protocol, for a SASL server).
     pub fn stat(&self, name: &str) -> io::Result<String> {
+        if let Some((username, password)) = &self.sasl {
+            let stats = match &self.listen {
+                Listen::Tcp(port) => binary_stats(
+                    connect_tcp(&format!("127.0.0.1:{port}"))?,
+                    username,
+                    password,
+                )?,
+                Listen::Unix(path) => binary_stats(connect_unix(path)?, username, password)?,
+            };
+            return stats
+                .into_iter()
+                .find_map(|(k, v)| (k == name).then_some(v))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no stat {name}")));
+        }
         let reply = match &self.listen {
             Listen::Tcp(port) => ask(connect_tcp(&format!("127.0.0.1:{port}"))?, "stats", "END")?,
             Listen::Unix(path) => ask(connect_unix(path)?, "stats", "END")?,
@@ -324,10 +373,13 @@ pub fn servers_from_env() -> Option<Vec<String>> {
     (!specs.is_empty()).then_some(specs)
 }
 
-/// The version a server reports, asked over a fresh connection (`host:port` or a socket path).
+/// The version a server reports, asked over a fresh connection: `host:port`, `udp:host:port`
+/// (one datagram) or a socket path. pylibmc's `get_version`, which speaks TCP only.
 pub fn get_version(addr: &str) -> io::Result<String> {
     let reply = if addr.starts_with('/') {
         ask(connect_unix(Path::new(addr))?, "version", "")?
+    } else if let Some(udp) = addr.strip_prefix("udp:") {
+        ask_udp(udp, "version")?
     } else {
         ask(connect_tcp(addr)?, "version", "")?
     };
@@ -349,6 +401,168 @@ pub fn is_alive(addr: &str) -> (bool, Option<String>) {
         Ok(version) => (true, Some(version)),
         Err(_) => (false, None),
     }
+}
+
+/// Where [`make_test_client`] looks for a server: pylibmc's `(server_type, host, port)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestAddress {
+    /// TCP, UDP or a unix socket (`MEMCACHED_TYPE`: `tcp`, `udp` or `unix`).
+    pub transport: Transport,
+    /// The host, or the socket's path for a unix socket (`MEMCACHED_HOST`).
+    pub host: String,
+    /// The port; unused for a unix socket (`MEMCACHED_PORT`).
+    pub port: u16,
+}
+
+impl Default for TestAddress {
+    /// pylibmc's defaults: TCP to `127.0.0.1:11211`.
+    fn default() -> Self {
+        TestAddress {
+            transport: Transport::Tcp,
+            host: "127.0.0.1".into(),
+            port: crate::DEFAULT_PORT,
+        }
+    }
+}
+
+impl TestAddress {
+    /// This address with `MEMCACHED_TYPE`, `MEMCACHED_HOST` and `MEMCACHED_PORT`, as `env`
+    /// reads them, taking precedence (empty values count as unset). Pass
+    /// `|name| std::env::var(name).ok()` for the process's environment, or a fake one.
+    pub fn with_env(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<TestAddress, TestClientError> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        let invalid = |text: String| TestClientError::Config(crate::Error::InvalidConfig(text));
+        if let Some(kind) = var("MEMCACHED_TYPE") {
+            self.transport = match kind.to_ascii_lowercase().as_str() {
+                "tcp" => Transport::Tcp,
+                "udp" => Transport::Udp,
+                "unix" => Transport::Unix,
+                _ => {
+                    return Err(invalid(format!(
+                        "MEMCACHED_TYPE={kind:?}: expected tcp, udp or unix"
+                    )));
+                }
+            };
+        }
+        if let Some(host) = var("MEMCACHED_HOST") {
+            self.host = host;
+        }
+        if let Some(port) = var("MEMCACHED_PORT") {
+            self.port = port
+                .parse()
+                .map_err(|_| invalid(format!("MEMCACHED_PORT={port:?}: not a port number")))?;
+        }
+        Ok(self)
+    }
+
+    /// The server spec: `host:port`, `[v6]:port`, `udp:host:port` or the socket path.
+    pub fn spec(&self) -> String {
+        let host_port = match self.host.contains(':') {
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
+        };
+        match self.transport {
+            Transport::Tcp => host_port,
+            Transport::Udp => format!("udp:{host_port}"),
+            Transport::Unix => self.host.clone(),
+        }
+    }
+}
+
+/// Why [`make_test_client`] made no client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestClientError {
+    /// No memcached answers at the address (pylibmc's `NotAliveError`).
+    #[error(
+        "test memcached {address} not alive ({reason}); start one, or set MEMCACHED_HOST and \
+         MEMCACHED_PORT (and MEMCACHED_TYPE) to one that runs"
+    )]
+    NotAlive {
+        /// The server spec that was probed.
+        address: String,
+        /// Why the probe failed.
+        reason: String,
+    },
+    /// A `MEMCACHED_*` variable, or the client's configuration, is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::Error),
+}
+
+/// A client for the test server at `127.0.0.1:11211` or wherever `MEMCACHED_TYPE`,
+/// `MEMCACHED_HOST` and `MEMCACHED_PORT` say, if it answers (pylibmc's
+/// `pylibmc.test.make_test_client`); [`TestClientError::NotAlive`] if it does not. For a server
+/// of the test's own, use [`Memcached`] instead.
+///
+/// ```no_run
+/// let mc = libmemcached::testing::make_test_client()?;
+/// mc.set("k", "v", 0)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn make_test_client() -> Result<Client, TestClientError> {
+    make_test_client_with(Client::builder(), TestAddress::default(), |name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// [`make_test_client`] with the client's other options in `builder` (its servers are added
+/// to), other defaults, and the environment read through `env`.
+///
+/// ```no_run
+/// use libmemcached::{Client, testing::{TestAddress, make_test_client_with}};
+///
+/// let fake_env = |name: &str| (name == "MEMCACHED_PORT").then(|| "21211".to_owned());
+/// let mc = make_test_client_with(Client::builder().binary(true), TestAddress::default(), fake_env)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn make_test_client_with(
+    builder: ClientBuilder,
+    defaults: TestAddress,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Client, TestClientError> {
+    let address = defaults.with_env(env)?;
+    let spec = address.spec();
+    if let Err(err) = get_version(&spec) {
+        return Err(TestClientError::NotAlive {
+            address: spec,
+            reason: err.to_string(),
+        });
+    }
+    Ok(builder.servers([spec])?.build()?)
+}
+
+/// Sends one ASCII command in a UDP datagram (with memcached's 8-byte frame header) and returns
+/// the reply's first datagram, without its header.
+fn ask_udp(addr: &str, command: &str) -> io::Result<String> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+    let local = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(target)?;
+    socket.set_read_timeout(Some(PROBE))?;
+    // Request id, sequence number 0, one datagram, reserved.
+    let mut request = vec![0x52, 0x53, 0, 0, 0, 1, 0, 0];
+    request.extend_from_slice(format!("{command}\r\n").as_bytes());
+    socket.send(&request)?;
+    let mut reply = [0u8; 1500];
+    let len = socket.recv(&mut reply)?;
+    if len < 8 || reply[..2] != request[..2] {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a memcached UDP reply",
+        ));
+    }
+    Ok(String::from_utf8_lossy(&reply[8..len]).into_owned())
 }
 
 fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
@@ -412,4 +626,134 @@ fn temp_dir() -> io::Result<PathBuf> {
     ));
     fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Writes the sasldb with one user and the `memcached.conf` that points memcached's SASL at it.
+fn write_sasl_config(dir: &Path, username: &str, password: &str) -> io::Result<()> {
+    let db = dir.join("memcached-sasldb");
+    let conf = format!("mech_list: plain\nsasldb_path: {}\n", db.display());
+    fs::write(dir.join("memcached.conf"), conf)?;
+    // Debian puts saslpasswd2 in /usr/sbin, which is not on every user's PATH.
+    let candidates: Vec<std::ffi::OsString> = match std::env::var_os("SASLPASSWD2") {
+        Some(program) => vec![program],
+        None => vec!["saslpasswd2".into(), "/usr/sbin/saslpasswd2".into()],
+    };
+    let mut last_error = None;
+    for program in candidates {
+        // -p: the password comes from stdin; -c: create the user; -a: memcached's app name.
+        let child = Command::new(&program)
+            .args(["-p", "-c", "-a", "memcached", "-f"])
+            .arg(&db)
+            .arg(username)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(err) => {
+                last_error = Some(err);
+                continue;
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(password.as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(io::Error::other(format!(
+                "saslpasswd2 failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        return Ok(());
+    }
+    let err = last_error.unwrap_or_else(|| io::Error::other("no saslpasswd2"));
+    Err(io::Error::new(
+        err.kind(),
+        format!("cannot run saslpasswd2 ({err}): install Debian's sasl2-bin or set SASLPASSWD2"),
+    ))
+}
+
+/// memcached binary protocol opcodes used by the SASL probe.
+const OP_STAT: u8 = 0x10;
+const OP_SASL_AUTH: u8 = 0x21;
+
+/// A server's stats over the binary protocol, after a SASL PLAIN authentication.
+fn binary_stats<S: Read + Write>(
+    mut stream: S,
+    username: &str,
+    password: &str,
+) -> io::Result<Vec<(String, String)>> {
+    let token = format!("\0{username}\0{password}");
+    send_binary(&mut stream, OP_SASL_AUTH, b"PLAIN", token.as_bytes())?;
+    let (status, _, value) = read_binary(&mut stream)?;
+    if status != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "SASL authentication failed (status {status:#x}): {}",
+                String::from_utf8_lossy(&value)
+            ),
+        ));
+    }
+    send_binary(&mut stream, OP_STAT, b"", b"")?;
+    let mut stats = Vec::new();
+    loop {
+        let (status, key, value) = read_binary(&mut stream)?;
+        if status != 0 {
+            return Err(io::Error::other(format!(
+                "stats failed (status {status:#x})"
+            )));
+        }
+        if key.is_empty() {
+            return Ok(stats);
+        }
+        stats.push((
+            String::from_utf8_lossy(&key).into_owned(),
+            String::from_utf8_lossy(&value).into_owned(),
+        ));
+    }
+}
+
+fn send_binary<W: Write>(stream: &mut W, opcode: u8, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "request too long");
+    let key_len = u16::try_from(key.len()).map_err(|_| too_long())?;
+    let body_len = u32::try_from(key.len() + value.len()).map_err(|_| too_long())?;
+    let mut packet = Vec::with_capacity(24 + key.len() + value.len());
+    packet.extend_from_slice(&[0x80, opcode]);
+    packet.extend_from_slice(&key_len.to_be_bytes());
+    // Extras length, data type, vbucket.
+    packet.extend_from_slice(&[0, 0, 0, 0]);
+    packet.extend_from_slice(&body_len.to_be_bytes());
+    // Opaque and CAS.
+    packet.extend_from_slice(&[0; 12]);
+    packet.extend_from_slice(key);
+    packet.extend_from_slice(value);
+    stream.write_all(&packet)
+}
+
+/// One binary response: status, key, value.
+fn read_binary<R: Read>(stream: &mut R) -> io::Result<(u16, Vec<u8>, Vec<u8>)> {
+    /// More than any stat or SASL reply; a bigger body means we are not talking to memcached.
+    const MAX_BODY: usize = 1 << 20;
+    let mut header = [0u8; 24];
+    stream.read_exact(&mut header)?;
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
+    if header[0] != 0x81 {
+        return Err(invalid("not a memcached binary response"));
+    }
+    let key_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let extras_len = usize::from(header[4]);
+    let status = u16::from_be_bytes([header[6], header[7]]);
+    let body_len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    if body_len > MAX_BODY || extras_len + key_len > body_len {
+        return Err(invalid("malformed binary response"));
+    }
+    let mut body = vec![0; body_len];
+    stream.read_exact(&mut body)?;
+    let value = body.split_off(extras_len + key_len);
+    let key = body.split_off(extras_len);
+    Ok((status, key, value))
 }

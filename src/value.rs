@@ -10,7 +10,7 @@
 //! | [`Encoded`], `(Vec<u8>, u32)` | the bytes | as given | by flags |
 //! | `Json<T>` (feature `serde`) | JSON | 32 ([`flags::JSON`]) | `bytes` |
 //!
-//! A compressed value ([`Compression`](crate::Compression)) carries the zlib flag (8) too and
+//! A compressed value ([`Compression`]) carries the zlib flag (8) too and
 //! is inflated before decoding. Python's pickles (flags 1) are opaque bytes here:
 //! [`Value::Pickle`].
 //!

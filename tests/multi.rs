@@ -520,3 +520,36 @@ fn bad_stats_arguments_and_dead_servers_are_errors() {
     assert_eq!(err.server(), Some(specs[0].as_str()));
     assert!(err.is_connection());
 }
+
+/// With a replica (binary protocol), a killed primary's keys are read from the replica: the
+/// call succeeds with every key, instead of reporting them as failed.
+#[test]
+fn get_multi_reads_a_dead_primarys_keys_from_the_replica() {
+    let mut servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let mc = Client::builder()
+        .servers(&specs)
+        .unwrap()
+        .binary(true)
+        .behavior(Behavior::NumberOfReplicas(1))
+        .build()
+        .unwrap();
+    let ks = keys("replica", 60);
+    mc.set_multi(ks.iter().map(|k| (k.as_str(), k.as_str())), 0)
+        .unwrap();
+    let on_dead = ks
+        .iter()
+        .filter(|k| mc.server_for_key(k).unwrap().to_string() == specs[0])
+        .count();
+    assert!(on_dead > 0);
+    servers[0].stop();
+    // The first call may meet the primary's broken connection; after that it is skipped.
+    let _ = mc.get_multi::<_, String>(ks.iter().map(String::as_str));
+    let got: HashMap<&str, String> = mc.get_multi(ks.iter().map(String::as_str)).unwrap();
+    assert_eq!(
+        got.len(),
+        ks.len(),
+        "{on_dead} keys were on the dead primary"
+    );
+    assert!(got.iter().all(|(k, v)| k == v));
+}

@@ -1,0 +1,274 @@
+//! SASL credentials for [`ClientBuilder::sasl`](crate::ClientBuilder::sasl): checked before the
+//! handle exists, handed to libmemcached once, and never printed.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CString;
+use std::fmt;
+
+use libmemcached_sys as sys;
+
+use crate::client::Client;
+use crate::error::{Error, KeyFailure, Result, ReturnCode};
+use crate::server::{ServerSpec, Transport};
+
+/// A SASL username and password. `Debug` shows the username only, so builders can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    username: String,
+    password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub(crate) fn new(username: &str, password: &str) -> Self {
+        Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    /// Refuses what cannot work, before a handle is made: a library without SASL, a missing half
+    /// of the credentials, a NUL byte (C strings), UDP servers (no replies, so no handshake) and
+    /// unix sockets (libmemcached skips the handshake there).
+    pub(crate) fn check(&self, servers: &[ServerSpec]) -> Result<()> {
+        let invalid = |why: &str| Err(Error::InvalidConfig(format!("SASL: {why}")));
+        if !crate::support_sasl() {
+            return invalid("the libmemcached this crate was built against has no SASL support");
+        }
+        if self.username.is_empty() || self.password.is_empty() {
+            return invalid("needs both a username and a password");
+        }
+        if self.username.contains('\0') || self.password.contains('\0') {
+            return invalid("the username or password contains a NUL byte");
+        }
+        if servers.iter().any(|s| s.transport() == Transport::Udp) {
+            return invalid("cannot authenticate over UDP, which gets no replies");
+        }
+        // libmemcached 1.1 authenticates TCP connections only; over a unix socket every command
+        // would go unauthenticated, and a counter's auth error aborts the process.
+        if let Some(unix) = servers.iter().find(|s| s.transport() == Transport::Unix) {
+            return invalid(&format!(
+                "libmemcached does not authenticate unix socket connections ({unix})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives the credentials to libmemcached, which switches the handle to the binary protocol
+    /// and authenticates every new connection. Call [`Credentials::check`] first.
+    pub(crate) fn apply(&self, client: &Client) -> Result<()> {
+        let nul =
+            |_| Error::InvalidConfig("SASL: the username or password contains a NUL byte".into());
+        let username = CString::new(self.username.as_str()).map_err(nul)?;
+        let password = CString::new(self.password.as_str()).map_err(nul)?;
+        // SAFETY: the handle is valid and both arguments are NUL-terminated strings, which
+        // libmemcached copies (it frees its copies in memcached_free, and memcached_clone copies
+        // them again).
+        let rc = unsafe {
+            sys::memcached_set_sasl_auth_data(client.as_ptr(), username.as_ptr(), password.as_ptr())
+        };
+        if rc != sys::MEMCACHED_SUCCESS {
+            return Err(Error::InvalidConfig(format!(
+                "SASL: libmemcached refused the credentials: {}",
+                ReturnCode::from_raw(rc)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The key the probe deletes: nobody's, so deleting it changes nothing.
+const PROBE_KEY: &[u8] = b"libmemcached-rs:sasl-probe";
+
+/// Which servers a binary client without credentials has found to need none.
+///
+/// memcached `-S` answers such a client's binary commands with an auth error, and libmemcached
+/// 1.1 turns that into a miss (get, gets, get_multi) or, for incr and decr, an assertion failure
+/// that aborts the process. So before a counter, and after a miss, each server is asked once
+/// per client with a delete of [`PROBE_KEY`], whose auth error libmemcached reports correctly.
+/// Writes need no probe: their auth errors come through.
+#[derive(Debug, Default)]
+pub(crate) struct AuthProbe {
+    /// Per server position: known to need no authentication.
+    checked: RefCell<Vec<bool>>,
+    /// Every server checked, or the client needs no probe at all.
+    done: Cell<bool>,
+}
+
+impl Client {
+    /// Whether this client could get an auth error it cannot see: binary, TCP, no credentials.
+    fn needs_auth_probe(&self) -> bool {
+        if self.auth_probe.done.get() {
+            return false;
+        }
+        // SAFETY: the handle is valid; the callbacks pointer is only compared with NULL.
+        let has_credentials =
+            !unsafe { sys::memcached_get_sasl_callbacks(self.as_ptr()) }.is_null();
+        let needed = self.is_binary()
+            && !has_credentials
+            && self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0;
+        if !needed {
+            self.auth_probe.done.set(true);
+        }
+        needed
+    }
+
+    /// Before a counter: makes sure the key's server does not demand SASL. Any other failure of
+    /// the probe is returned as the counter's own would have been (the server is unreachable).
+    pub(crate) fn check_auth_before_counter(&self, key: &[u8]) -> Result<()> {
+        match self.probe_auth(key) {
+            Probe::Fine | Probe::Skipped => Ok(()),
+            Probe::Failed(error) | Probe::NeedsAuth(error) => Err(error),
+        }
+    }
+
+    /// After a miss of `key`: an auth error if its server demands SASL, so that it is not taken
+    /// for a miss. Other probe failures leave the miss as it is.
+    pub(crate) fn check_auth_after_miss(&self, key: &[u8]) -> Result<()> {
+        match self.probe_auth(key) {
+            Probe::NeedsAuth(error) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// After a multi-get: an [`Error::Multi`] naming each server that demands SASL with the
+    /// missed keys it holds (as sent, and as the caller gave them).
+    pub(crate) fn check_auth_after_misses<'k>(
+        &self,
+        missed: impl Iterator<Item = (&'k [u8], &'k [u8])>,
+    ) -> Result<()> {
+        let mut failures: Vec<KeyFailure> = Vec::new();
+        for (sent, key) in missed {
+            if self.auth_probe.done.get() {
+                break;
+            }
+            let server = self.server_for_key(sent).ok().map(|s| s.to_string());
+            if let Some(failure) = failures
+                .iter_mut()
+                .find(|f| server.is_some() && f.error.server() == server.as_deref())
+            {
+                failure.keys.push(key.to_vec());
+                continue;
+            }
+            if let Probe::NeedsAuth(error) = self.probe_auth(sent) {
+                failures.push(KeyFailure {
+                    error,
+                    keys: vec![key.to_vec()],
+                });
+            }
+        }
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Multi { failures }),
+        }
+    }
+
+    fn probe_auth(&self, key: &[u8]) -> Probe {
+        if !self.needs_auth_probe() {
+            return Probe::Skipped;
+        }
+        let mut rc = sys::MEMCACHED_SUCCESS;
+        // SAFETY: the key describes a live slice; rc is a valid local.
+        let instance = unsafe {
+            sys::memcached_server_by_key(self.as_ptr(), key.as_ptr().cast(), key.len(), &mut rc)
+        };
+        let Some(position) = self.instance_ptrs().position(|i| i == instance) else {
+            return Probe::Skipped;
+        };
+        if self.auth_probe.checked.borrow().get(position) == Some(&true) {
+            return Probe::Skipped;
+        }
+        // SAFETY: the key describes a live slice and is the group key, so the probe goes to the
+        // key's server; PROBE_KEY is a static key valid in both protocols.
+        let rc = unsafe {
+            sys::memcached_delete_by_key(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                PROBE_KEY.as_ptr().cast(),
+                PROBE_KEY.len(),
+                0,
+            )
+        };
+        match rc {
+            sys::MEMCACHED_SUCCESS | sys::MEMCACHED_DELETED | sys::MEMCACHED_NOTFOUND => {
+                let count = self.instance_ptrs().count();
+                let mut checked = self.auth_probe.checked.borrow_mut();
+                checked.resize(count, false);
+                checked[position] = true;
+                if checked.iter().all(|&c| c) {
+                    self.auth_probe.done.set(true);
+                }
+                Probe::Fine
+            }
+            sys::MEMCACHED_AUTH_FAILURE
+            | sys::MEMCACHED_AUTH_PROBLEM
+            | sys::MEMCACHED_AUTH_CONTINUE => {
+                let server = self.server_for_key(key).ok().map(|s| s.to_string());
+                self.disconnect_all();
+                Probe::NeedsAuth(Error::Memcached {
+                    code: ReturnCode::AuthFailure,
+                    message: "AUTHENTICATION FAILURE: the server requires SASL authentication \
+                              and this client has no credentials (ClientBuilder::sasl)"
+                        .into(),
+                    server,
+                })
+            }
+            rc => Probe::Failed(self.error(rc, Some(key))),
+        }
+    }
+}
+
+enum Probe {
+    /// Not needed: credentials given, ASCII, UDP, or this server was checked before.
+    Skipped,
+    /// The server answered without asking for authentication.
+    Fine,
+    /// The server demands SASL.
+    NeedsAuth(Error),
+    /// The probe failed for another reason (the server is unreachable).
+    Failed(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let text = format!("{:?}", Credentials::new("alice", "s3cr3t-pw"));
+        assert!(text.contains("alice"), "{text}");
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+    }
+
+    #[test]
+    fn incomplete_or_unusable_credentials_are_refused() {
+        let tcp: Vec<ServerSpec> = vec!["127.0.0.1:11211".parse().unwrap()];
+        let udp: Vec<ServerSpec> = vec!["udp:127.0.0.1:11211".parse().unwrap()];
+        let unix: Vec<ServerSpec> = vec![tcp[0].clone(), "/run/mc.sock".parse().unwrap()];
+        let refused = |c: Credentials, servers: &[ServerSpec]| match c.check(servers) {
+            Err(Error::InvalidConfig(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        if !crate::support_sasl() {
+            assert!(refused(Credentials::new("u", "p"), &tcp).contains("no SASL support"));
+            return;
+        }
+        assert!(Credentials::new("u", "p").check(&tcp).is_ok());
+        for (user, password) in [("", "p"), ("u", ""), ("", "")] {
+            let why = refused(Credentials::new(user, password), &tcp);
+            assert!(why.contains("both a username and a password"), "{why}");
+        }
+        assert!(refused(Credentials::new("u\0x", "p"), &tcp).contains("NUL"));
+        assert!(refused(Credentials::new("u", "p"), &udp).contains("UDP"));
+        assert!(refused(Credentials::new("u", "p"), &unix).contains("unix socket"));
+    }
+}
