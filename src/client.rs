@@ -594,22 +594,34 @@ impl Client {
     ) -> Result<bool> {
         self.check_key(key)?;
         let encoded = self.encode(value, op.name(), op.compression())?;
+        let rc = self.send(op, key, &encoded, exp);
+        self.stored(rc, op.not_stored(), key, encoded.data.len())
+    }
+
+    /// Sends one storage command for a checked key and an encoded value; returns libmemcached's
+    /// code.
+    pub(crate) fn send(
+        &self,
+        op: Store,
+        key: &[u8],
+        value: &Encoded<'_>,
+        exp: Expiration,
+    ) -> sys::memcached_return_t {
         // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
         // describe live slices for the whole call. The key is its own group key.
-        let rc = unsafe {
+        unsafe {
             op.function()(
                 self.as_ptr(),
                 key.as_ptr().cast(),
                 key.len(),
                 key.as_ptr().cast(),
                 key.len(),
-                encoded.data.as_ptr().cast(),
-                encoded.data.len(),
+                value.data.as_ptr().cast(),
+                value.data.len(),
                 exp.to_wire(),
-                encoded.flags,
+                value.flags,
             )
-        };
-        self.stored(rc, op.not_stored(), key, encoded.data.len())
+        }
     }
 
     /// Encodes a value as `op` would send it.

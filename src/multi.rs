@@ -511,20 +511,7 @@ where
     let mut failures: Vec<KeyFailure> = Vec::new();
     let mut last_key_per_server: HashMap<u32, usize> = HashMap::new();
     for (i, ((key, _), (sent, value))) in items.iter().zip(full.iter().zip(&encoded)).enumerate() {
-        // SAFETY: key and value pointers describe live slices; the key is its own group key.
-        let rc = unsafe {
-            sys::memcached_set_by_key(
-                bulk.as_ptr(),
-                sent.as_ptr().cast(),
-                sent.len(),
-                sent.as_ptr().cast(),
-                sent.len(),
-                value.data.as_ptr().cast(),
-                value.data.len(),
-                exp.to_wire(),
-                value.flags,
-            )
-        };
+        let rc = bulk.send(Store::Set, sent, value, exp);
         if matches!(rc, sys::MEMCACHED_SUCCESS | sys::MEMCACHED_BUFFERED) {
             // SAFETY: the key describes a live slice; the handle is valid.
             let server = unsafe {
