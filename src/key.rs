@@ -22,7 +22,22 @@ impl Rules {
 }
 
 /// Checks `key` (sent after `prefix_len` bytes of prefix) for the given protocol.
+#[inline]
 pub(crate) fn check(key: &[u8], prefix_len: usize, binary: bool) -> Result<()> {
+    // Without an early exit the byte test compiles to vector compares.
+    let fine = !key.is_empty()
+        && key.len() + prefix_len <= MAX_KEY_LEN
+        && (binary || key.iter().fold(true, |ok, &b| ok & (b > b' ') & (b != 0x7f)));
+    if fine {
+        Ok(())
+    } else {
+        refuse(key, prefix_len, binary)
+    }
+}
+
+/// The error for a key [`check`] did not pass.
+#[cold]
+fn refuse(key: &[u8], prefix_len: usize, binary: bool) -> Result<()> {
     let reason = if key.is_empty() {
         InvalidKeyReason::Empty
     } else if key.len() + prefix_len > MAX_KEY_LEN {
