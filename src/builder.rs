@@ -160,7 +160,7 @@ impl ClientBuilder {
     }
 
     /// A namespace libmemcached puts in front of every key of every operation (and takes off
-    /// the keys it returns). The 250-byte key limit counts it. At most 128 bytes.
+    /// the keys it returns). The 250-byte key limit counts it. At most 127 bytes.
     pub fn namespace(mut self, namespace: impl AsRef<[u8]>) -> Self {
         self.namespace = Some(namespace.as_ref().to_vec());
         self
@@ -247,7 +247,7 @@ impl ClientBuilder {
 
 fn set_namespace(client: &Client, namespace: &[u8]) -> Result<()> {
     /// libmemcached's limit (MEMCACHED_PREFIX_KEY_MAX_SIZE).
-    const MAX: usize = 128;
+    const MAX: usize = 127;
     let invalid = |why: &str| {
         Error::InvalidConfig(format!(
             "namespace {}: {why}",
@@ -255,7 +255,7 @@ fn set_namespace(client: &Client, namespace: &[u8]) -> Result<()> {
         ))
     };
     if namespace.len() > MAX {
-        return Err(invalid("longer than 128 bytes"));
+        return Err(invalid("longer than 127 bytes"));
     }
     client.check_key(namespace).map_err(|e| match e {
         Error::InvalidKey { reason, .. } => invalid(&reason.to_string()),

@@ -550,6 +550,19 @@ impl Client {
 
     // ---- internals -----------------------------------------------------------------------
 
+    /// Turns CAS tokens on or off directly: unlike [`Client::set_behavior`], this keeps the
+    /// bulk handle, which never reads tokens.
+    fn support_cas(&self, on: bool) {
+        // SAFETY: SUPPORT_CAS takes a boolean and cannot fail.
+        unsafe {
+            sys::memcached_behavior_set(
+                self.as_ptr(),
+                sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS,
+                on.into(),
+            )
+        };
+    }
+
     pub(crate) fn behavior_raw(&self, flag: sys::memcached_behavior_t) -> u64 {
         // SAFETY: `flag` is one of libmemcached's behavior constants below MAX.
         unsafe { sys::memcached_behavior_get(self.as_ptr(), flag) }
@@ -966,8 +979,7 @@ impl<'a> CasTokens<'a> {
     fn on(client: &'a Client) -> Self {
         let was_on = client.behavior_raw(sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS) != 0;
         if !was_on {
-            // Cannot fail: SUPPORT_CAS takes any boolean.
-            let _ = client.set_behavior(Behavior::SupportCas(true));
+            client.support_cas(true);
         }
         Self { client, was_on }
     }
@@ -976,7 +988,7 @@ impl<'a> CasTokens<'a> {
 impl Drop for CasTokens<'_> {
     fn drop(&mut self) {
         if !self.was_on {
-            let _ = self.client.set_behavior(Behavior::SupportCas(false));
+            self.client.support_cas(false);
         }
     }
 }
@@ -1011,11 +1023,23 @@ impl Drop for MallocBuf {
     }
 }
 
-/// The `host: ...` part of a libmemcached error message.
-fn server_in_message(message: &str) -> Option<String> {
-    let rest = &message[message.find("host: ")? + "host: ".len()..];
-    let server = rest.split_whitespace().next()?.trim_end_matches(',');
-    (!server.is_empty()).then(|| server.to_owned())
+/// The server a libmemcached error message names (` host: 127.0.0.1:11211`, ` host: ::1:11211`,
+/// ` socket: /path`), spelled as [`Server`] displays it.
+pub(crate) fn server_in_message(message: &str) -> Option<String> {
+    let word = |tag: &str| {
+        let rest = &message[message.find(tag)? + tag.len()..];
+        let word = rest.split_whitespace().next()?.trim_end_matches(',');
+        (!word.is_empty()).then_some(word)
+    };
+    if let Some(path) = word("socket: ") {
+        return Some(path.to_owned());
+    }
+    let (host, port) = word("host: ")?.rsplit_once(':')?;
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 /// libmemcached's message without the handle address in front and the source location behind:
@@ -1043,6 +1067,14 @@ mod tests {
         );
         assert_eq!(server_in_message(raw).as_deref(), Some("127.0.0.1:22199"));
         assert_eq!(server_in_message("NOT FOUND"), None);
+        assert_eq!(
+            server_in_message("CONNECTION FAILURE, host: ::1:11211 -> x").as_deref(),
+            Some("[::1]:11211")
+        );
+        assert_eq!(
+            server_in_message("SYSTEM ERROR(No such file), socket: /tmp/mc.sock -> x").as_deref(),
+            Some("/tmp/mc.sock")
+        );
         assert_eq!(clean_message("NOT FOUND"), "NOT FOUND");
     }
 }

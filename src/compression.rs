@@ -139,7 +139,7 @@ pub(crate) fn inflate(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>,
     let mut decoder = ZlibDecoder::new(data);
     let mut inflated = Vec::new();
     (&mut decoder)
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut inflated)
         .map_err(|err| format!("corrupt zlib stream: {err}"))?;
     if inflated.len() > limit {

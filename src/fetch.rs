@@ -58,6 +58,9 @@ pub(crate) fn fetch(
     let mut found = vec![false; keys.len()];
     let mut failed_each = None;
     let mut logged_failure = false;
+    // If `each` panics, replies stay unread: reset the connections on the way out.
+    let unwinding = ResetOnUnwind(client);
+    let mut failing_fetches = 0;
     loop {
         let mut rc = sys::MEMCACHED_SUCCESS;
         // SAFETY: `result` was created for this handle and is reused for every fetch.
@@ -67,7 +70,12 @@ pub(crate) fn fetch(
         } else {
             // SAFETY: the fetch just filled the result; the item is used before the next one.
             let (key, item) = unsafe { result.item() };
-            index.find(key).map(|i| (i, item))
+            let i = index.find(key);
+            if i.is_none() {
+                // A key nobody asked for: the stream is out of step.
+                failures.stray_key(client, key);
+            }
+            i.map(|i| (i, item))
         };
         if let Some((i, _)) = &item {
             found[*i] = true;
@@ -84,13 +92,21 @@ pub(crate) fn fetch(
             }
         }
         if fetched.is_null() {
-            if !matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) && !logged_failure {
+            if matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+                break;
+            }
+            if !logged_failure {
                 // An error that left no trace in the log: every key not found is in doubt.
                 failures.servers_failed(client.describe_error(rc, None), &[], &found);
             }
-            break;
+            // libmemcached stops at a failing server; the others may still owe replies.
+            failing_fetches += 1;
+            if pending.all_idle() || failing_fetches > pending.instances.len() {
+                break;
+            }
         }
     }
+    std::mem::forget(unwinding);
     // Keys of servers the mget never reached count as lost only if no replica served them.
     for (server, error) in unreached {
         failures.push(error, &[server], &found);
@@ -101,6 +117,15 @@ pub(crate) fn fetch(
         return Err(failures.into_error());
     }
     failed_each.map_or(Ok(()), Err)
+}
+
+/// Resets a client's connections when dropped during a panic (see [`fetch`]).
+struct ResetOnUnwind<'a>(&'a Client);
+
+impl Drop for ResetOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.disconnect_all();
+    }
 }
 
 /// Which servers still owe replies, and the newest error libmemcached logged, to tell which
@@ -214,6 +239,8 @@ struct Failures<'a> {
     /// The server index of each key, computed when first needed.
     servers: Option<Vec<u32>>,
     failures: Vec<KeyFailure>,
+    /// Keys already in a failure, by index.
+    reported: Vec<bool>,
 }
 
 impl<'a> Failures<'a> {
@@ -224,6 +251,7 @@ impl<'a> Failures<'a> {
             prefix_len,
             servers: None,
             failures: Vec::new(),
+            reported: vec![false; keys.len()],
         }
     }
 
@@ -279,20 +307,35 @@ impl<'a> Failures<'a> {
     }
 
     /// The keys (without the prefix) on `on` that were not found and not reported yet.
-    fn keys_of(&self, servers: &[u32], on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
-        (0..self.keys.len())
-            .filter(|&k| on.contains(&(servers[k] as usize)))
-            .filter(|&k| found.is_none_or(|f| !f[k]))
-            .filter(|&k| !self.already_failed(self.keys[k]))
-            .map(|k| self.keys[k][self.prefix_len..].to_vec())
-            .collect()
+    fn keys_of(&mut self, servers: &[u32], on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        for k in 0..self.keys.len() {
+            if on.contains(&(servers[k] as usize))
+                && found.is_none_or(|f| !f[k])
+                && !self.reported[k]
+            {
+                self.reported[k] = true;
+                keys.push(self.keys[k][self.prefix_len..].to_vec());
+            }
+        }
+        keys
     }
 
-    fn already_failed(&self, key: &[u8]) -> bool {
-        let key = &key[self.prefix_len..];
-        self.failures
-            .iter()
-            .any(|f| f.keys.iter().any(|k| k == key))
+    /// A reply for a key that was not requested: report it, and every key not yet reported,
+    /// since nothing read on this stream can be trusted.
+    fn stray_key(&mut self, client: &Client, key: &[u8]) {
+        let error = Error::Memcached {
+            code: ReturnCode::ProtocolError,
+            message: format!(
+                "a reply for {}, which was not requested",
+                crate::key::display(key)
+            ),
+            server: None,
+        };
+        let all: Vec<usize> = (0..client.instance_ptrs().count()).collect();
+        let indexes = self.server_indexes().to_vec();
+        let keys = self.keys_of(&indexes, &all, None);
+        self.failures.push(KeyFailure { error, keys });
     }
 
     fn server_indexes(&mut self) -> &[u32] {

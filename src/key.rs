@@ -27,7 +27,10 @@ pub(crate) fn check(key: &[u8], prefix_len: usize, binary: bool) -> Result<()> {
     // Without an early exit the byte test compiles to vector compares.
     let fine = !key.is_empty()
         && key.len() + prefix_len <= MAX_KEY_LEN
-        && (binary || key.iter().fold(true, |ok, &b| ok & (b > b' ') & (b != 0x7f)));
+        && (binary
+            || key
+                .iter()
+                .fold(true, |ok, &b| ok & (b > b' ') & (b != 0x7f)));
     if fine {
         Ok(())
     } else {

@@ -192,12 +192,12 @@ impl fmt::Debug for PooledClient<'_> {
 }
 
 /// Closes a client's connections if its last call failed on a connection or a protocol error,
-/// so the next user starts clean. (Errors that already reset the connections are harmless to
-/// reset again.)
+/// or the thread is panicking, so the next user starts clean. (Resetting twice is harmless.)
 fn reset_if_failed(client: &Client) {
     // SAFETY: the handle is valid.
     let last = ReturnCode::from_raw(unsafe { sys::memcached_last_error(client.as_ptr()) });
-    if last.is_connection() || last.needs_reset() {
+    // A panic may have cut a call short between sending and reading.
+    if std::thread::panicking() || last.is_connection() || last.needs_reset() {
         client.disconnect_all();
     }
 }
@@ -257,15 +257,25 @@ impl ThreadMappedPool {
     /// This thread's client, cloned from the master on first use. A nested reserve in the same
     /// thread gets a client of its own.
     pub fn reserve(&self) -> Result<ThreadClient<'_>> {
-        let mine = THREAD_CLIENTS.with(|clients| {
+        // During thread teardown the map may be gone: then the thread gets a fresh clone.
+        let mine = THREAD_CLIENTS.try_with(|clients| {
             let mut clients = clients.borrow_mut();
-            // Clients of pools dropped since this thread last came by.
-            if let Some(live) = live_pools().as_ref() {
-                clients.retain(|id, _| live.contains(id));
+            // Clients of pools dropped since this thread last came by; dropped outside the
+            // lock, as closing connections can wait on the network.
+            let stale: Vec<usize> = {
+                let live = live_pools();
+                clients
+                    .keys()
+                    .filter(|id| !live.as_ref().is_some_and(|l| l.contains(id)))
+                    .copied()
+                    .collect()
+            };
+            for id in stale {
+                clients.remove(&id);
             }
             clients.remove(&self.id)
         });
-        let client = match mine {
+        let client = match mine.ok().flatten() {
             Some(client) => client,
             None => self
                 .master
@@ -281,7 +291,10 @@ impl ThreadMappedPool {
 
     /// Releases this thread's client now, returning it if there was one.
     pub fn relinquish(&self) -> Option<Client> {
-        THREAD_CLIENTS.with(|clients| clients.borrow_mut().remove(&self.id))
+        THREAD_CLIENTS
+            .try_with(|clients| clients.borrow_mut().remove(&self.id))
+            .ok()
+            .flatten()
     }
 }
 

@@ -113,6 +113,10 @@ impl ServerSpec {
         if host.is_empty() {
             return Err("empty host".into());
         }
+        if host.starts_with('/') {
+            // libmemcached would take it for a unix socket.
+            return Err("a host name cannot start with '/'".into());
+        }
         if host.len() > MAX_HOST {
             return Err(format!("host name longer than {MAX_HOST} bytes"));
         }
@@ -329,6 +333,7 @@ mod tests {
         assert!(err("mc1 :11211").contains("' '"));
         assert!(err("mc\0").contains("\\0"));
         assert!(err("udp:").contains("empty host"));
+        assert!(err("udp:/tmp/mc.sock").contains("'/'"));
         assert!(err(&format!("/{}", "s".repeat(120))).contains("socket path"));
         assert!(err(&"h".repeat(300)).contains("host name"));
     }

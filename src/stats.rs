@@ -174,7 +174,9 @@ impl Client {
         let failed = |instance: *const sys::memcached_instance_st| {
             // SAFETY: the instance is valid during this call.
             arg.is_none()
-                || unsafe { sys::memcached_server_error_return(instance) } != sys::MEMCACHED_SUCCESS
+                || (rc != sys::MEMCACHED_SUCCESS
+                    && unsafe { sys::memcached_server_error_return(instance) }
+                        != sys::MEMCACHED_SUCCESS)
         };
         let failures: Vec<KeyFailure> = servers
             .iter()

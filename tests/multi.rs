@@ -243,7 +243,7 @@ fn a_namespace_prefixes_every_operation() {
             Some("v")
         );
     }
-    for bad in ["has space", "", &"n".repeat(129)] {
+    for bad in ["has space", "", &"n".repeat(128)] {
         let err = Client::builder()
             .servers([server.spec()])
             .unwrap()
@@ -552,4 +552,34 @@ fn get_multi_reads_a_dead_primarys_keys_from_the_replica() {
         "{on_dead} keys were on the dead primary"
     );
     assert!(got.iter().all(|(k, v)| k == v));
+}
+
+/// A decoder that panics halfway through a multi-get leaves replies unread; the client resets
+/// its connections, so later commands get their own replies (in binary, storage commands do
+/// not skip stale replies by themselves).
+#[test]
+fn a_panicking_decoder_does_not_leave_the_connection_out_of_step() {
+    struct Panicky;
+    impl libmemcached::FromValue for Panicky {
+        fn from_value(_: &[u8], _: u32) -> Result<Self, libmemcached::BoxError> {
+            panic!("a user decoder panics");
+        }
+    }
+    let server = common::own_server();
+    for binary in [false, true] {
+        let mc = common::client(&[server.spec()], binary);
+        let ks = keys("panicky", 50);
+        mc.set_multi(ks.iter().map(|k| (k.as_str(), "v")), 0)
+            .unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = mc.get_multi::<_, Panicky>(ks.iter().map(String::as_str));
+        }));
+        assert!(caught.is_err());
+        let k = common::key("after-panic");
+        assert!(mc.add(&k, "mine", 0).unwrap(), "binary={binary}");
+        assert!(!mc.add(&k, "again", 0).unwrap(), "binary={binary}");
+        assert_eq!(mc.get::<String>(&k).unwrap().as_deref(), Some("mine"));
+        assert!(mc.delete(&ks[0]).unwrap());
+        assert!(!mc.delete(&ks[0]).unwrap());
+    }
 }
