@@ -207,6 +207,15 @@ impl Client {
                 "--NOREPLY with --BINARY-PROTOCOL loses replies after any server error".into(),
             ));
         }
+        // The builder's checks too: every behavior the string set, as if set by name.
+        for (name, value) in client.behaviors() {
+            Behavior::from_name(name, value)
+                .and_then(|behavior| behavior.prepare(&client))
+                .map_err(|err| invalid(err.to_string()))?;
+        }
+        client
+            .check_behaviors()
+            .map_err(|err| invalid(err.to_string()))?;
         client.set_behavior(Behavior::TcpNoDelay(true))?;
         Ok(client)
     }
@@ -438,9 +447,13 @@ impl Client {
         self.check(rc, None)
     }
 
-    /// Each server's version, in server order. An unreachable server is an error naming it.
+    /// Each server's version, in server order, asked afresh (the connections are reopened).
+    /// An unreachable server is an error naming it.
     pub fn version(&self) -> Result<Vec<(Server, String)>> {
         self.refuse_over_udp("version")?;
+        // libmemcached asks only servers whose version it does not know yet, and forgets it
+        // when a connection closes: start afresh, so a server that died since answers (or not).
+        self.disconnect_all();
         // SAFETY: the handle is valid.
         let rc = unsafe { sys::memcached_version(self.as_ptr()) };
         let mut versions = Vec::new();
@@ -923,14 +936,9 @@ impl Client {
     pub(crate) fn instances(
         &self,
     ) -> impl Iterator<Item = (Server, *const sys::memcached_instance_st)> + '_ {
-        // SAFETY: the handle is valid.
-        let count = unsafe { sys::memcached_server_count(self.as_ptr()) };
-        (0..count).map(move |i| {
-            // SAFETY: `i` is below the server count, so the instance exists.
-            let instance = unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) };
-            // SAFETY: the instance is valid while no server is added or removed.
-            (unsafe { self.server_of(instance) }, instance)
-        })
+        // SAFETY: the instance is valid while no server is added or removed.
+        self.instance_ptrs()
+            .map(move |instance| (unsafe { self.server_of(instance) }, instance))
     }
 }
 
@@ -963,8 +971,9 @@ impl fmt::Debug for Client {
     }
 }
 
+/// Which way a counter moves.
 #[derive(Clone, Copy)]
-enum Counter {
+pub(crate) enum Counter {
     Incr,
     Decr,
 }

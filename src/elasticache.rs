@@ -136,17 +136,20 @@ impl ClusterConfig {
         };
         let [version, nodes] = lines else {
             return Err(malformed(format!(
-                "expected two lines (version, then nodes), got {} in {text:?}",
-                lines.len()
+                "expected two lines (version, then nodes), got {} in {}",
+                lines.len(),
+                shown(text)
             )));
         };
         let version = version
             .trim()
             .parse()
-            .map_err(|_| malformed(format!("the version {version:?} is not a number")))?;
+            .map_err(|_| malformed(format!("the version {} is not a number", shown(version))))?;
         let nodes = nodes
             .split_whitespace()
-            .map(|node| parse_node(node).map_err(|why| malformed(format!("node {node:?}: {why}"))))
+            .map(|node| {
+                parse_node(node).map_err(|why| malformed(format!("node {}: {why}", shown(node))))
+            })
             .collect::<Result<Vec<_>>>()?;
         if nodes.is_empty() {
             return Err(malformed("the configuration lists no nodes".into()));
@@ -441,6 +444,12 @@ fn io_error(endpoint: &str, error: &io::Error) -> Error {
         message: format!("configuration endpoint: {error}"),
         server: Some(endpoint.to_owned()),
     }
+}
+
+/// Text from the endpoint for a message: at most 64 bytes of it, escaped (a configuration can be
+/// a megabyte).
+fn shown(text: &str) -> String {
+    crate::key::display(text.as_bytes())
 }
 
 #[cfg(test)]

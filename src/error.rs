@@ -184,6 +184,24 @@ pub struct KeyFailure {
     pub keys: Vec<Vec<u8>>,
 }
 
+impl KeyFailure {
+    /// Adds `key` to the failure with the same code and server as `error`, or starts one.
+    pub(crate) fn record(failures: &mut Vec<KeyFailure>, error: Error, key: Vec<u8>) {
+        let same = |f: &&mut KeyFailure| {
+            error.code().is_some()
+                && f.error.code() == error.code()
+                && f.error.server() == error.server()
+        };
+        match failures.iter_mut().find(same) {
+            Some(failure) => failure.keys.push(key),
+            None => failures.push(KeyFailure {
+                error,
+                keys: vec![key],
+            }),
+        }
+    }
+}
+
 fn describe_failures(failures: &[KeyFailure]) -> String {
     let keys: usize = failures.iter().map(|f| f.keys.len()).sum();
     let mut text = match keys {

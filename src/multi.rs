@@ -12,7 +12,7 @@ use std::hash::Hash;
 
 use libmemcached_sys as sys;
 
-use crate::client::{Client, Store};
+use crate::client::{Client, Counter, Store};
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
 use crate::fetch::fetch;
@@ -77,7 +77,12 @@ impl Client {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self, b"", Arith::Incr, keys.into_iter().map(|k| (k, delta)))
+        arith_multi(
+            self,
+            b"",
+            Counter::Incr,
+            keys.into_iter().map(|k| (k, delta)),
+        )
     }
 
     /// Adds each key's own delta to its counter; like [`Client::incr_multi`].
@@ -88,7 +93,7 @@ impl Client {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self, b"", Arith::Incr, items)
+        arith_multi(self, b"", Counter::Incr, items)
     }
 
     /// Subtracts `delta` from every counter (stopping at 0); like [`Client::incr_multi`].
@@ -100,7 +105,12 @@ impl Client {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self, b"", Arith::Decr, keys.into_iter().map(|k| (k, delta)))
+        arith_multi(
+            self,
+            b"",
+            Counter::Decr,
+            keys.into_iter().map(|k| (k, delta)),
+        )
     }
 
     /// Subtracts each key's own delta from its counter; like [`Client::incr_multi`].
@@ -111,7 +121,7 @@ impl Client {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self, b"", Arith::Decr, items)
+        arith_multi(self, b"", Counter::Decr, items)
     }
 
     /// Stores many items as fast as the protocol allows, without a reply per item:
@@ -224,7 +234,7 @@ impl Prefixed<'_> {
         arith_multi(
             self.client,
             &self.prefix,
-            Arith::Incr,
+            Counter::Incr,
             keys.into_iter().map(|k| (k, delta)),
         )
     }
@@ -237,7 +247,7 @@ impl Prefixed<'_> {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self.client, &self.prefix, Arith::Incr, items)
+        arith_multi(self.client, &self.prefix, Counter::Incr, items)
     }
 
     /// [`Client::decr_multi`] with the prefix.
@@ -252,7 +262,7 @@ impl Prefixed<'_> {
         arith_multi(
             self.client,
             &self.prefix,
-            Arith::Decr,
+            Counter::Decr,
             keys.into_iter().map(|k| (k, delta)),
         )
     }
@@ -265,7 +275,7 @@ impl Prefixed<'_> {
     where
         K: AsRef<[u8]> + Eq + Hash,
     {
-        arith_multi(self.client, &self.prefix, Arith::Decr, items)
+        arith_multi(self.client, &self.prefix, Counter::Decr, items)
     }
 
     /// [`Client::bulk_set`] with the prefix.
@@ -364,20 +374,7 @@ where
     for ((key, x), sent) in items.into_iter().zip(full) {
         match op(&sent, x) {
             Ok(result) => done.push((key, result)),
-            Err(error) => {
-                let key = key.as_ref().to_vec();
-                match failures.iter_mut().find(|f| {
-                    f.error.code() == error.code()
-                        && f.error.server() == error.server()
-                        && error.code().is_some()
-                }) {
-                    Some(same) => same.keys.push(key),
-                    None => failures.push(KeyFailure {
-                        error,
-                        keys: vec![key],
-                    }),
-                }
-            }
+            Err(error) => KeyFailure::record(&mut failures, error, key.as_ref().to_vec()),
         }
     }
     if failures.is_empty() {
@@ -423,16 +420,10 @@ fn delete_multi<K: AsRef<[u8]>>(
         .collect())
 }
 
-#[derive(Clone, Copy)]
-enum Arith {
-    Incr,
-    Decr,
-}
-
 fn arith_multi<K>(
     client: &Client,
     prefix: &[u8],
-    arith: Arith,
+    counter: Counter,
     items: impl IntoIterator<Item = (K, u64)>,
 ) -> Result<HashMap<K, Option<u64>>>
 where
@@ -440,9 +431,9 @@ where
 {
     let items: Vec<(K, u64)> = items.into_iter().collect();
     let done = each_key(client, prefix, items, |key, delta| {
-        let result = match arith {
-            Arith::Incr => client.incr(key, delta),
-            Arith::Decr => client.decr(key, delta),
+        let result = match counter {
+            Counter::Incr => client.incr(key, delta),
+            Counter::Decr => client.decr(key, delta),
         };
         match result {
             Ok(value) => Ok(Some(value)),
@@ -519,17 +510,11 @@ where
             };
             last_key_per_server.insert(server, i);
         } else {
-            let error = bulk.error(rc, Some(sent));
-            match failures
-                .iter_mut()
-                .find(|f| f.error.code() == error.code() && f.error.server() == error.server())
-            {
-                Some(same) => same.keys.push(key.as_ref().to_vec()),
-                None => failures.push(KeyFailure {
-                    error,
-                    keys: vec![key.as_ref().to_vec()],
-                }),
-            }
+            KeyFailure::record(
+                &mut failures,
+                bulk.error(rc, Some(sent)),
+                key.as_ref().to_vec(),
+            );
         }
     }
     // SAFETY: the handle is valid.

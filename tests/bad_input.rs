@@ -802,3 +802,38 @@ fn incr_of_a_non_numeric_value_is_a_protocol_error_and_the_client_recovers() {
         canary.check(&mc, &format!("after {protocol} incr_with_initial of text"));
     }
 }
+
+/// libmemcached's config strings get the builder's checks too: settings that misbehave are
+/// refused, not passed on.
+#[test]
+fn config_strings_are_checked_like_the_builder() {
+    let server = common::own_server();
+    let spec = server.spec();
+    for (config, why) in [
+        (format!("--SERVER={spec} --NUMBER-OF-REPLICAS=1"), "replica"),
+        (
+            format!("--SERVER={spec} --REMOVE-FAILED-SERVERS=1"),
+            "consistent",
+        ),
+        (format!("--SERVER={spec} --POLL-TIMEOUT=0"), "poll"),
+    ] {
+        match Client::from_config(&config) {
+            Err(Error::InvalidConfig(message)) => {
+                assert!(message.to_lowercase().contains(why), "{config}: {message}")
+            }
+            other => panic!("{config}: {other:?}"),
+        }
+    }
+    // The same settings, used the way they work, are accepted.
+    let mc = Client::from_config(&format!(
+        "--SERVER={spec} --DISTRIBUTION=consistent --REMOVE-FAILED-SERVERS=1 --POLL-TIMEOUT=500"
+    ));
+    // libmemcached's config syntax cannot set a dead timeout, which removal needs.
+    assert!(matches!(mc, Err(Error::InvalidConfig(_))), "{mc:?}");
+    let mc = Client::from_config(&format!(
+        "--SERVER={spec} --DISTRIBUTION=consistent --POLL-TIMEOUT=500"
+    ))
+    .unwrap();
+    mc.set("k", "v", 0).unwrap();
+    assert_eq!(mc.get::<String>("k").unwrap().as_deref(), Some("v"));
+}
