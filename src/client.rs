@@ -619,6 +619,17 @@ impl Client {
         exp: Expiration,
     ) -> Result<bool> {
         self.check_key(key)?;
+        self.store_checked(op, key, value, exp)
+    }
+
+    /// [`Client::store`] for a key already checked.
+    pub(crate) fn store_checked<V: ToValue + ?Sized>(
+        &self,
+        op: Store,
+        key: &[u8],
+        value: &V,
+        exp: Expiration,
+    ) -> Result<bool> {
         let encoded = self.encode(value, op.name(), op.compression())?;
         let rc = self.send(op, key, &encoded, exp);
         self.stored(rc, op.not_stored(), key, encoded.data.len())

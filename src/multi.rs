@@ -365,23 +365,28 @@ fn each_key<K, X, T>(
 where
     K: AsRef<[u8]>,
 {
-    let full = full_keys(client, prefix, items.iter().map(|(k, _)| k.as_ref()))?
-        .into_iter()
-        .map(Cow::into_owned)
-        .collect::<Vec<_>>();
-    let mut done = Vec::with_capacity(items.len());
+    let (keys, xs): (Vec<K>, Vec<X>) = items.into_iter().unzip();
+    let full = full_keys(client, prefix, keys.iter().map(AsRef::as_ref))?;
+    let mut results = Vec::with_capacity(keys.len());
     let mut failures: Vec<KeyFailure> = Vec::new();
-    for ((key, x), sent) in items.into_iter().zip(full) {
-        match op(&sent, x) {
-            Ok(result) => done.push((key, result)),
-            Err(error) => KeyFailure::record(&mut failures, error, key.as_ref().to_vec()),
+    for ((sent, x), key) in full.iter().zip(xs).zip(&keys) {
+        match op(sent, x) {
+            Ok(result) => results.push(Some(result)),
+            Err(error) => {
+                KeyFailure::record(&mut failures, error, key.as_ref().to_vec());
+                results.push(None);
+            }
         }
     }
-    if failures.is_empty() {
-        Ok(done)
-    } else {
-        Err(Error::Multi { failures })
+    drop(full);
+    if !failures.is_empty() {
+        return Err(Error::Multi { failures });
     }
+    Ok(keys
+        .into_iter()
+        .zip(results)
+        .filter_map(|(k, r)| Some((k, r?)))
+        .collect())
 }
 
 fn store_multi<K, V>(
@@ -396,8 +401,9 @@ where
     V: ToValue,
 {
     let items: Vec<(K, V)> = items.into_iter().collect();
+    // The keys were checked by each_key.
     let done = each_key(client, prefix, items, |key, value| {
-        client.store(op, key, &value, exp)
+        client.store_checked(op, key, &value, exp)
     })?;
     Ok(done
         .into_iter()
