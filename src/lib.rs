@@ -32,8 +32,14 @@
 //! - [`ClientBuilder`]: servers, protocol and [`Behavior`]s (typed, or by pylibmc name with
 //!   [`Behavior::from_name`]); [`ClientBuilder::failover`] for clusters that route around a
 //!   failed server.
+//! - Multi-key operations ([`Client::get_multi`], [`Client::set_multi`], ...,
+//!   [`Client::bulk_set`]) and [`Client::prefixed`] views; a failed server is an
+//!   [`Error::Multi`] naming its keys, never a silently short result.
+//! - Values: [`ToValue`]/[`FromValue`], [`Value`], zlib [`Compression`], and `Json<T>` with the
+//!   `serde` feature, all in pylibmc's format.
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
+//! - [`Client::stats`]: every stat line of every server.
 //! - [`testing`]: real memcached processes for tests.
 //! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
 //!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
