@@ -271,7 +271,7 @@ impl Client {
         let _cas = CasTokens::on(self);
         let mut found = None;
         fetch(self, &[key], 0, |_, item| {
-            found = Some((self.decode(key, item.value, item.flags)?, item.cas));
+            found = Some((self.decode(key, item.value, item.flags)?, item.cas()));
             Ok(())
         })
         .map_err(Error::into_single)?;

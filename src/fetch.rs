@@ -18,7 +18,16 @@ use crate::error::{Error, KeyFailure, Result, ReturnCode};
 pub(crate) struct Item<'a> {
     pub value: &'a [u8],
     pub flags: u32,
-    pub cas: u64,
+    result: &'a MaybeUninit<sys::memcached_result_st>,
+}
+
+impl Item<'_> {
+    /// The CAS token (read only when asked for: most fetches do not need it).
+    pub fn cas(&self) -> u64 {
+        // SAFETY: the result was filled by the fetch this item came from and lives as long as
+        // the item.
+        unsafe { sys::memcached_result_cas(self.result.as_ptr()) }
+    }
 }
 
 /// Requests `keys` (already checked; each starts with `prefix_len` bytes of a view's prefix)
@@ -433,7 +442,7 @@ impl ResultStruct {
                     sys::memcached_result_length(r),
                 ),
                 flags: sys::memcached_result_flags(r),
-                cas: sys::memcached_result_cas(r),
+                result: &self.0,
             };
             (key, item)
         }

@@ -330,9 +330,21 @@ where
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let full = full_keys(client, prefix, keys.iter().map(AsRef::as_ref))?;
+    // Without a prefix the keys go out as they are: no copies.
+    let full = match prefix.is_empty() {
+        true => Vec::new(),
+        false => full_keys(client, prefix, keys.iter().map(AsRef::as_ref))?,
+    };
+    let sent: Vec<&[u8]> = match prefix.is_empty() {
+        true => {
+            let rules = client.key_rules();
+            let sent: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+            sent.iter().try_for_each(|k| rules.check(k))?;
+            sent
+        }
+        false => full.iter().map(|k| &**k).collect(),
+    };
     client.refuse_over_udp("get_multi")?;
-    let sent: Vec<&[u8]> = full.iter().map(|k| &**k).collect();
     let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
     fetch(client, &sent, prefix.len(), |i, item| {
         values[i] = Some(client.decode(keys[i].as_ref(), item.value, item.flags)?);
