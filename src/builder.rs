@@ -194,12 +194,11 @@ impl ClientBuilder {
             .iter()
             .filter(|s| s.transport() == Transport::Udp)
             .count();
-        if udp != 0 && udp != self.servers.len() {
-            let odd = self
-                .servers
-                .iter()
-                .find(|s| s.transport() != Transport::Udp)
-                .expect("a non-UDP server exists");
+        let odd = self
+            .servers
+            .iter()
+            .find(|s| s.transport() != Transport::Udp);
+        if let Some(odd) = odd.filter(|_| udp != 0) {
             return Err(Error::InvalidServerSpec {
                 spec: odd.to_string(),
                 reason: "UDP servers cannot be mixed with TCP or unix socket servers".into(),

@@ -144,15 +144,17 @@ impl Client {
     /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
         self.refuse_over_udp("stats")?;
-        let arg = match arg {
-            Some(arg) if arg.is_empty() || arg.bytes().any(|b| !(0x20..0x7f).contains(&b)) => {
-                return Err(Error::InvalidArgument(format!(
-                    "stats argument {arg:?}: expected printable ASCII"
-                )));
-            }
-            Some(arg) => Some(CString::new(arg).expect("checked: no NUL")),
-            None => None,
-        };
+        let arg = arg
+            .map(|arg| {
+                // Printable ASCII only: no line breaks to smuggle in a second command, no NUL.
+                let printable = !arg.is_empty() && arg.bytes().all(|b| (0x20..0x7f).contains(&b));
+                CString::new(arg).ok().filter(|_| printable).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "stats argument {arg:?}: expected printable ASCII"
+                    ))
+                })
+            })
+            .transpose()?;
         let servers: Vec<(Server, *const sys::memcached_instance_st)> = self.instances().collect();
         let mut collector = Collector {
             instances: servers.iter().map(|(_, i)| *i).collect(),
