@@ -12,7 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-const MIN_VERSION: &str = "1.0.18";
+// The safe `libmemcached` crate relies on 1.1 behaviour; the 1.0 series is not supported.
+const MIN_VERSION: &str = "1.1.0";
 const INSTALL_HINT: &str =
     "On Debian or Ubuntu: sudo apt-get install libmemcached-dev pkg-config libclang-dev clang";
 

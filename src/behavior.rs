@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use libmemcached_sys as sys;
@@ -216,29 +215,7 @@ impl Hash {
     /// Whether this libmemcached has the hash compiled in (Debian's lacks `hsieh`). Using one
     /// that is not is an error.
     pub fn is_available(self) -> bool {
-        static AVAILABLE: OnceLock<Vec<Hash>> = OnceLock::new();
-        AVAILABLE
-            .get_or_init(|| {
-                // SAFETY: a NULL argument asks for a new handle, freed below; NULL on failure.
-                let probe = unsafe { sys::memcached_create(std::ptr::null_mut()) };
-                if probe.is_null() {
-                    return Vec::new();
-                }
-                let available = HASHERS
-                    .iter()
-                    .map(|&(_, h)| h)
-                    .filter(|h| {
-                        // SAFETY: `probe` is a valid handle; every hash value here is below
-                        // MEMCACHED_HASH_MAX, and one not compiled in is refused with an error.
-                        let rc = unsafe { sys::memcached_behavior_set_key_hash(probe, h.to_raw()) };
-                        rc == sys::MEMCACHED_SUCCESS
-                    })
-                    .collect();
-                // SAFETY: `probe` came from memcached_create and is not used again.
-                unsafe { sys::memcached_free(probe) };
-                available
-            })
-            .contains(&self)
+        crate::ffi::hash_available(self)
     }
 }
 
@@ -1013,16 +990,7 @@ impl Behavior {
     /// ring and changes nothing else.
     pub(crate) fn settle(self, client: &Client) {
         if let Self::Hash(_) | Self::KetamaHash(_) = self {
-            let sort = client.behavior_raw(sys::MEMCACHED_BEHAVIOR_SORT_HOSTS);
-            // SAFETY: a valid handle and behavior; SORT_HOSTS takes a boolean, here the current
-            // one, and only reruns the distribution.
-            unsafe {
-                sys::memcached_behavior_set(
-                    client.as_ptr(),
-                    sys::MEMCACHED_BEHAVIOR_SORT_HOSTS,
-                    sort,
-                )
-            };
+            client.handle.rebuild_ring();
         }
     }
 
@@ -1209,16 +1177,11 @@ impl Client {
         let raw = match info.flag {
             // libmemcached would connect to the first server to read the OS value.
             sys::MEMCACHED_BEHAVIOR_SOCKET_SEND_SIZE | sys::MEMCACHED_BEHAVIOR_SOCKET_RECV_SIZE => {
-                // SAFETY: the handle is valid and not used by another thread (Client is not
-                // Sync); these are plain int fields of the struct bindgen generated from the
-                // installed headers.
-                let size = unsafe {
-                    let memc = &*self.as_ptr();
-                    if info.flag == sys::MEMCACHED_BEHAVIOR_SOCKET_SEND_SIZE {
-                        memc.send_size
-                    } else {
-                        memc.recv_size
-                    }
+                let (send, recv) = self.handle.socket_sizes();
+                let size = if info.flag == sys::MEMCACHED_BEHAVIOR_SOCKET_SEND_SIZE {
+                    send
+                } else {
+                    recv
                 };
                 return BehaviorValue::Number(size.max(0).into());
             }
@@ -1240,8 +1203,7 @@ impl Client {
 
     /// How many servers the client has.
     pub(crate) fn server_count(&self) -> u32 {
-        // SAFETY: the handle is valid.
-        unsafe { sys::memcached_server_count(self.as_ptr()) }
+        self.handle.server_count() as u32
     }
 
     /// Checks the behaviors that depend on the servers, once they are all added.

@@ -9,7 +9,8 @@ use libmemcached_sys as sys;
 use crate::behavior::{Behavior, Distribution};
 use crate::client::{Client, Settings};
 use crate::compression::Compression;
-use crate::error::{Error, Result, ReturnCode};
+use crate::error::{Error, Result};
+use crate::ffi::{Handle, Rc};
 use crate::server::{ServerSpec, Transport};
 
 const FAILOVER_FAILURE_LIMIT: u32 = 2;
@@ -208,16 +209,10 @@ impl ClientBuilder {
             behavior.to_raw()?;
         }
 
-        // SAFETY: a NULL argument asks libmemcached to allocate the handle, which the client owns.
-        let mut client = Client::from_raw(unsafe { sys::memcached_create(std::ptr::null_mut()) })
-            .ok_or_else(|| Error::Memcached {
-            code: ReturnCode::MemoryAllocationFailure,
-            message: "memcached_create failed".into(),
-            server: None,
-        })?;
+        let mut client = Client::from_handle(Handle::new()?);
         let raw_set = |flag, value| {
-            // SAFETY: `flag` is a libmemcached behavior constant and the value a boolean.
-            unsafe { sys::memcached_behavior_set(client.as_ptr(), flag, value) }
+            // Both flags take a boolean, accepted on a fresh handle.
+            let _ = client.handle.set_behavior(flag, value);
         };
         if udp != 0 {
             raw_set(sys::MEMCACHED_BEHAVIOR_USE_UDP, 1);
@@ -261,45 +256,19 @@ fn set_namespace(client: &Client, namespace: &[u8]) -> Result<()> {
         other => other,
     })?;
     let namespace = CString::new(namespace).map_err(|_| invalid("contains a NUL byte"))?;
-    // SAFETY: a NUL-terminated string, which libmemcached copies.
-    let rc = unsafe {
-        sys::memcached_callback_set(
-            client.as_ptr(),
-            sys::MEMCACHED_CALLBACK_NAMESPACE,
-            namespace.as_ptr().cast(),
-        )
-    };
-    if rc != sys::MEMCACHED_SUCCESS {
-        return Err(invalid(&ReturnCode::from_raw(rc).to_string()));
+    let rc = client.handle.set_namespace(&namespace);
+    if rc != Rc::SUCCESS {
+        return Err(invalid(&rc.code().to_string()));
     }
     Ok(())
 }
 
 fn add_server(client: &Client, spec: &ServerSpec) -> Result<()> {
-    let host = CString::new(spec.host()).map_err(|_| Error::InvalidServerSpec {
-        spec: spec.to_string(),
-        reason: "contains a NUL byte".into(),
-    })?;
-    // SAFETY: `host` is a NUL-terminated string that libmemcached copies.
-    let rc = unsafe {
-        match spec.transport() {
-            Transport::Unix => sys::memcached_server_add_unix_socket_with_weight(
-                client.as_ptr(),
-                host.as_ptr(),
-                spec.weight(),
-            ),
-            Transport::Tcp | Transport::Udp => sys::memcached_server_add_with_weight(
-                client.as_ptr(),
-                host.as_ptr(),
-                spec.port(),
-                spec.weight(),
-            ),
-        }
-    };
-    if rc != sys::MEMCACHED_SUCCESS {
+    let rc = client.handle.add_server(spec)?;
+    if rc != Rc::SUCCESS {
         return Err(Error::InvalidServerSpec {
             spec: spec.to_string(),
-            reason: format!("libmemcached refused it: {}", ReturnCode::from_raw(rc)),
+            reason: format!("libmemcached refused it: {}", rc.code()),
         });
     }
     Ok(())

@@ -1,10 +1,7 @@
 //! [`Client`]: owns one libmemcached handle; single-key operations.
 
-use std::cell::{Cell, RefCell};
-use std::ffi::{CStr, c_char};
+use std::cell::RefCell;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use libmemcached_sys as sys;
@@ -12,11 +9,11 @@ use libmemcached_sys as sys;
 use crate::behavior::Behavior;
 use crate::builder::ClientBuilder;
 use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
-use crate::error::{Error, Result, ReturnCode};
+use crate::error::{Error, Result};
 use crate::expiration::Expiration;
-use crate::fetch::fetch;
+use crate::ffi::{self, Counter, Handle, Rc, ReturnCode, Store, clean_message, fetch};
 use crate::key;
-use crate::server::{Server, Transport};
+use crate::server::Address;
 use crate::value::{Encoded, FromValue, ToValue, flags};
 
 /// A memcached client: one libmemcached handle and its connections.
@@ -34,14 +31,13 @@ use crate::value::{Encoded, FromValue, ToValue, flags};
 /// `Client` is [`Send`] but not [`Sync`]: a libmemcached handle must never be used by two threads
 /// at once. Give each thread its own client with [`Client::try_clone`].
 pub struct Client {
-    raw: NonNull<sys::memcached_st>,
+    pub(crate) handle: Handle,
     pub(crate) settings: Settings,
     /// A second handle for bulk loads (noreply, buffered), made on first use and dropped when a
     /// behavior changes, so that it always maps keys to the same servers as this one.
     pub(crate) bulk: RefCell<Option<Box<crate::multi::Bulk>>>,
     /// Servers found not to demand SASL (see `sasl::AuthProbe`).
     pub(crate) auth_probe: crate::sasl::AuthProbe,
-    _not_sync: PhantomData<Cell<()>>,
 }
 
 /// What the client does itself, beside libmemcached: compression and its limits.
@@ -60,54 +56,16 @@ impl Default for Settings {
     }
 }
 
-// SAFETY: a memcached_st holds no thread-local state and no pointers shared with other handles
-// (clones copy everything), so it may move to another thread. `Client` is not `Sync`, so it is
-// never used from two threads at once.
-unsafe impl Send for Client {}
-
-/// A storage command's C function (`memcached_set_by_key` and its siblings).
-type StoreFn = unsafe extern "C" fn(
-    *mut sys::memcached_st,
-    *const c_char,
-    usize,
-    *const c_char,
-    usize,
-    *const c_char,
-    usize,
-    libc::time_t,
-    u32,
-) -> sys::memcached_return_t;
-
-/// A storage command: its C function, the codes that mean "not stored" (the same in both
-/// protocols once normalised), and whether its value may be compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Store {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-}
-
 impl Store {
-    fn function(self) -> StoreFn {
-        match self {
-            Store::Set => sys::memcached_set_by_key,
-            Store::Add => sys::memcached_add_by_key,
-            Store::Replace => sys::memcached_replace_by_key,
-            Store::Append => sys::memcached_append_by_key,
-            Store::Prepend => sys::memcached_prepend_by_key,
-        }
-    }
-
-    fn not_stored(self) -> &'static [sys::memcached_return_t] {
+    /// The answers that mean "not stored", the same in both protocols once normalised.
+    fn not_stored(self) -> &'static [ReturnCode] {
         match self {
             Store::Set => &[],
             // ASCII says NOTSTORED, binary DATA_EXISTS.
-            Store::Add => &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_DATA_EXISTS],
+            Store::Add => &[ReturnCode::NotStored, ReturnCode::DataExists],
             // ASCII says NOTSTORED, binary NOTFOUND.
             Store::Replace | Store::Append | Store::Prepend => {
-                &[sys::MEMCACHED_NOTSTORED, sys::MEMCACHED_NOTFOUND]
+                &[ReturnCode::NotStored, ReturnCode::NotFound]
             }
         }
     }
@@ -140,8 +98,8 @@ enum Compress {
     Joins,
 }
 
-const CAS_REFUSED: &[sys::memcached_return_t] =
-    &[sys::MEMCACHED_DATA_EXISTS, sys::MEMCACHED_NOTFOUND];
+/// A cas that did not happen: the key changed or is gone.
+const CAS_REFUSED: &[ReturnCode] = &[ReturnCode::DataExists, ReturnCode::NotFound];
 
 impl Client {
     /// A client for `servers`, in pylibmc's spec syntax (see [`ServerSpec`](crate::ServerSpec)),
@@ -174,26 +132,8 @@ impl Client {
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
-        let mut message = [0 as c_char; 512];
-        // SAFETY: the pointer and length describe `config`; the error buffer is writable for its
-        // whole length, and libmemcached NUL-terminates what it writes there.
-        let rc = unsafe {
-            sys::libmemcached_check_configuration(
-                config.as_ptr().cast(),
-                config.len(),
-                message.as_mut_ptr(),
-                message.len(),
-            )
-        };
-        if rc != sys::MEMCACHED_SUCCESS {
-            // SAFETY: the buffer was zeroed and libmemcached writes a NUL-terminated message.
-            let text = unsafe { CStr::from_ptr(message.as_ptr()) };
-            return Err(invalid(clean_message(&text.to_string_lossy())));
-        }
-        // SAFETY: as above; a non-NULL result is a handle we now own.
-        let raw = unsafe { sys::memcached(config.as_ptr().cast(), config.len()) };
-        let client =
-            Client::from_raw(raw).ok_or_else(|| invalid("libmemcached refused it".into()))?;
+        ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
+        let client = Client::from_handle(Handle::from_config(config)?);
         if client.servers().is_empty() {
             return Err(invalid("no servers".into()));
         }
@@ -220,19 +160,13 @@ impl Client {
         Ok(client)
     }
 
-    /// Wraps a handle from `memcached_create`, `memcached()` or `memcached_clone`.
-    pub(crate) fn from_raw(raw: *mut sys::memcached_st) -> Option<Client> {
-        NonNull::new(raw).map(|raw| Client {
-            raw,
+    pub(crate) fn from_handle(handle: Handle) -> Client {
+        Client {
+            handle,
             settings: Settings::default(),
             bulk: RefCell::new(None),
             auth_probe: Default::default(),
-            _not_sync: PhantomData,
-        })
-    }
-
-    pub(crate) fn as_ptr(&self) -> *mut sys::memcached_st {
-        self.raw.as_ptr()
+        }
     }
 
     // ---- reads ---------------------------------------------------------------------------
@@ -242,24 +176,10 @@ impl Client {
         let key = key.as_ref();
         self.check_key(key)?;
         self.refuse_over_udp("get")?;
-        let (mut len, mut flags, mut rc) = (0, 0, sys::MEMCACHED_SUCCESS);
-        // SAFETY: the key pointer and length describe a live slice; the out-pointers are valid
-        // locals. The returned buffer (NULL for a miss or an empty value) is ours to free.
-        let data = unsafe {
-            let ptr = sys::memcached_get(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                &mut len,
-                &mut flags,
-                &mut rc,
-            );
-            MallocBuf::new(ptr, len)
-        };
-        match rc {
-            sys::MEMCACHED_SUCCESS => self.decode(key, data.as_slice(), flags).map(Some),
-            sys::MEMCACHED_NOTFOUND => self.check_auth_after_miss(key).map(|()| None),
-            rc => Err(self.error(rc, Some(key))),
+        let (rc, data, flags) = self.handle.get(key);
+        match self.handle.check(rc, &[ReturnCode::NotFound], Some(key))? {
+            ReturnCode::Success => self.decode(key, data.as_slice(), flags).map(Some),
+            _ => self.check_auth_after_miss(key).map(|()| None),
         }
     }
 
@@ -270,15 +190,19 @@ impl Client {
         self.refuse_over_udp("gets")?;
         let _cas = CasTokens::on(self);
         let mut found = None;
-        fetch(self, &[key], 0, |_, item| {
-            found = Some((self.decode(key, item.value, item.flags)?, item.cas()));
-            Ok(())
-        })
-        .map_err(Error::into_single)?;
-        if found.is_none() {
-            self.check_auth_after_miss(key)?;
+        let failures = fetch(&self.handle, &[key], 0, |_, item| {
+            found = Some(
+                self.decode(key, item.value, item.flags)
+                    .map(|v| (v, item.cas())),
+            );
+        })?;
+        if !failures.is_empty() {
+            return Err(Error::Multi { failures }.into_single());
         }
-        Ok(found)
+        match found {
+            Some(found) => found.map(Some),
+            None => self.check_auth_after_miss(key).map(|()| None),
+        }
     }
 
     // ---- writes --------------------------------------------------------------------------
@@ -344,21 +268,9 @@ impl Client {
         }
         self.check_key(key)?;
         let encoded = self.encode(&value, "cas", Compress::Never)?;
-        // SAFETY: key and value pointers describe live slices for the whole call.
-        let rc = unsafe {
-            sys::memcached_cas_by_key(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                encoded.data.as_ptr().cast(),
-                encoded.data.len(),
-                exp.into().to_wire(),
-                encoded.flags,
-                cas,
-            )
-        };
+        let rc = self
+            .handle
+            .cas(key, &encoded.data, exp.into().to_wire(), encoded.flags, cas);
         self.stored(rc, CAS_REFUSED, key, encoded.data.len())
     }
 
@@ -366,18 +278,7 @@ impl Client {
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
         self.check_key(key)?;
-        // SAFETY: the key pointer and length describe a live slice.
-        let rc = unsafe {
-            sys::memcached_delete_by_key(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                0,
-            )
-        };
-        self.found(rc, key)
+        self.found(self.handle.delete(key, key), key)
     }
 
     /// Sets a new expiration on `key`. `Ok(false)`: it does not exist.
@@ -385,18 +286,7 @@ impl Client {
         let key = key.as_ref();
         self.check_key(key)?;
         self.refuse_over_udp("touch")?;
-        // SAFETY: the key pointer and length describe a live slice.
-        let rc = unsafe {
-            sys::memcached_touch_by_key(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                exp.into().to_wire(),
-            )
-        };
-        self.found(rc, key)
+        self.found(self.handle.touch(key, exp.into().to_wire()), key)
     }
 
     // ---- counters ------------------------------------------------------------------------
@@ -404,13 +294,13 @@ impl Client {
     /// Adds `delta` to the number stored under `key` and returns the result, which wraps at
     /// 2^64. A missing key is [`Error::NotFound`].
     pub fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
-        self.arith(sys::memcached_increment_by_key, key.as_ref(), delta)
+        self.arith(Counter::Incr, key.as_ref(), delta)
     }
 
     /// Subtracts `delta` from the number stored under `key` and returns the result, which stops
     /// at 0. A missing key is [`Error::NotFound`].
     pub fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
-        self.arith(sys::memcached_decrement_by_key, key.as_ref(), delta)
+        self.arith(Counter::Decr, key.as_ref(), delta)
     }
 
     /// Like [`Client::incr`], but a missing key is created with `initial` (and `exp`) and
@@ -442,97 +332,64 @@ impl Client {
     /// Removes every item from every server, after `delay` if given.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
         let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
-        // SAFETY: the handle is valid; flush takes no pointers.
-        let rc = unsafe { sys::memcached_flush(self.as_ptr(), delay) };
-        self.check(rc, None)
+        self.check(self.handle.flush(delay), None)
     }
 
     /// Each server's version, in server order, asked afresh (the connections are reopened).
     /// An unreachable server is an error naming it.
-    pub fn version(&self) -> Result<Vec<(Server, String)>> {
+    pub fn version(&self) -> Result<Vec<(Address, String)>> {
         self.refuse_over_udp("version")?;
         // libmemcached asks only servers whose version it does not know yet, and forgets it
         // when a connection closes: start afresh, so a server that died since answers (or not).
         self.disconnect_all();
-        // SAFETY: the handle is valid.
-        let rc = unsafe { sys::memcached_version(self.as_ptr()) };
-        let mut versions = Vec::new();
-        for (server, instance) in self.instances() {
-            // SAFETY: `instance` comes from instances(), valid while no server is added.
-            let (major, minor, micro) = unsafe {
-                (
-                    sys::memcached_server_major_version(instance),
-                    sys::memcached_server_minor_version(instance),
-                    sys::memcached_server_micro_version(instance),
-                )
-            };
-            if major == u8::MAX {
-                // SAFETY: as above; the message is copied before anything else runs.
-                let (code, message) = unsafe {
-                    (
-                        sys::memcached_server_error_return(instance),
-                        sys::memcached_server_error(instance),
-                    )
-                };
-                let code = if code == sys::MEMCACHED_SUCCESS {
-                    rc
-                } else {
-                    code
-                };
-                let message = match message.is_null() {
-                    // SAFETY: a non-NULL message is a NUL-terminated string owned by the instance.
-                    false => unsafe { CStr::from_ptr(message) }
-                        .to_string_lossy()
-                        .into_owned(),
-                    true => ReturnCode::from_raw(code).to_string(),
-                };
-                return Err(Error::Memcached {
-                    code: ReturnCode::from_raw(code),
-                    message: clean_message(&message),
-                    server: Some(server.to_string()),
-                });
+        let (rc, answers) = self.handle.versions();
+        let servers = self.handle.servers().clone();
+        let mut versions = Vec::with_capacity(servers.len());
+        for (i, (server, version)) in servers.into_iter().zip(answers).enumerate() {
+            match version {
+                Some((major, minor, micro)) => {
+                    versions.push((server, format!("{major}.{minor}.{micro}")));
+                }
+                None if self.handle.server_failed(i) => return Err(self.handle.server_error(i)),
+                // No error recorded for the server: the call's own code says why.
+                None => {
+                    let code = match rc.code() {
+                        ReturnCode::Success | ReturnCode::SomeErrors => {
+                            ReturnCode::ConnectionFailure
+                        }
+                        code => code,
+                    };
+                    return Err(Error::Memcached {
+                        code,
+                        message: code.to_string(),
+                        server: Some(server),
+                    });
+                }
             }
-            versions.push((server, format!("{major}.{minor}.{micro}")));
         }
         Ok(versions)
     }
 
     /// The servers this client is configured with.
-    pub fn servers(&self) -> Vec<Server> {
-        self.instances().map(|(server, _)| server).collect()
+    pub fn servers(&self) -> Vec<Address> {
+        self.handle.servers().clone()
     }
 
     /// The server `key` maps to.
-    pub fn server_for_key(&self, key: impl AsRef<[u8]>) -> Result<Server> {
+    pub fn server_for_key(&self, key: impl AsRef<[u8]>) -> Result<Address> {
         let key = key.as_ref();
         self.check_key(key)?;
-        let mut rc = sys::MEMCACHED_SUCCESS;
-        // SAFETY: the key pointer and length describe a live slice; rc is a valid local.
-        let instance = unsafe {
-            sys::memcached_server_by_key(self.as_ptr(), key.as_ptr().cast(), key.len(), &mut rc)
-        };
-        if instance.is_null() {
-            return Err(self.error(rc, None));
-        }
-        // SAFETY: a non-NULL instance belongs to this handle and is valid until servers change.
-        Ok(unsafe { self.server_of(instance) })
+        self.handle.server_for_key(key)
     }
 
     /// Closes every connection; the next operation reconnects.
     pub fn disconnect_all(&self) {
-        // SAFETY: the handle is valid.
-        unsafe { sys::memcached_quit(self.as_ptr()) }
+        self.handle.quit()
     }
 
     /// A new client with the same servers and behaviors and its own connections.
     pub fn try_clone(&self) -> Result<Client> {
-        // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
-        let raw = unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) };
-        let mut clone = Client::from_raw(raw).ok_or_else(|| Error::Memcached {
-            code: ReturnCode::MemoryAllocationFailure,
-            message: "memcached_clone failed".into(),
-            server: None,
-        })?;
+        let mut clone = Client::from_handle(self.handle.try_clone()?);
         clone.settings = self.settings;
         Ok(clone)
     }
@@ -544,12 +401,11 @@ impl Client {
             return Ok(());
         };
         self.bulk.replace(None);
-        // SAFETY: `flag` is one of libmemcached's behavior constants and `value` was checked.
-        let rc = unsafe { sys::memcached_behavior_set(self.as_ptr(), flag, value) };
-        if rc != sys::MEMCACHED_SUCCESS {
+        let rc = self.handle.set_behavior(flag, value);
+        if rc != Rc::SUCCESS {
             return Err(Error::InvalidConfig(format!(
                 "libmemcached refused {behavior:?}: {}",
-                ReturnCode::from_raw(rc)
+                rc.code()
             )));
         }
         behavior.settle(self);
@@ -558,7 +414,7 @@ impl Client {
 
     /// Whether the binary protocol is on.
     pub fn is_binary(&self) -> bool {
-        self.behavior_raw(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL) != 0
+        self.handle.facts().binary
     }
 
     // ---- internals -----------------------------------------------------------------------
@@ -566,48 +422,30 @@ impl Client {
     /// Turns CAS tokens on or off directly: unlike [`Client::set_behavior`], this keeps the
     /// bulk handle, which never reads tokens.
     fn support_cas(&self, on: bool) {
-        // SAFETY: SUPPORT_CAS takes a boolean and cannot fail.
-        unsafe {
-            sys::memcached_behavior_set(
-                self.as_ptr(),
-                sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS,
-                on.into(),
-            )
-        };
+        // SUPPORT_CAS takes a boolean and cannot fail.
+        let _ = self
+            .handle
+            .set_behavior(sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS, on.into());
     }
 
     pub(crate) fn behavior_raw(&self, flag: sys::memcached_behavior_t) -> u64 {
-        // SAFETY: `flag` is one of libmemcached's behavior constants below MAX.
-        unsafe { sys::memcached_behavior_get(self.as_ptr(), flag) }
+        self.handle.behavior(flag)
     }
 
     /// Checks a key against memcached's rules for this client's protocol and namespace.
+    #[inline]
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
         self.key_rules().check(key)
     }
 
     /// The key rules in force: the namespace's length and the protocol.
+    #[inline]
     pub(crate) fn key_rules(&self) -> key::Rules {
-        let mut rc = sys::MEMCACHED_SUCCESS;
-        // SAFETY: the handle is valid; the namespace callback returns NULL or a NUL-terminated
-        // string owned by the handle, read at once.
-        let namespace_len = unsafe {
-            let ns = sys::memcached_callback_get(
-                self.as_ptr(),
-                sys::MEMCACHED_CALLBACK_NAMESPACE,
-                &mut rc,
-            );
-            if ns.is_null() {
-                0
-            } else {
-                libc::strlen(ns.cast())
-            }
-        };
-        // The UDP protocol is ASCII.
-        let binary = self.is_binary() && self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0;
+        let facts = self.handle.facts();
         key::Rules {
-            namespace_len,
-            binary,
+            namespace_len: facts.namespace_len,
+            // The UDP protocol is ASCII.
+            binary: facts.binary && !facts.udp,
         }
     }
 
@@ -635,30 +473,10 @@ impl Client {
         self.stored(rc, op.not_stored(), key, encoded.data.len())
     }
 
-    /// Sends one storage command for a checked key and an encoded value; returns libmemcached's
-    /// code.
-    pub(crate) fn send(
-        &self,
-        op: Store,
-        key: &[u8],
-        value: &Encoded<'_>,
-        exp: Expiration,
-    ) -> sys::memcached_return_t {
-        // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
-        // describe live slices for the whole call. The key is its own group key.
-        unsafe {
-            op.function()(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                value.data.as_ptr().cast(),
-                value.data.len(),
-                exp.to_wire(),
-                value.flags,
-            )
-        }
+    /// Sends one storage command for a checked key and an encoded value.
+    pub(crate) fn send(&self, op: Store, key: &[u8], value: &Encoded<'_>, exp: Expiration) -> Rc {
+        self.handle
+            .store(op, key, &value.data, exp.to_wire(), value.flags)
     }
 
     /// Encodes a value as `op` would send it.
@@ -717,63 +535,28 @@ impl Client {
     }
 
     /// Maps a storage command's code: stored, not stored, or an error.
-    fn stored(
-        &self,
-        rc: sys::memcached_return_t,
-        not_stored: &[sys::memcached_return_t],
-        key: &[u8],
-        len: usize,
-    ) -> Result<bool> {
-        match rc {
-            sys::MEMCACHED_SUCCESS | sys::MEMCACHED_STORED | sys::MEMCACHED_BUFFERED => Ok(true),
-            rc if not_stored.contains(&rc) => Ok(false),
-            sys::MEMCACHED_E2BIG => Err(Error::TooBig {
+    fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
+        match self.handle.check(rc, not_stored, Some(key)) {
+            Ok(code) => Ok(code == ReturnCode::Success),
+            Err(error) if error.code() == Some(ReturnCode::E2Big) => Err(Error::TooBig {
                 len,
-                server: self.server_for_key(key).ok().map(|s| s.to_string()),
+                server: self.handle.server_for_key(key).ok(),
             }),
-            rc => Err(self.error(rc, Some(key))),
+            Err(error) => Err(error),
         }
     }
 
     /// `Ok(true)` on success, `Ok(false)` for a missing key, an error otherwise.
-    fn found(&self, rc: sys::memcached_return_t, key: &[u8]) -> Result<bool> {
-        match rc {
-            sys::MEMCACHED_NOTFOUND => Ok(false),
-            rc => self.check(rc, Some(key)).map(|()| true),
-        }
+    fn found(&self, rc: Rc, key: &[u8]) -> Result<bool> {
+        let code = self.handle.check(rc, &[ReturnCode::NotFound], Some(key))?;
+        Ok(code == ReturnCode::Success)
     }
 
-    fn arith(
-        &self,
-        function: unsafe extern "C" fn(
-            *mut sys::memcached_st,
-            *const c_char,
-            usize,
-            *const c_char,
-            usize,
-            u64,
-            *mut u64,
-        ) -> sys::memcached_return_t,
-        key: &[u8],
-        delta: u64,
-    ) -> Result<u64> {
+    fn arith(&self, counter: Counter, key: &[u8], delta: u64) -> Result<u64> {
         self.check_key(key)?;
         self.check_replies("incr and decr")?;
         self.check_auth_before_counter(key)?;
-        let mut value = 0;
-        // SAFETY: `function` is memcached_increment_by_key or memcached_decrement_by_key; the key
-        // describes a live slice and is its own group key; `value` is a valid local.
-        let rc = unsafe {
-            function(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                delta,
-                &mut value,
-            )
-        };
+        let (rc, value) = self.handle.arith(counter, key, delta);
         self.check(rc, Some(key)).map(|()| value)
     }
 
@@ -789,37 +572,16 @@ impl Client {
         self.check_replies("incr and decr")?;
         if self.is_binary() {
             self.check_auth_before_counter(key)?;
-            let function = match counter {
-                Counter::Incr => sys::memcached_increment_with_initial_by_key,
-                Counter::Decr => sys::memcached_decrement_with_initial_by_key,
-            };
-            let mut value = 0;
-            // SAFETY: the key describes a live slice and is its own group key; `value` is a
-            // valid local.
-            let rc = unsafe {
-                function(
-                    self.as_ptr(),
-                    key.as_ptr().cast(),
-                    key.len(),
-                    key.as_ptr().cast(),
-                    key.len(),
-                    delta,
-                    initial,
-                    exp.to_wire(),
-                    &mut value,
-                )
-            };
+            let (rc, value) =
+                self.handle
+                    .arith_with_initial(counter, key, delta, initial, exp.to_wire());
             return self.check(rc, Some(key)).map(|()| value);
         }
         // ASCII has no such command: add the initial value when the counter is missing. If
         // another client adds it first, our add fails and the counter now exists.
-        let arith = match counter {
-            Counter::Incr => sys::memcached_increment_by_key,
-            Counter::Decr => sys::memcached_decrement_by_key,
-        };
         let mut attempts = 0;
         loop {
-            match self.arith(arith, key, delta) {
+            match self.arith(counter, key, delta) {
                 Err(Error::NotFound) if attempts < 3 => {}
                 other => return other,
             }
@@ -841,9 +603,10 @@ impl Client {
     /// `Behavior::NoReply`, libmemcached sends every write without waiting for an answer (and
     /// would report a counter of u64::MAX).
     fn check_replies(&self, operation: &str) -> Result<()> {
-        let why = if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) != 0 {
+        let facts = self.handle.facts();
+        let why = if facts.udp {
             "writes over UDP get none"
-        } else if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_NOREPLY) != 0 {
+        } else if facts.noreply {
             "the client is set to noreply"
         } else {
             return Ok(());
@@ -856,108 +619,14 @@ impl Client {
     }
 
     /// `Ok(())` for success codes, the error otherwise.
-    pub(crate) fn check(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Result<()> {
-        match rc {
-            sys::MEMCACHED_SUCCESS
-            | sys::MEMCACHED_END
-            | sys::MEMCACHED_DELETED
-            | sys::MEMCACHED_STORED
-            | sys::MEMCACHED_BUFFERED => Ok(()),
-            rc => Err(self.error(rc, key)),
-        }
+    #[inline]
+    pub(crate) fn check(&self, rc: Rc, key: Option<&[u8]>) -> Result<()> {
+        self.handle.check(rc, &[], key).map(drop)
     }
 
-    /// The error for `rc`, with libmemcached's message and the server. Resets the connections
-    /// when the code means their replies may be out of step.
-    pub(crate) fn error(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Error {
-        let error = self.describe_error(rc, key);
-        if ReturnCode::from_raw(rc).needs_reset() {
-            self.disconnect_all();
-        }
-        error
-    }
-
-    /// The error for `rc`, leaving the connections as they are.
-    pub(crate) fn describe_error(&self, rc: sys::memcached_return_t, key: Option<&[u8]>) -> Error {
-        let code = ReturnCode::from_raw(rc);
-        if code == ReturnCode::NotFound {
-            return Error::NotFound;
-        }
-        // SAFETY: the handle is valid; the last message is a NUL-terminated string owned by the
-        // handle, copied before any other call.
-        let message = unsafe {
-            if sys::memcached_last_error(self.as_ptr()) == rc {
-                CStr::from_ptr(sys::memcached_last_error_message(self.as_ptr()))
-                    .to_string_lossy()
-                    .into_owned()
-            } else {
-                code.to_string()
-            }
-        };
-        let server = server_in_message(&message).or_else(|| {
-            key.and_then(|k| self.server_for_key(k).ok())
-                .map(|s| s.to_string())
-        });
-        Error::Memcached {
-            code,
-            message: clean_message(&message),
-            server,
-        }
-    }
-
-    /// # Safety
-    ///
-    /// `instance` belongs to this handle, and no server was added since it was looked up.
-    pub(crate) unsafe fn server_of(&self, instance: *const sys::memcached_instance_st) -> Server {
-        // SAFETY: per the contract; name and type are NUL-terminated strings owned by the
-        // instance.
-        let (host, kind, port) = unsafe {
-            (
-                CStr::from_ptr(sys::memcached_server_name(instance)),
-                CStr::from_ptr(sys::memcached_server_type(instance)),
-                sys::memcached_server_port(instance),
-            )
-        };
-        let transport = match kind.to_bytes() {
-            b"SOCKET" => Transport::Unix,
-            b"UDP" => Transport::Udp,
-            // libmemcached reports servers added under USE_UDP as "TCP".
-            _ if self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) != 0 => Transport::Udp,
-            _ => Transport::Tcp,
-        };
-        Server {
-            transport,
-            host: host.to_string_lossy().into_owned(),
-            port,
-        }
-    }
-
-    /// The libmemcached instances of the configured servers, in server order.
-    pub(crate) fn instance_ptrs(
-        &self,
-    ) -> impl Iterator<Item = *const sys::memcached_instance_st> + '_ {
-        // SAFETY: the handle is valid.
-        let count = unsafe { sys::memcached_server_count(self.as_ptr()) };
-        // SAFETY: `i` is below the server count, so the instance exists.
-        (0..count)
-            .map(move |i| unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) })
-    }
-
-    /// The configured servers with their libmemcached instances.
-    pub(crate) fn instances(
-        &self,
-    ) -> impl Iterator<Item = (Server, *const sys::memcached_instance_st)> + '_ {
-        // SAFETY: the instance is valid while no server is added or removed.
-        self.instance_ptrs()
-            .map(move |instance| (unsafe { self.server_of(instance) }, instance))
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from libmemcached, is owned by this client alone and is not
-        // used after this.
-        unsafe { sys::memcached_free(self.as_ptr()) }
+    /// The error for `rc`, after resetting the connections if their replies may be out of step.
+    pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
+        self.handle.error(rc, key)
     }
 }
 
@@ -974,19 +643,12 @@ impl Clone for Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let servers: Vec<String> = self.servers().iter().map(Server::to_string).collect();
+        let servers: Vec<String> = self.servers().iter().map(Address::to_string).collect();
         f.debug_struct("Client")
             .field("servers", &servers)
             .field("binary", &self.is_binary())
             .finish()
     }
-}
-
-/// Which way a counter moves.
-#[derive(Clone, Copy)]
-pub(crate) enum Counter {
-    Incr,
-    Decr,
 }
 
 /// Turns CAS tokens on for the life of the guard, restoring the previous setting.
@@ -1010,91 +672,5 @@ impl Drop for CasTokens<'_> {
         if !self.was_on {
             self.client.support_cas(false);
         }
-    }
-}
-
-/// A buffer allocated by libmemcached with `malloc`, freed on drop.
-struct MallocBuf {
-    ptr: *mut c_char,
-    len: usize,
-}
-
-impl MallocBuf {
-    /// # Safety
-    ///
-    /// `ptr` is NULL or a `malloc`ed buffer of at least `len` bytes that nothing else frees.
-    unsafe fn new(ptr: *mut c_char, len: usize) -> Self {
-        Self { ptr, len }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        if self.ptr.is_null() {
-            return &[];
-        }
-        // SAFETY: per `new`, a non-NULL buffer holds `len` initialised bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
-    }
-}
-
-impl Drop for MallocBuf {
-    fn drop(&mut self) {
-        // SAFETY: per `new`, the buffer is ours and came from malloc (free(NULL) is a no-op).
-        unsafe { libc::free(self.ptr.cast()) }
-    }
-}
-
-/// The server a libmemcached error message names (` host: 127.0.0.1:11211`, ` host: ::1:11211`,
-/// ` socket: /path`), spelled as [`Server`] displays it.
-pub(crate) fn server_in_message(message: &str) -> Option<String> {
-    let word = |tag: &str| {
-        let rest = &message[message.find(tag)? + tag.len()..];
-        let word = rest.split_whitespace().next()?.trim_end_matches(',');
-        (!word.is_empty()).then_some(word)
-    };
-    if let Some(path) = word("socket: ") {
-        return Some(path.to_owned());
-    }
-    let (host, port) = word("host: ")?.rsplit_once(':')?;
-    Some(if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    })
-}
-
-/// libmemcached's message without the handle address in front and the source location behind:
-/// `(0x55d0...) CONNECTION FAILURE, host: ... -> src/get.cc:233` becomes
-/// `CONNECTION FAILURE, host: ...`.
-pub(crate) fn clean_message(message: &str) -> String {
-    let message = match message.strip_prefix("(0x") {
-        Some(rest) => rest.split_once(") ").map_or(message, |(_, m)| m),
-        None => message,
-    };
-    let message = message.rsplit_once(" -> ").map_or(message, |(m, _)| m);
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_are_cleaned_and_name_the_server() {
-        let raw = "(0x55d0c0a0) CONNECTION FAILURE,  host: 127.0.0.1:22199 -> ./src/libmemcached/get.cc:233";
-        assert_eq!(
-            clean_message(raw),
-            "CONNECTION FAILURE, host: 127.0.0.1:22199"
-        );
-        assert_eq!(server_in_message(raw).as_deref(), Some("127.0.0.1:22199"));
-        assert_eq!(server_in_message("NOT FOUND"), None);
-        assert_eq!(
-            server_in_message("CONNECTION FAILURE, host: ::1:11211 -> x").as_deref(),
-            Some("[::1]:11211")
-        );
-        assert_eq!(
-            server_in_message("SYSTEM ERROR(No such file), socket: /tmp/mc.sock -> x").as_deref(),
-            Some("/tmp/mc.sock")
-        );
-        assert_eq!(clean_message("NOT FOUND"), "NOT FOUND");
     }
 }

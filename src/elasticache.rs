@@ -261,7 +261,7 @@ impl<'a> Session<'a> {
         let down = |code, what: String| Error::Memcached {
             code,
             message: format!("configuration endpoint: {what}"),
-            server: Some(endpoint.to_owned()),
+            server: Some(spec.address().clone()),
         };
         let addresses = (spec.host(), spec.port())
             .to_socket_addrs()
@@ -442,7 +442,10 @@ fn io_error(endpoint: &str, error: &io::Error) -> Error {
     Error::Memcached {
         code,
         message: format!("configuration endpoint: {error}"),
-        server: Some(endpoint.to_owned()),
+        server: endpoint
+            .parse::<ServerSpec>()
+            .ok()
+            .map(|s| s.address().clone()),
     }
 }
 

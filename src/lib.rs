@@ -47,6 +47,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod behavior;
 mod builder;
@@ -55,7 +56,7 @@ mod compression;
 pub mod elasticache;
 mod error;
 mod expiration;
-mod fetch;
+mod ffi;
 #[cfg(feature = "serde")]
 mod json;
 mod key;
@@ -81,7 +82,7 @@ pub use json::Json;
 pub use key::MAX_KEY_LEN;
 pub use multi::Prefixed;
 pub use pool::{ClientPool, PooledClient, ThreadClient, ThreadMappedPool};
-pub use server::{DEFAULT_PORT, Server, ServerSpec, Transport};
+pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};
 pub use stats::ServerStats;
 pub use value::{Encoded, FromValue, ToValue, Value};
 
@@ -91,7 +92,7 @@ struct ReadmeExamples;
 
 /// Whether the libmemcached this crate was built against supports SASL authentication.
 pub fn support_sasl() -> bool {
-    cfg!(libmemcached_sasl)
+    ffi::SASL_SUPPORT
 }
 
 /// Whether values can be compressed: always, because this crate compresses them itself, with
@@ -119,9 +120,7 @@ pub fn libmemcached_build_version() -> &'static str {
 
 /// The version of the libmemcached library in use, such as `"1.1.4"`.
 pub fn libmemcached_version() -> &'static str {
-    // SAFETY: memcached_lib_version returns a static NUL-terminated string.
-    let version = unsafe { std::ffi::CStr::from_ptr(libmemcached_sys::memcached_lib_version()) };
-    version.to_str().unwrap_or("unknown")
+    ffi::library_version()
 }
 
 #[cfg(test)]
@@ -132,11 +131,8 @@ mod tests {
             super::libmemcached_build_version(),
             super::libmemcached_version()
         );
-        assert!(cfg!(libmemcached_1_1) == super::libmemcached_version().starts_with("1.1"));
-        assert_eq!(
-            super::support_sasl(),
-            libmemcached_sys::LIBMEMCACHED_WITH_SASL_SUPPORT != 0
-        );
+        assert!(super::libmemcached_version().starts_with("1.1"));
+        assert_eq!(super::support_sasl(), cfg!(libmemcached_sasl));
     }
 
     #[test]

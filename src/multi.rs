@@ -10,12 +10,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use libmemcached_sys as sys;
-
-use crate::client::{Client, Counter, Store};
+use crate::client::Client;
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
-use crate::fetch::fetch;
+use crate::ffi::{Counter, Rc, Store, fetch};
 use crate::value::{FromValue, ToValue};
 
 impl Client {
@@ -346,10 +344,21 @@ where
     };
     client.refuse_over_udp("get_multi")?;
     let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
-    fetch(client, &sent, prefix.len(), |i, item| {
-        values[i] = Some(client.decode(keys[i].as_ref(), item.value, item.flags)?);
-        Ok(())
+    let mut decode_error = None;
+    let failures = fetch(&client.handle, &sent, prefix.len(), |i, item| {
+        if decode_error.is_none() {
+            match client.decode(keys[i].as_ref(), item.value, item.flags) {
+                Ok(value) => values[i] = Some(value),
+                Err(error) => decode_error = Some(error),
+            }
+        }
     })?;
+    if !failures.is_empty() {
+        return Err(Error::Multi { failures });
+    }
+    if let Some(error) = decode_error {
+        return Err(error);
+    }
     client.check_auth_after_misses(
         (0..keys.len())
             .filter(|&i| values[i].is_none())
@@ -476,7 +485,7 @@ where
     if items.is_empty() {
         return Ok(());
     }
-    if client.is_binary() || client.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) != 0 {
+    if client.is_binary() || client.handle.facts().udp {
         let not_stored = store_multi(client, prefix, Store::Set, items, exp)?;
         debug_assert!(not_stored.is_empty(), "set reports failures as errors");
         return Ok(());
@@ -518,28 +527,19 @@ where
     }
 
     let mut failures: Vec<KeyFailure> = Vec::new();
-    let mut last_key_per_server: HashMap<u32, usize> = HashMap::new();
+    let mut last_key_per_server: HashMap<usize, usize> = HashMap::new();
     for (i, ((key, _), (sent, value))) in items.iter().zip(full.iter().zip(&encoded)).enumerate() {
         let rc = bulk.send(Store::Set, sent, value, exp);
-        if matches!(rc, sys::MEMCACHED_SUCCESS | sys::MEMCACHED_BUFFERED) {
-            // SAFETY: the key describes a live slice; the handle is valid.
-            let server = unsafe {
-                sys::memcached_generate_hash(bulk.as_ptr(), sent.as_ptr().cast(), sent.len())
-            };
-            last_key_per_server.insert(server, i);
-        } else {
-            KeyFailure::record(
-                &mut failures,
-                bulk.error(rc, Some(sent)),
-                key.as_ref().to_vec(),
-            );
+        match bulk.handle.check(rc, &[], Some(sent)) {
+            Ok(_) => {
+                last_key_per_server.insert(bulk.handle.server_index(sent), i);
+            }
+            Err(error) => KeyFailure::record(&mut failures, error, key.as_ref().to_vec()),
         }
     }
-    // SAFETY: the handle is valid.
-    let rc = unsafe { sys::memcached_flush_buffers(bulk.as_ptr()) };
-    if rc != sys::MEMCACHED_SUCCESS {
+    if let Err(error) = bulk.check(bulk.handle.flush_buffers(), None) {
         failures.push(KeyFailure {
-            error: bulk.error(rc, None),
+            error,
             keys: Vec::new(),
         });
     }
@@ -549,11 +549,15 @@ where
     // the connections are reset before anyone reads them.
     let probes: Vec<&[u8]> = last_key_per_server.values().map(|&i| &*full[i]).collect();
     if !probes.is_empty() {
-        if let Err(error) = fetch(bulk, &probes, 0, |_, _| Ok(())) {
-            failures.push(KeyFailure {
+        match fetch(&bulk.handle, &probes, 0, |_, _| {}) {
+            Ok(probe_failures) => failures.extend(probe_failures.into_iter().map(|f| KeyFailure {
+                error: f.error,
+                keys: Vec::new(),
+            })),
+            Err(error) => failures.push(KeyFailure {
                 error,
                 keys: Vec::new(),
-            });
+            }),
         }
     }
     if failures.is_empty() {
@@ -578,12 +582,12 @@ impl Bulk {
         let item_limit = client.item_size_limit()?;
         let bulk = client.try_clone()?;
         for flag in [
-            sys::MEMCACHED_BEHAVIOR_NOREPLY,
-            sys::MEMCACHED_BEHAVIOR_BUFFER_REQUESTS,
+            libmemcached_sys::MEMCACHED_BEHAVIOR_NOREPLY,
+            libmemcached_sys::MEMCACHED_BEHAVIOR_BUFFER_REQUESTS,
         ] {
-            // SAFETY: both flags take a boolean; the clone speaks ASCII (checked by the caller).
-            let rc = unsafe { sys::memcached_behavior_set(bulk.as_ptr(), flag, 1) };
-            if rc != sys::MEMCACHED_SUCCESS {
+            // Both flags take a boolean; the clone speaks ASCII (checked by the caller).
+            let rc = bulk.handle.set_behavior(flag, 1);
+            if rc != Rc::SUCCESS {
                 return Err(bulk.error(rc, None));
             }
         }

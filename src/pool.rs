@@ -44,10 +44,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use libmemcached_sys as sys;
-
 use crate::client::Client;
-use crate::error::{Error, Result, ReturnCode};
+use crate::error::{Error, Result};
 
 /// A fixed set of clients shared by threads (pylibmc's `ClientPool`).
 ///
@@ -194,8 +192,7 @@ impl fmt::Debug for PooledClient<'_> {
 /// Closes a client's connections if its last call failed on a connection or a protocol error,
 /// or the thread is panicking, so the next user starts clean. (Resetting twice is harmless.)
 fn reset_if_failed(client: &Client) {
-    // SAFETY: the handle is valid.
-    let last = ReturnCode::from_raw(unsafe { sys::memcached_last_error(client.as_ptr()) });
+    let last = client.handle.last_error();
     // A panic may have cut a call short between sending and reading.
     if std::thread::panicking() || last.is_connection() || last.needs_reset() {
         client.disconnect_all();

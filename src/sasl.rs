@@ -5,10 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::ffi::CString;
 use std::fmt;
 
-use libmemcached_sys as sys;
-
 use crate::client::Client;
-use crate::error::{Error, KeyFailure, Result, ReturnCode};
+use crate::error::{Error, KeyFailure, Result};
+use crate::ffi::{Rc, ReturnCode};
 use crate::server::{ServerSpec, Transport};
 
 /// A SASL username and password. `Debug` shows the username only, so builders can be logged.
@@ -69,16 +68,11 @@ impl Credentials {
             |_| Error::InvalidConfig("SASL: the username or password contains a NUL byte".into());
         let username = CString::new(self.username.as_str()).map_err(nul)?;
         let password = CString::new(self.password.as_str()).map_err(nul)?;
-        // SAFETY: the handle is valid and both arguments are NUL-terminated strings, which
-        // libmemcached copies (it frees its copies in memcached_free, and memcached_clone copies
-        // them again).
-        let rc = unsafe {
-            sys::memcached_set_sasl_auth_data(client.as_ptr(), username.as_ptr(), password.as_ptr())
-        };
-        if rc != sys::MEMCACHED_SUCCESS {
+        let rc = client.handle.set_sasl(&username, &password);
+        if rc != Rc::SUCCESS {
             return Err(Error::InvalidConfig(format!(
                 "SASL: libmemcached refused the credentials: {}",
-                ReturnCode::from_raw(rc)
+                rc.code()
             )));
         }
         Ok(())
@@ -109,12 +103,8 @@ impl Client {
         if self.auth_probe.done.get() {
             return false;
         }
-        // SAFETY: the handle is valid; the callbacks pointer is only compared with NULL.
-        let has_credentials =
-            !unsafe { sys::memcached_get_sasl_callbacks(self.as_ptr()) }.is_null();
-        let needed = self.is_binary()
-            && !has_credentials
-            && self.behavior_raw(sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0;
+        let facts = self.handle.facts();
+        let needed = facts.binary && !self.handle.has_sasl() && !facts.udp;
         if !needed {
             self.auth_probe.done.set(true);
         }
@@ -150,10 +140,10 @@ impl Client {
             if self.auth_probe.done.get() {
                 break;
             }
-            let server = self.server_for_key(sent).ok().map(|s| s.to_string());
+            let server = self.handle.server_for_key(sent).ok();
             if let Some(failure) = failures
                 .iter_mut()
-                .find(|f| server.is_some() && f.error.server() == server.as_deref())
+                .find(|f| server.is_some() && f.error.server() == server.as_ref())
             {
                 failure.keys.push(key.to_vec());
                 continue;
@@ -175,32 +165,21 @@ impl Client {
         if !self.needs_auth_probe() {
             return Probe::Skipped;
         }
-        let mut rc = sys::MEMCACHED_SUCCESS;
-        // SAFETY: the key describes a live slice; rc is a valid local.
-        let instance = unsafe {
-            sys::memcached_server_by_key(self.as_ptr(), key.as_ptr().cast(), key.len(), &mut rc)
-        };
-        let Some(position) = self.instance_ptrs().position(|i| i == instance) else {
-            return Probe::Skipped;
-        };
+        let position = self.handle.server_index(key);
         if self.auth_probe.checked.borrow().get(position) == Some(&true) {
             return Probe::Skipped;
         }
-        // SAFETY: the key describes a live slice and is the group key, so the probe goes to the
-        // key's server; PROBE_KEY is a static key valid in both protocols.
-        let rc = unsafe {
-            sys::memcached_delete_by_key(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                PROBE_KEY.as_ptr().cast(),
-                PROBE_KEY.len(),
-                0,
-            )
-        };
-        match rc {
-            sys::MEMCACHED_SUCCESS | sys::MEMCACHED_DELETED | sys::MEMCACHED_NOTFOUND => {
-                let count = self.instance_ptrs().count();
+        // The key is the group key, so the probe goes to the key's server.
+        let rc = self.handle.delete(key, PROBE_KEY);
+        let answers = [
+            ReturnCode::NotFound,
+            ReturnCode::AuthFailure,
+            ReturnCode::AuthProblem,
+            ReturnCode::AuthContinue,
+        ];
+        match self.handle.check(rc, &answers, Some(key)) {
+            Ok(ReturnCode::Success | ReturnCode::NotFound) => {
+                let count = self.handle.server_count();
                 let mut checked = self.auth_probe.checked.borrow_mut();
                 checked.resize(count, false);
                 checked[position] = true;
@@ -209,10 +188,8 @@ impl Client {
                 }
                 Probe::Fine
             }
-            sys::MEMCACHED_AUTH_FAILURE
-            | sys::MEMCACHED_AUTH_PROBLEM
-            | sys::MEMCACHED_AUTH_CONTINUE => {
-                let server = self.server_for_key(key).ok().map(|s| s.to_string());
+            Ok(_) => {
+                let server = self.handle.server_for_key(key).ok();
                 self.disconnect_all();
                 Probe::NeedsAuth(Error::Memcached {
                     code: ReturnCode::AuthFailure,
@@ -222,7 +199,7 @@ impl Client {
                     server,
                 })
             }
-            rc => Probe::Failed(self.error(rc, Some(key))),
+            Err(error) => Probe::Failed(error),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Server specs in pylibmc's syntax, and the servers a client talks to.
+//! [`Address`]: where a server is; [`ServerSpec`]: an address and a weight, in pylibmc's syntax.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +19,81 @@ pub enum Transport {
     Unix,
 }
 
-/// One server: where it is and its weight under weighted consistent hashing.
+/// Where a server is: a TCP or UDP host and port, or a unix socket path.
+///
+/// Its [`Display`](fmt::Display) form is `host:port`, `[v6]:port`, `udp:host:port` or the
+/// socket path, which [`ServerSpec`] parses back. Clients report their servers as addresses
+/// ([`Client::servers`](crate::Client::servers)), and so do errors
+/// ([`Error::server`](crate::Error::server)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    transport: Transport,
+    host: String,
+    port: u16,
+}
+
+impl Address {
+    /// An address from its parts (the port is 0 for a unix socket).
+    pub fn new(transport: Transport, host: impl Into<String>, port: u16) -> Address {
+        Address {
+            transport,
+            host: host.into(),
+            port: if transport == Transport::Unix {
+                0
+            } else {
+                port
+            },
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The host name or address (without brackets), or the socket path.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (0 for a unix socket).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Address {
+    /// `host:port`, `[v6]:port`, `udp:host:port` or the socket path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.transport {
+            Transport::Unix => return f.write_str(&self.host),
+            Transport::Udp => f.write_str("udp:")?,
+            Transport::Tcp => {}
+        }
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    /// An address in [`ServerSpec`]'s syntax, without a weight.
+    fn from_str(text: &str) -> Result<Address> {
+        let spec: ServerSpec = text.parse()?;
+        match spec.weight {
+            1 => Ok(spec.address),
+            _ => Err(Error::InvalidServerSpec {
+                spec: text.to_owned(),
+                reason: "an address has no weight".into(),
+            }),
+        }
+    }
+}
+
+/// One server: its [`Address`] and its weight under weighted consistent hashing.
 ///
 /// Parsed from pylibmc's syntax:
 ///
@@ -41,9 +115,7 @@ pub enum Transport {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerSpec {
-    transport: Transport,
-    host: String,
-    port: u16,
+    address: Address,
     weight: u32,
 }
 
@@ -54,19 +126,32 @@ const TOO_MANY_COLONS: &str = "too many ':' (write IPv6 addresses in brackets: [
 const MAX_HOST: usize = 253;
 
 impl ServerSpec {
+    /// A spec for `address` with `weight` (at least 1).
+    pub fn new(address: Address, weight: u32) -> ServerSpec {
+        ServerSpec {
+            address,
+            weight: weight.max(1),
+        }
+    }
+
+    /// The address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// The transport.
     pub fn transport(&self) -> Transport {
-        self.transport
+        self.address.transport
     }
 
     /// The host name or address (without brackets), or the socket path.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.address.host
     }
 
     /// The port (0 for a unix socket).
     pub fn port(&self) -> u16 {
-        self.port
+        self.address.port
     }
 
     /// The weight (1 unless given).
@@ -139,12 +224,7 @@ impl ServerSpec {
                 (port, weight)
             }
         };
-        Ok(Self {
-            transport,
-            host: host.to_owned(),
-            port,
-            weight,
-        })
+        Ok(Self::new(Address::new(transport, host, port), weight))
     }
 
     fn parse_unix(spec: &str) -> std::result::Result<Self, String> {
@@ -157,12 +237,7 @@ impl ServerSpec {
         if path.len() > MAX_SOCKET_PATH {
             return Err(format!("socket path longer than {MAX_SOCKET_PATH} bytes"));
         }
-        Ok(Self {
-            transport: Transport::Unix,
-            host: path.to_owned(),
-            port: 0,
-            weight,
-        })
+        Ok(Self::new(Address::new(Transport::Unix, path, 0), weight))
     }
 }
 
@@ -194,63 +269,17 @@ impl FromStr for ServerSpec {
 }
 
 impl fmt::Display for ServerSpec {
-    /// The spec in the syntax it parses from.
+    /// The spec in the syntax it parses from. A socket path that itself ends in `:digits`
+    /// gets its weight written out, so that the digits are not read as one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.transport == Transport::Unix {
-            f.write_str(&self.host)?;
-        } else {
-            if self.transport == Transport::Udp {
-                f.write_str("udp:")?;
-            }
-            write!(f, "{}", Server::address(&self.host, self.port))?;
-        }
+        write!(f, "{}", self.address)?;
+        let path_ends_in_digits = self.transport() == Transport::Unix
+            && self.host().rsplit_once(':').is_some_and(|(_, tail)| {
+                !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit())
+            });
         match self.weight {
-            1 => Ok(()),
+            1 if !path_ends_in_digits => Ok(()),
             w => write!(f, ":{w}"),
-        }
-    }
-}
-
-/// A server a client is configured with, as libmemcached reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Server {
-    pub(crate) transport: Transport,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-}
-
-impl Server {
-    /// The transport.
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-
-    /// The host name or address, or the socket path.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The port (0 for a unix socket).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    fn address(host: &str, port: u16) -> String {
-        if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
-    }
-}
-
-impl fmt::Display for Server {
-    /// `host:port`, `[v6]:port`, `udp:host:port` or the socket path.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.transport {
-            Transport::Unix => f.write_str(&self.host),
-            Transport::Tcp => f.write_str(&Self::address(&self.host, self.port)),
-            Transport::Udp => write!(f, "udp:{}", Self::address(&self.host, self.port)),
         }
     }
 }
@@ -259,7 +288,7 @@ impl crate::Client {
     /// Refuses an operation whose result is in a reply when the client speaks UDP: libmemcached
     /// 1.1 sends over UDP but never reads an answer.
     pub(crate) fn refuse_over_udp(&self, operation: &str) -> Result<()> {
-        if self.behavior_raw(libmemcached_sys::MEMCACHED_BEHAVIOR_USE_UDP) == 0 {
+        if !self.handle.facts().udp {
             return Ok(());
         }
         Err(Error::Memcached {
@@ -284,7 +313,7 @@ mod tests {
             s,
             "round trip of {spec}"
         );
-        (s.transport, s.host, s.port, s.weight)
+        (s.transport(), s.host().to_owned(), s.port(), s.weight)
     }
 
     fn err(spec: &str) -> String {
@@ -310,6 +339,23 @@ mod tests {
         assert_eq!(ok("/tmp/mc.sock:3"), (Unix, "/tmp/mc.sock".into(), 0, 3));
         assert_eq!(ok("udp:mc1:11211"), (Udp, "mc1".into(), 11211, 1));
         assert_eq!(ok("udp:[::1]:11211:2"), (Udp, "::1".into(), 11211, 2));
+        assert_eq!(ok("/tmp/s:123:01"), (Unix, "/tmp/s:123".into(), 0, 1));
+        assert_eq!(ok("/tmp/s:123:7"), (Unix, "/tmp/s:123".into(), 0, 7));
+        assert_eq!(ok("/tmp/s:x"), (Unix, "/tmp/s:x".into(), 0, 1));
+    }
+
+    #[test]
+    fn addresses_display_and_parse_back() {
+        for text in [
+            "mc1:11211",
+            "[::1]:11212",
+            "udp:10.0.0.1:11211",
+            "/run/mc.sock",
+        ] {
+            let address: Address = text.parse().unwrap();
+            assert_eq!(address.to_string(), text);
+        }
+        assert!("mc1:11211:2".parse::<Address>().is_err());
     }
 
     #[test]

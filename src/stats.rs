@@ -1,13 +1,11 @@
 //! Server statistics: every line each server sends.
 
-use std::ffi::{CString, c_char, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-use libmemcached_sys as sys;
+use std::ffi::CString;
 
 use crate::client::Client;
 use crate::error::{Error, KeyFailure, Result};
-use crate::server::Server;
+use crate::ffi::{Rc, ReturnCode};
+use crate::server::Address;
 
 /// One server's answer to `stats` (or `stats <arg>`), every line as the server sent it.
 ///
@@ -15,7 +13,7 @@ use crate::server::Server;
 /// come through whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStats {
-    server: Server,
+    server: Address,
     stats: Vec<(String, String)>,
 }
 
@@ -30,7 +28,7 @@ macro_rules! counters {
 
 impl ServerStats {
     /// The server.
-    pub fn server(&self) -> &Server {
+    pub fn server(&self) -> &Address {
         &self.server
     }
 
@@ -99,44 +97,6 @@ impl ServerStats {
     }
 }
 
-/// What the stats callback collects.
-struct Collector {
-    instances: Vec<*const sys::memcached_instance_st>,
-    stats: Vec<Vec<(String, String)>>,
-}
-
-unsafe extern "C" fn collect(
-    instance: *const sys::memcached_instance_st,
-    key: *const c_char,
-    key_length: usize,
-    value: *const c_char,
-    value_length: usize,
-    context: *mut c_void,
-) -> sys::memcached_return_t {
-    // No panic may cross back into C.
-    let collected = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `context` is the Collector passed to memcached_stat_execute by `stats`, alive
-        // and not otherwise borrowed during the call; key and value describe valid bytes.
-        let (collector, key, value) = unsafe {
-            (
-                &mut *context.cast::<Collector>(),
-                std::slice::from_raw_parts(key.cast::<u8>(), key_length),
-                std::slice::from_raw_parts(value.cast::<u8>(), value_length),
-            )
-        };
-        if let Some(i) = collector.instances.iter().position(|&p| p == instance) {
-            collector.stats[i].push((
-                String::from_utf8_lossy(key).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
-        }
-    }));
-    match collected {
-        Ok(()) => sys::MEMCACHED_SUCCESS,
-        Err(_) => sys::MEMCACHED_FAILURE,
-    }
-}
-
 impl Client {
     /// Every server's statistics: `stats` with no argument, or a group such as `"settings"`,
     /// `"slabs"`, `"items"` or `"sizes"`.
@@ -155,37 +115,17 @@ impl Client {
                 })
             })
             .transpose()?;
-        let servers: Vec<(Server, *const sys::memcached_instance_st)> = self.instances().collect();
-        let mut collector = Collector {
-            instances: servers.iter().map(|(_, i)| *i).collect(),
-            stats: vec![Vec::new(); servers.len()],
-        };
-        // SAFETY: the argument is NULL or a NUL-terminated string; the callback matches
-        // memcached_stat_fn and gets the collector, which outlives the call.
-        let rc = unsafe {
-            sys::memcached_stat_execute(
-                self.as_ptr(),
-                arg.as_ref().map_or(std::ptr::null(), |a| a.as_ptr()),
-                Some(collect),
-                (&mut collector as *mut Collector).cast(),
-            )
-        };
+        let (rc, stats) = self.handle.stats(arg.as_deref());
+        let servers = self.servers();
         // A server always has general stats, but some groups are empty on a healthy server
         // (`items` with no items): then a server without lines failed only if libmemcached
         // logged an error for it.
-        let failed = |instance: *const sys::memcached_instance_st| {
-            // SAFETY: the instance is valid during this call.
-            arg.is_none()
-                || (rc != sys::MEMCACHED_SUCCESS
-                    && unsafe { sys::memcached_server_error_return(instance) }
-                        != sys::MEMCACHED_SUCCESS)
-        };
-        let failures: Vec<KeyFailure> = servers
-            .iter()
-            .zip(&collector.stats)
-            .filter(|((_, instance), stats)| stats.is_empty() && failed(*instance))
-            .map(|((server, instance), _)| KeyFailure {
-                error: crate::fetch::instance_error(server, *instance),
+        let failed =
+            |i: usize| arg.is_none() || (rc != Rc::SUCCESS && self.handle.server_failed(i));
+        let failures: Vec<KeyFailure> = (0..servers.len())
+            .filter(|&i| stats[i].is_empty() && failed(i))
+            .map(|i| KeyFailure {
+                error: self.handle.server_error(i),
                 keys: Vec::new(),
             })
             .collect();
@@ -196,13 +136,11 @@ impl Client {
             }
             return Err(Error::Multi { failures });
         }
-        if rc != sys::MEMCACHED_SUCCESS && rc != sys::MEMCACHED_SOME_ERRORS {
-            return Err(self.error(rc, None));
-        }
+        self.handle.check(rc, &[ReturnCode::SomeErrors], None)?;
         Ok(servers
             .into_iter()
-            .zip(collector.stats)
-            .map(|((server, _), stats)| ServerStats { server, stats })
+            .zip(stats)
+            .map(|(server, stats)| ServerStats { server, stats })
             .collect())
     }
 

@@ -571,7 +571,10 @@ fn with_one_replica_reads_of_a_killed_primarys_keys_still_hit() {
     assert!(errors.len() <= 1, "{errors:?}");
     for err in &errors {
         assert!(err.is_connection(), "{err:?}");
-        assert_eq!(err.server(), Some(killed.as_str()));
+        assert_eq!(
+            err.server().map(ToString::to_string).as_deref(),
+            Some(killed.as_str())
+        );
     }
     // A client that never talked to the killed server reads them all.
     let fresh = build(&servers);
@@ -704,7 +707,11 @@ fn failover_under_load(binary: bool) {
     for op in &errors {
         let err = op.result.as_ref().unwrap_err();
         assert!(err.is_connection(), "{protocol}: {err:?}");
-        assert_eq!(err.server(), Some(victim.as_str()), "{protocol}: {err}");
+        assert_eq!(
+            err.server().map(ToString::to_string).as_deref(),
+            Some(victim.as_str()),
+            "{protocol}: {err}"
+        );
         *codes
             .entry(format!("{:?}", err.code().unwrap()))
             .or_default() += 1;
@@ -862,7 +869,10 @@ fn a_server_that_never_answers_times_out_within_the_poll_timeout() {
             let elapsed = started.elapsed();
             took.push(elapsed);
             assert!(err.is_timeout(), "binary={binary}: {err:?}");
-            assert_eq!(err.server(), Some(silent.spec().as_str()));
+            assert_eq!(
+                err.server().map(ToString::to_string).as_deref(),
+                Some(silent.spec().as_str())
+            );
             assert!(
                 elapsed >= POLL - Duration::from_millis(50) && elapsed < POLL + MARGIN,
                 "binary={binary}: timed out after {elapsed:?} with a {POLL:?} poll timeout"
@@ -895,7 +905,10 @@ fn a_connect_to_a_closed_port_fails_fast() {
     let elapsed = started.elapsed();
     eprintln!("closed port: {err} after {elapsed:?}");
     assert_eq!(err.code(), Some(ReturnCode::ConnectionFailure), "{err:?}");
-    assert_eq!(err.server(), Some(spec.as_str()));
+    assert_eq!(
+        err.server().map(ToString::to_string).as_deref(),
+        Some(spec.as_str())
+    );
     assert!(
         elapsed < Duration::from_secs(2),
         "a refused connect took {elapsed:?} (the connect timeout is 10 s)"
@@ -918,7 +931,10 @@ fn a_cluster_member_restarted_on_its_port_is_used_again_by_the_same_client() {
     servers[1].stop();
     let err = mc.get::<String>(&on_victim).unwrap_err();
     assert!(err.is_connection(), "{err:?}");
-    assert_eq!(err.server(), Some(victim.as_str()));
+    assert_eq!(
+        err.server().map(ToString::to_string).as_deref(),
+        Some(victim.as_str())
+    );
     mc.set(&elsewhere, "fine", 0).unwrap();
     servers[1].restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

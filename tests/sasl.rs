@@ -80,7 +80,10 @@ fn a_wrong_password_is_an_auth_error_and_reads_and_writes_nothing() {
     let bad = sasl_client(&server, "wrong password");
     let err = bad.set("secret", "overwritten", 0).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
-    assert_eq!(err.server(), Some(server.spec().as_str()));
+    assert_eq!(
+        err.server().map(ToString::to_string).as_deref(),
+        Some(server.spec().as_str())
+    );
     // The server is then disabled for the retry timeout, but nothing reads as a miss.
     assert!(bad.get::<String>("secret").is_err());
     // Each first operation of a fresh client is refused as an auth error, counters included.

@@ -3,7 +3,7 @@
 //!
 //! libmemcached's own loop is easy to misread: an mget quietly skips a server it cannot connect
 //! to, and a fetch stops at the first failing server. Both would turn into silently missing keys
-//! (pylibmc #301); here they become [`Error::Multi`].
+//! (pylibmc #301); here they become [`KeyFailure`]s naming the server and the keys it held.
 
 use std::collections::HashMap;
 use std::ffi::c_char;
@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 
 use libmemcached_sys as sys;
 
-use crate::client::Client;
-use crate::error::{Error, KeyFailure, Result, ReturnCode};
+use super::{Handle, Rc, ReturnCode};
+use crate::error::{Error, KeyFailure, Result};
 
 /// One fetched value, borrowed from libmemcached until the next fetch.
 pub(crate) struct Item<'a> {
@@ -33,42 +33,42 @@ impl Item<'_> {
 /// Requests `keys` (already checked; each starts with `prefix_len` bytes of a view's prefix)
 /// and hands each value found to `each`, with the index of its key.
 ///
-/// Every reply is read even when `each` fails, so the connections stay in step; the first error
-/// of `each` is returned after that. Servers that failed make an [`Error::Multi`] naming them
-/// and the keys (without the prefix) they held.
+/// Every reply is read, so the connections stay in step. Returns the servers that failed, each
+/// with the keys (without the prefix) it held that did not arrive; `Err` only when the request
+/// was refused as a whole (not supported, no servers).
 pub(crate) fn fetch(
-    client: &Client,
+    handle: &Handle,
     keys: &[&[u8]],
     prefix_len: usize,
-    mut each: impl FnMut(usize, Item<'_>) -> Result<()>,
-) -> Result<()> {
-    let memc = client.as_ptr();
+    mut each: impl FnMut(usize, Item<'_>),
+) -> Result<Vec<KeyFailure>> {
+    let memc = handle.as_ptr();
     let pointers: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr().cast()).collect();
     let lengths: Vec<usize> = keys.iter().map(|k| k.len()).collect();
     // SAFETY: both arrays hold keys.len() entries describing live slices.
-    let rc = unsafe { sys::memcached_mget(memc, pointers.as_ptr(), lengths.as_ptr(), keys.len()) };
-    let mut failures = Failures::new(client, keys, prefix_len);
-    let mut pending = Pending::new(client);
-    let about_servers = ReturnCode::from_raw(rc).is_connection()
-        || matches!(rc, sys::MEMCACHED_FAILURE | sys::MEMCACHED_SOME_ERRORS);
-    if rc != sys::MEMCACHED_SUCCESS && !about_servers && pending.all_idle() {
+    let rc =
+        Rc(unsafe { sys::memcached_mget(memc, pointers.as_ptr(), lengths.as_ptr(), keys.len()) });
+    let mut failures = Failures::new(handle, keys, prefix_len);
+    let mut pending = Pending::new(handle);
+    let about_servers = rc.code().is_connection()
+        || matches!(rc.code(), ReturnCode::Failure | ReturnCode::SomeErrors);
+    if rc != Rc::SUCCESS && !about_servers && pending.all_idle() {
         // Refused as a whole: not supported (UDP), no servers, bad arguments.
-        return Err(client.error(rc, keys.first().copied()));
+        return Err(handle.error(rc, keys.first().copied()));
     }
     // A connection code speaks for one server at most (in binary, a disabled one fails the
     // whole mget although the others were asked): read what the others owe regardless.
     let unreached = failures.unreached_servers(&pending);
-    if rc != sys::MEMCACHED_SUCCESS && unreached.is_empty() && pending.all_idle() {
-        return Err(client.error(rc, keys.first().copied()));
+    if rc != Rc::SUCCESS && unreached.is_empty() && pending.all_idle() {
+        return Err(handle.error(rc, keys.first().copied()));
     }
 
-    let mut result = ResultStruct::new(client)?;
+    let mut result = ResultStruct::new(handle)?;
     let mut index = KeyIndex::new(keys);
     let mut found = vec![false; keys.len()];
-    let mut failed_each = None;
     let mut logged_failure = false;
     // If `each` panics, replies stay unread: reset the connections on the way out.
-    let unwinding = ResetOnUnwind(client);
+    let unwinding = ResetOnUnwind(handle);
     let mut failing_fetches = 0;
     loop {
         let mut rc = sys::MEMCACHED_SUCCESS;
@@ -82,7 +82,7 @@ pub(crate) fn fetch(
             let i = index.find(key);
             if i.is_none() {
                 // A key nobody asked for: the stream is out of step.
-                failures.stray_key(client, key);
+                failures.stray_key(key);
             }
             i.map(|i| (i, item))
         };
@@ -96,9 +96,7 @@ pub(crate) fn fetch(
             failures.servers_failed(error, &ended, &found);
         }
         if let Some((i, item)) = item {
-            if failed_each.is_none() {
-                failed_each = each(i, item).err();
-            }
+            each(i, item);
         }
         if fetched.is_null() {
             if matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
@@ -106,11 +104,11 @@ pub(crate) fn fetch(
             }
             if !logged_failure {
                 // An error that left no trace in the log: every key not found is in doubt.
-                failures.servers_failed(client.describe_error(rc, None), &[], &found);
+                failures.servers_failed(handle.describe_error(Rc(rc), None), &[], &found);
             }
             // libmemcached stops at a failing server; the others may still owe replies.
             failing_fetches += 1;
-            if pending.all_idle() || failing_fetches > pending.instances.len() {
+            if pending.all_idle() || failing_fetches > pending.counts.len() {
                 break;
             }
         }
@@ -120,20 +118,19 @@ pub(crate) fn fetch(
     for (server, error) in unreached {
         failures.push(error, &[server], &found);
     }
-    if !failures.is_empty() {
+    if !failures.failures.is_empty() {
         // Whatever a failed server left unread must not answer a later request.
-        client.disconnect_all();
-        return Err(failures.into_error());
+        handle.quit();
     }
-    failed_each.map_or(Ok(()), Err)
+    Ok(failures.failures)
 }
 
-/// Resets a client's connections when dropped during a panic (see [`fetch`]).
-struct ResetOnUnwind<'a>(&'a Client);
+/// Resets a handle's connections when dropped during a panic (see [`fetch`]).
+struct ResetOnUnwind<'a>(&'a Handle);
 
 impl Drop for ResetOnUnwind<'_> {
     fn drop(&mut self) {
-        self.0.disconnect_all();
+        self.0.quit();
     }
 }
 
@@ -141,42 +138,31 @@ impl Drop for ResetOnUnwind<'_> {
 /// servers failed during each fetch call. Checked after every call, so it stays cheap: one
 /// pointer compare, and a count per server.
 struct Pending<'a> {
-    client: &'a Client,
-    instances: Vec<*const sys::memcached_instance_st>,
+    handle: &'a Handle,
     counts: Vec<u32>,
-    last_error: *const c_char,
+    last_error: usize,
 }
 
 impl<'a> Pending<'a> {
-    fn new(client: &'a Client) -> Self {
-        let instances: Vec<_> = client.instance_ptrs().collect();
+    fn new(handle: &'a Handle) -> Self {
         let mut pending = Self {
-            client,
-            counts: vec![0; instances.len()],
-            instances,
-            last_error: std::ptr::null(),
+            handle,
+            counts: vec![0; handle.server_count()],
+            last_error: 0,
         };
         pending.refresh(|_| {});
-        pending.last_error = pending.logged_error();
+        pending.last_error = handle.error_log_top();
         pending
-    }
-
-    /// The top of the handle's error log. libmemcached clears the log when a request starts and
-    /// only adds to it until the next, so a new entry has a new address.
-    fn logged_error(&self) -> *const c_char {
-        // SAFETY: the handle is valid; only the pointer's identity is kept, never read later.
-        unsafe { sys::memcached_last_error_message(self.client.as_ptr()) }
     }
 
     /// Updates the counts, calling `ended` for each server whose replies ended since the last.
     fn refresh(&mut self, mut ended: impl FnMut(usize)) {
-        for (i, &instance) in self.instances.iter().enumerate() {
-            // SAFETY: the instance is valid during this call (no server is added).
-            let count = unsafe { sys::memcached_server_response_count(instance) };
-            if self.counts[i] > 0 && count == 0 {
+        for (i, owed) in self.counts.iter_mut().enumerate() {
+            let count = self.handle.replies_owed(i);
+            if *owed > 0 && count == 0 {
                 ended(i);
             }
-            self.counts[i] = count;
+            *owed = count;
         }
     }
 
@@ -184,7 +170,7 @@ impl<'a> Pending<'a> {
     /// in that call (the failed one among them; a server that ended normally in the same call
     /// cannot be told apart, so its missing keys are reported too).
     fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
-        let logged = self.logged_error();
+        let logged = self.handle.error_log_top();
         if logged == self.last_error {
             self.refresh(|_| {});
             return None;
@@ -192,9 +178,9 @@ impl<'a> Pending<'a> {
         self.last_error = logged;
         let mut ended = Vec::new();
         self.refresh(|i| ended.push(i));
-        // SAFETY: the handle is valid.
-        let rc = unsafe { sys::memcached_last_error(self.client.as_ptr()) };
-        (rc != sys::MEMCACHED_SUCCESS).then(|| (self.client.describe_error(rc, None), ended))
+        let code = self.handle.last_error();
+        (code != ReturnCode::Success)
+            .then(|| (self.handle.describe_error(Rc(code.to_raw()), None), ended))
     }
 
     fn is_idle(&self, server: usize) -> bool {
@@ -242,20 +228,20 @@ impl<'k> KeyIndex<'k> {
 
 /// The servers that failed during one fetch, with the keys they cost.
 struct Failures<'a> {
-    client: &'a Client,
+    handle: &'a Handle,
     keys: &'a [&'a [u8]],
     prefix_len: usize,
     /// The server index of each key, computed when first needed.
-    servers: Option<Vec<u32>>,
+    servers: Option<Vec<usize>>,
     failures: Vec<KeyFailure>,
     /// Keys already in a failure, by index.
     reported: Vec<bool>,
 }
 
 impl<'a> Failures<'a> {
-    fn new(client: &'a Client, keys: &'a [&'a [u8]], prefix_len: usize) -> Self {
+    fn new(handle: &'a Handle, keys: &'a [&'a [u8]], prefix_len: usize) -> Self {
         Self {
-            client,
+            handle,
             keys,
             prefix_len,
             servers: None,
@@ -264,35 +250,25 @@ impl<'a> Failures<'a> {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.failures.is_empty()
-    }
-
     /// After the mget: the servers that hold requested keys but owe no reply, which it never
     /// reached (libmemcached skips servers it cannot connect to), with their errors.
     fn unreached_servers(&mut self, pending: &Pending<'_>) -> Vec<(usize, Error)> {
-        let idle: Vec<usize> = (0..pending.instances.len())
+        let idle: Vec<usize> = (0..pending.counts.len())
             .filter(|&i| pending.is_idle(i))
             .collect();
         if idle.is_empty() {
             return Vec::new();
         }
-        let servers = self.server_indexes().to_vec();
+        let servers = self.server_indexes();
+        let idle: Vec<usize> = idle.into_iter().filter(|i| servers.contains(i)).collect();
         idle.into_iter()
-            .filter(|&i| servers.iter().any(|&s| s as usize == i))
-            .map(|i| {
-                let instance = pending.instances[i];
-                // SAFETY: the instance belongs to this handle; no server was added since.
-                let server = unsafe { self.client.server_of(instance) };
-                (i, instance_error(&server, instance))
-            })
+            .map(|i| (i, self.handle.server_error(i)))
             .collect()
     }
 
     /// Records that `error` cost the keys on `servers` that were not found.
     fn push(&mut self, error: Error, servers: &[usize], found: &[bool]) {
-        let indexes = self.server_indexes().to_vec();
-        let keys = self.keys_of(&indexes, servers, Some(found));
+        let keys = self.keys_of(servers, Some(found));
         if !keys.is_empty() {
             self.failures.push(KeyFailure { error, keys });
         }
@@ -301,28 +277,25 @@ impl<'a> Failures<'a> {
     /// `error` happened while the servers `suspects` ended their replies: their keys that did
     /// not arrive, and those of the server the error names, are lost.
     fn servers_failed(&mut self, error: Error, suspects: &[usize], found: &[bool]) {
-        let named = error.server().and_then(|name| {
-            self.client
-                .instances()
-                .position(|(server, _)| server.to_string() == name)
-        });
+        let named = error
+            .server()
+            .and_then(|named| self.handle.servers().iter().position(|s| s == named));
         let mut blamed = suspects.to_vec();
         blamed.extend(named.filter(|n| !suspects.contains(n)));
         if blamed.is_empty() {
             // Nobody to blame: every key not found is in doubt.
-            blamed = (0..self.client.instance_ptrs().count()).collect();
+            blamed = (0..self.handle.server_count()).collect();
         }
         self.push(error, &blamed, found);
     }
 
     /// The keys (without the prefix) on `on` that were not found and not reported yet.
-    fn keys_of(&mut self, servers: &[u32], on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
+    fn keys_of(&mut self, on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
+        self.server_indexes();
+        let servers = self.servers.as_deref().unwrap_or_default();
         let mut keys = Vec::new();
         for k in 0..self.keys.len() {
-            if on.contains(&(servers[k] as usize))
-                && found.is_none_or(|f| !f[k])
-                && !self.reported[k]
-            {
+            if on.contains(&servers[k]) && found.is_none_or(|f| !f[k]) && !self.reported[k] {
                 self.reported[k] = true;
                 keys.push(self.keys[k][self.prefix_len..].to_vec());
             }
@@ -332,7 +305,7 @@ impl<'a> Failures<'a> {
 
     /// A reply for a key that was not requested: report it, and every key not yet reported,
     /// since nothing read on this stream can be trusted.
-    fn stray_key(&mut self, client: &Client, key: &[u8]) {
+    fn stray_key(&mut self, key: &[u8]) {
         let error = Error::Memcached {
             code: ReturnCode::ProtocolError,
             message: format!(
@@ -341,55 +314,15 @@ impl<'a> Failures<'a> {
             ),
             server: None,
         };
-        let all: Vec<usize> = (0..client.instance_ptrs().count()).collect();
-        let indexes = self.server_indexes().to_vec();
-        let keys = self.keys_of(&indexes, &all, None);
+        let all: Vec<usize> = (0..self.handle.server_count()).collect();
+        let keys = self.keys_of(&all, None);
         self.failures.push(KeyFailure { error, keys });
     }
 
-    fn server_indexes(&mut self) -> &[u32] {
-        let (client, keys) = (self.client, self.keys);
-        self.servers.get_or_insert_with(|| {
-            keys.iter()
-                // SAFETY: the key describes a live slice; the handle is valid.
-                .map(|k| unsafe {
-                    sys::memcached_generate_hash(client.as_ptr(), k.as_ptr().cast(), k.len())
-                })
-                .collect()
-        })
-    }
-
-    fn into_error(self) -> Error {
-        Error::Multi {
-            failures: self.failures,
-        }
-    }
-}
-
-/// The error libmemcached recorded for a server, or a connection failure if it recorded none.
-pub(crate) fn instance_error(
-    server: &crate::Server,
-    instance: *const sys::memcached_instance_st,
-) -> Error {
-    // SAFETY: the instance is valid during the call; its message is a NUL-terminated string it
-    // owns, copied at once.
-    let (rc, message) = unsafe {
-        let message = sys::memcached_server_error(instance);
-        let message = (!message.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(message)
-                .to_string_lossy()
-                .into_owned()
-        });
-        (sys::memcached_server_error_return(instance), message)
-    };
-    let code = match ReturnCode::from_raw(rc) {
-        ReturnCode::Success => ReturnCode::ConnectionFailure,
-        code => code,
-    };
-    Error::Memcached {
-        code,
-        message: message.map_or_else(|| code.to_string(), |m| crate::client::clean_message(&m)),
-        server: Some(server.to_string()),
+    fn server_indexes(&mut self) -> &[usize] {
+        let (handle, keys) = (self.handle, self.keys);
+        self.servers
+            .get_or_insert_with(|| keys.iter().map(|k| handle.server_index(k)).collect())
     }
 }
 
@@ -399,11 +332,11 @@ pub(crate) fn instance_error(
 struct ResultStruct(Box<MaybeUninit<sys::memcached_result_st>>);
 
 impl ResultStruct {
-    fn new(client: &Client) -> Result<Self> {
+    fn new(handle: &Handle) -> Result<Self> {
         let mut storage = Box::new(MaybeUninit::uninit());
         // SAFETY: the storage is writable, sized for the struct and never moves (boxed);
         // libmemcached initialises it for this handle.
-        let raw = unsafe { sys::memcached_result_create(client.as_ptr(), storage.as_mut_ptr()) };
+        let raw = unsafe { sys::memcached_result_create(handle.as_ptr(), storage.as_mut_ptr()) };
         if raw.is_null() {
             return Err(Error::Memcached {
                 code: ReturnCode::MemoryAllocationFailure,

@@ -1,0 +1,464 @@
+//! [`Handle`]: the one owner of a `memcached_st`, and the one place return codes become errors.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+
+use libmemcached_sys as sys;
+
+use super::Rc;
+use super::code::ReturnCode;
+use crate::error::{Error, Result};
+use crate::server::{Address, ServerSpec, Transport};
+
+/// One libmemcached handle. `Send` (a handle may move between threads) but not `Sync` (it must
+/// never be used by two at once); it never moves in memory, since libmemcached keeps pointers
+/// into it.
+pub(crate) struct Handle {
+    raw: NonNull<sys::memcached_st>,
+    facts: Cell<Facts>,
+    servers: RefCell<Vec<Address>>,
+}
+
+/// What every operation needs to know, cached when behaviors, servers or the namespace change
+/// instead of asked of C on every call.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Facts {
+    pub binary: bool,
+    pub udp: bool,
+    pub noreply: bool,
+    pub namespace_len: usize,
+}
+
+// SAFETY: a memcached_st holds no thread-local state and shares no pointers with other handles
+// (clones copy everything), so it may move to another thread. `Handle` is not `Sync` (the
+// `Cell` sees to that), so it is never used from two threads at once.
+unsafe impl Send for Handle {}
+
+fn allocation_failed(what: &str) -> Error {
+    Error::Memcached {
+        code: ReturnCode::MemoryAllocationFailure,
+        message: format!("{what} failed"),
+        server: None,
+    }
+}
+
+impl Handle {
+    /// Takes ownership of a handle from `memcached_create`, `memcached()` or `memcached_clone`.
+    fn own(raw: *mut sys::memcached_st, what: &str) -> Result<Handle> {
+        let raw = NonNull::new(raw).ok_or_else(|| allocation_failed(what))?;
+        let handle = Handle {
+            raw,
+            facts: Cell::default(),
+            servers: RefCell::default(),
+        };
+        handle.refresh();
+        Ok(handle)
+    }
+
+    /// An empty handle with libmemcached's defaults.
+    pub(crate) fn new() -> Result<Handle> {
+        // SAFETY: a NULL argument asks libmemcached for a new heap handle, which we own.
+        Handle::own(
+            unsafe { sys::memcached_create(std::ptr::null_mut()) },
+            "memcached_create",
+        )
+    }
+
+    /// A handle from a configuration string already accepted by
+    /// [`check_configuration`](super::check_configuration).
+    pub(crate) fn from_config(config: &str) -> Result<Handle> {
+        // SAFETY: the pointer and length describe `config`; a non-NULL result is ours.
+        Handle::own(
+            unsafe { sys::memcached(config.as_ptr().cast(), config.len()) },
+            "memcached()",
+        )
+    }
+
+    /// A new handle with the same servers, behaviors, namespace and credentials, and no
+    /// connections.
+    pub(crate) fn try_clone(&self) -> Result<Handle> {
+        // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
+        Handle::own(
+            unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) },
+            "memcached_clone",
+        )
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::memcached_st {
+        self.raw.as_ptr()
+    }
+
+    /// Re-reads the cached facts and servers.
+    fn refresh(&self) {
+        let flag = |f| self.behavior(f) != 0;
+        let mut rc = sys::MEMCACHED_SUCCESS;
+        // SAFETY: the handle is valid; the namespace callback returns NULL or a NUL-terminated
+        // string owned by the handle, measured at once.
+        let namespace_len = unsafe {
+            let ns = sys::memcached_callback_get(
+                self.as_ptr(),
+                sys::MEMCACHED_CALLBACK_NAMESPACE,
+                &mut rc,
+            );
+            if ns.is_null() {
+                0
+            } else {
+                libc::strlen(ns.cast())
+            }
+        };
+        let udp = flag(sys::MEMCACHED_BEHAVIOR_USE_UDP);
+        self.facts.set(Facts {
+            binary: flag(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL),
+            udp,
+            noreply: flag(sys::MEMCACHED_BEHAVIOR_NOREPLY),
+            namespace_len,
+        });
+        let servers = (0..self.instance_count())
+            .map(|i| self.address_of(self.instance(i), udp))
+            .collect();
+        self.servers.replace(servers);
+    }
+
+    /// The cached facts.
+    #[inline]
+    pub(crate) fn facts(&self) -> Facts {
+        self.facts.get()
+    }
+
+    // ---- behaviors and configuration ------------------------------------------------------
+
+    /// A behavior's raw value.
+    pub(crate) fn behavior(&self, flag: sys::memcached_behavior_t) -> u64 {
+        // SAFETY: `flag` is one of libmemcached's behavior constants, below MAX.
+        unsafe { sys::memcached_behavior_get(self.as_ptr(), flag) }
+    }
+
+    /// Sets a behavior's raw value, checked by the caller for this flag.
+    pub(crate) fn set_behavior(&self, flag: sys::memcached_behavior_t, value: u64) -> Rc {
+        // SAFETY: `flag` is a behavior constant and `value` was checked against what libmemcached
+        // accepts for it without asserting.
+        let rc = unsafe { sys::memcached_behavior_set(self.as_ptr(), flag, value) };
+        self.refresh();
+        Rc(rc)
+    }
+
+    /// Sets the namespace (libmemcached's `MEMCACHED_CALLBACK_NAMESPACE`), which it copies.
+    pub(crate) fn set_namespace(&self, namespace: &CStr) -> Rc {
+        // SAFETY: a NUL-terminated string, which libmemcached copies.
+        let rc = unsafe {
+            sys::memcached_callback_set(
+                self.as_ptr(),
+                sys::MEMCACHED_CALLBACK_NAMESPACE,
+                namespace.as_ptr().cast(),
+            )
+        };
+        self.refresh();
+        Rc(rc)
+    }
+
+    /// Gives SASL credentials to libmemcached, which switches to the binary protocol.
+    pub(crate) fn set_sasl(&self, username: &CStr, password: &CStr) -> Rc {
+        // SAFETY: both are NUL-terminated strings, which libmemcached copies (and frees in
+        // memcached_free; memcached_clone copies them again).
+        let rc = unsafe {
+            sys::memcached_set_sasl_auth_data(self.as_ptr(), username.as_ptr(), password.as_ptr())
+        };
+        self.refresh();
+        Rc(rc)
+    }
+
+    /// Whether SASL credentials are set.
+    pub(crate) fn has_sasl(&self) -> bool {
+        // SAFETY: the callbacks pointer is only compared with NULL.
+        !unsafe { sys::memcached_get_sasl_callbacks(self.as_ptr()) }.is_null()
+    }
+
+    /// Adds a server.
+    pub(crate) fn add_server(&self, spec: &ServerSpec) -> Result<Rc> {
+        let host = CString::new(spec.host()).map_err(|_| Error::InvalidServerSpec {
+            spec: spec.to_string(),
+            reason: "contains a NUL byte".into(),
+        })?;
+        // SAFETY: `host` is a NUL-terminated string that libmemcached copies.
+        let rc = unsafe {
+            match spec.transport() {
+                Transport::Unix => sys::memcached_server_add_unix_socket_with_weight(
+                    self.as_ptr(),
+                    host.as_ptr(),
+                    spec.weight(),
+                ),
+                Transport::Tcp | Transport::Udp => sys::memcached_server_add_with_weight(
+                    self.as_ptr(),
+                    host.as_ptr(),
+                    spec.port(),
+                    spec.weight(),
+                ),
+            }
+        };
+        self.refresh();
+        Ok(Rc(rc))
+    }
+
+    // ---- servers --------------------------------------------------------------------------
+
+    /// The configured servers, in server order.
+    pub(crate) fn servers(&self) -> std::cell::Ref<'_, Vec<Address>> {
+        self.servers.borrow()
+    }
+
+    /// How many servers there are.
+    pub(crate) fn server_count(&self) -> usize {
+        self.servers.borrow().len()
+    }
+
+    fn instance_count(&self) -> u32 {
+        // SAFETY: the handle is valid.
+        unsafe { sys::memcached_server_count(self.as_ptr()) }
+    }
+
+    /// The instance of server `i` (below the server count).
+    pub(super) fn instance(&self, i: u32) -> *const sys::memcached_instance_st {
+        // SAFETY: `i` is below the server count, so the instance exists.
+        unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) }
+    }
+
+    /// The position of an instance of this handle.
+    pub(super) fn position_of(&self, instance: *const sys::memcached_instance_st) -> Option<usize> {
+        (0..self.instance_count()).position(|i| self.instance(i) == instance)
+    }
+
+    fn address_of(&self, instance: *const sys::memcached_instance_st, udp: bool) -> Address {
+        // SAFETY: the instance belongs to this handle and is valid until servers change; name
+        // and type are NUL-terminated strings it owns, copied at once.
+        let (host, kind, port) = unsafe {
+            (
+                CStr::from_ptr(sys::memcached_server_name(instance)),
+                CStr::from_ptr(sys::memcached_server_type(instance)),
+                sys::memcached_server_port(instance),
+            )
+        };
+        let transport = match kind.to_bytes() {
+            b"SOCKET" => Transport::Unix,
+            b"UDP" => Transport::Udp,
+            // libmemcached reports servers added under USE_UDP as "TCP".
+            _ if udp => Transport::Udp,
+            _ => Transport::Tcp,
+        };
+        Address::new(transport, host.to_string_lossy().into_owned(), port)
+    }
+
+    /// The position of the server `key` maps to.
+    pub(crate) fn server_index(&self, key: &[u8]) -> usize {
+        // SAFETY: the key describes a live slice; the handle is valid.
+        let hash =
+            unsafe { sys::memcached_generate_hash(self.as_ptr(), key.as_ptr().cast(), key.len()) };
+        hash as usize
+    }
+
+    /// The server `key` maps to, as libmemcached routes a request for it now (dead servers
+    /// skipped).
+    pub(crate) fn server_for_key(&self, key: &[u8]) -> Result<Address> {
+        let mut rc = sys::MEMCACHED_SUCCESS;
+        // SAFETY: the key describes a live slice; rc is a valid local.
+        let instance = unsafe {
+            sys::memcached_server_by_key(self.as_ptr(), key.as_ptr().cast(), key.len(), &mut rc)
+        };
+        match self.position_of(instance) {
+            Some(i) => Ok(self.servers.borrow()[i].clone()),
+            None => Err(self.error(Rc(rc), None)),
+        }
+    }
+
+    /// The error libmemcached recorded for server `i`, or a connection failure if none.
+    pub(crate) fn server_error(&self, i: usize) -> Error {
+        let instance = self.instance(i as u32);
+        // SAFETY: the instance is valid during the call; its message is a NUL-terminated string
+        // it owns, copied at once.
+        let (rc, message) = unsafe {
+            let message = sys::memcached_server_error(instance);
+            let message = (!message.is_null())
+                .then(|| CStr::from_ptr(message).to_string_lossy().into_owned());
+            (sys::memcached_server_error_return(instance), message)
+        };
+        let code = match ReturnCode::from_raw(rc) {
+            ReturnCode::Success => ReturnCode::ConnectionFailure,
+            code => code,
+        };
+        Error::Memcached {
+            code,
+            message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
+            server: Some(self.servers.borrow()[i].clone()),
+        }
+    }
+
+    /// Whether server `i` has an error recorded.
+    pub(crate) fn server_failed(&self, i: usize) -> bool {
+        // SAFETY: the instance is valid during the call.
+        unsafe {
+            sys::memcached_server_error_return(self.instance(i as u32)) != sys::MEMCACHED_SUCCESS
+        }
+    }
+
+    /// Closes every connection; the next operation reconnects.
+    pub(crate) fn quit(&self) {
+        // SAFETY: the handle is valid.
+        unsafe { sys::memcached_quit(self.as_ptr()) }
+    }
+
+    // ---- return codes ---------------------------------------------------------------------
+
+    /// The one place a return code becomes a `Result`. Success codes are `Ok(Success)`; the
+    /// codes in `answers` are answers the caller branches on (`NotFound`, `NotStored`,
+    /// `DataExists`) and come back as they are; every other code is an error with
+    /// libmemcached's message and the server, returned after resetting the connections when the
+    /// replies may be out of step.
+    #[inline]
+    pub(crate) fn check(
+        &self,
+        rc: Rc,
+        answers: &[ReturnCode],
+        key: Option<&[u8]>,
+    ) -> Result<ReturnCode> {
+        match rc.0 {
+            sys::MEMCACHED_SUCCESS
+            | sys::MEMCACHED_END
+            | sys::MEMCACHED_DELETED
+            | sys::MEMCACHED_STORED
+            | sys::MEMCACHED_BUFFERED => Ok(ReturnCode::Success),
+            _ => self.answer_or_error(rc, answers, key),
+        }
+    }
+
+    #[cold]
+    fn answer_or_error(
+        &self,
+        rc: Rc,
+        answers: &[ReturnCode],
+        key: Option<&[u8]>,
+    ) -> Result<ReturnCode> {
+        let code = rc.code();
+        if answers.contains(&code) {
+            return Ok(code);
+        }
+        Err(self.error(rc, key))
+    }
+
+    /// The error for `rc`, after resetting the connections if their replies may be out of step.
+    pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
+        let error = self.describe_error(rc, key);
+        if rc.code().needs_reset() {
+            self.quit();
+        }
+        error
+    }
+
+    /// The error for `rc` with libmemcached's message and the server, leaving the connections
+    /// as they are.
+    pub(crate) fn describe_error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
+        let code = rc.code();
+        if code == ReturnCode::NotFound {
+            return Error::NotFound;
+        }
+        // SAFETY: the handle is valid; the last message is a NUL-terminated string owned by the
+        // handle, copied before any other call.
+        let message = unsafe {
+            if sys::memcached_last_error(self.as_ptr()) == rc.0 {
+                CStr::from_ptr(sys::memcached_last_error_message(self.as_ptr()))
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                code.to_string()
+            }
+        };
+        let server = self
+            .server_in_message(&message)
+            .or_else(|| key.and_then(|k| self.server_for_key(k).ok()));
+        Error::Memcached {
+            code,
+            message: clean_message(&message),
+            server,
+        }
+    }
+
+    /// The code of the last error libmemcached recorded on this handle.
+    pub(crate) fn last_error(&self) -> ReturnCode {
+        // SAFETY: the handle is valid.
+        ReturnCode::from_raw(unsafe { sys::memcached_last_error(self.as_ptr()) })
+    }
+
+    /// The configured server a libmemcached error message names (` host: 127.0.0.1:11211`,
+    /// ` host: ::1:11211`, ` socket: /path`).
+    fn server_in_message(&self, message: &str) -> Option<Address> {
+        let word = |tag: &str| {
+            let rest = &message[message.find(tag)? + tag.len()..];
+            let word = rest.split_whitespace().next()?.trim_end_matches(',');
+            (!word.is_empty()).then_some(word)
+        };
+        let named = |host: &str, port: u16| {
+            self.servers
+                .borrow()
+                .iter()
+                .find(|a| a.host() == host && a.port() == port)
+                .cloned()
+        };
+        if let Some(path) = word("socket: ") {
+            return named(path, 0);
+        }
+        let (host, port) = word("host: ")?.rsplit_once(':')?;
+        named(host, port.parse().ok()?)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from libmemcached, is owned by this value alone and is not
+        // used after this.
+        unsafe { sys::memcached_free(self.as_ptr()) }
+    }
+}
+
+/// libmemcached's message without the handle address in front and the source location behind:
+/// `(0x55d0...) CONNECTION FAILURE, host: ... -> src/get.cc:233` becomes
+/// `CONNECTION FAILURE, host: ...`.
+pub(crate) fn clean_message(message: &str) -> String {
+    let message = match message.strip_prefix("(0x") {
+        Some(rest) => rest.split_once(") ").map_or(message, |(_, m)| m),
+        None => message,
+    };
+    let message = message.rsplit_once(" -> ").map_or(message, |(m, _)| m);
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cleaned_and_name_a_configured_server() {
+        let raw = "(0x55d0c0a0) CONNECTION FAILURE,  host: 127.0.0.1:22199 -> ./src/libmemcached/get.cc:233";
+        assert_eq!(
+            clean_message(raw),
+            "CONNECTION FAILURE, host: 127.0.0.1:22199"
+        );
+        assert_eq!(clean_message("NOT FOUND"), "NOT FOUND");
+
+        let handle = Handle::new().unwrap();
+        for spec in ["127.0.0.1:22199", "[::1]:11211", "/tmp/mc.sock"] {
+            let rc = handle.add_server(&spec.parse().unwrap()).unwrap();
+            assert_eq!(rc, Rc::SUCCESS);
+        }
+        let named = |m: &str| handle.server_in_message(m).map(|a| a.to_string());
+        assert_eq!(named(raw).as_deref(), Some("127.0.0.1:22199"));
+        assert_eq!(named("NOT FOUND"), None);
+        assert_eq!(
+            named("CONNECTION FAILURE, host: ::1:11211 -> x").as_deref(),
+            Some("[::1]:11211")
+        );
+        assert_eq!(
+            named("SYSTEM ERROR(No such file), socket: /tmp/mc.sock -> x").as_deref(),
+            Some("/tmp/mc.sock")
+        );
+        assert_eq!(named("CONNECTION FAILURE, host: 127.0.0.1:1 -> x"), None);
+    }
+}

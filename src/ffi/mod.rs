@@ -1,0 +1,64 @@
+//! The boundary with libmemcached: every call into `libmemcached-sys` and every `unsafe` block of
+//! the crate lives here. Above this module the crate is safe code.
+//!
+//! - [`Handle`] owns one `memcached_st` and caches what does not change between calls.
+//! - [`Handle::check`] is the one place a return code becomes a `Result`.
+//! - `ops`: single-key calls; `fetch`: the mget/fetch loop; `stats`: the stats callback.
+//! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
+
+mod code;
+mod fetch;
+mod handle;
+mod internals;
+mod ops;
+mod stats;
+
+pub(crate) use code::Rc;
+pub use code::ReturnCode;
+pub(crate) use fetch::fetch;
+pub(crate) use handle::{Handle, clean_message};
+pub(crate) use internals::hash_available;
+pub(crate) use ops::{Counter, Store};
+
+use std::ffi::{CStr, c_char};
+
+use libmemcached_sys as sys;
+
+/// The version of the libmemcached library in use, such as `"1.1.4"`.
+pub(crate) fn library_version() -> &'static str {
+    // SAFETY: memcached_lib_version returns a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(sys::memcached_lib_version()) };
+    version.to_str().unwrap_or("unknown")
+}
+
+/// Whether the library was built with SASL support (from its headers).
+pub(crate) const SASL_SUPPORT: bool = sys::LIBMEMCACHED_WITH_SASL_SUPPORT != 0;
+
+/// libmemcached's text for a return code (`memcached_strerror`).
+pub(crate) fn strerror(rc: sys::memcached_return_t) -> &'static str {
+    // SAFETY: memcached_strerror ignores its handle argument (NULL is allowed) and returns a
+    // static NUL-terminated string for every value, known or not.
+    let text = unsafe { CStr::from_ptr(sys::memcached_strerror(std::ptr::null(), rc)) };
+    text.to_str().unwrap_or("UNKNOWN ERROR")
+}
+
+/// Checks a libmemcached configuration string; `Err` carries libmemcached's message.
+pub(crate) fn check_configuration(config: &str) -> Result<(), String> {
+    let mut message = [0 as c_char; 512];
+    // SAFETY: the pointer and length describe `config`; the error buffer is writable for its
+    // whole length, and libmemcached NUL-terminates what it writes there.
+    let rc = unsafe {
+        sys::libmemcached_check_configuration(
+            config.as_ptr().cast(),
+            config.len(),
+            message.as_mut_ptr(),
+            message.len(),
+        )
+    };
+    if rc == sys::MEMCACHED_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: the buffer was zeroed and libmemcached writes a NUL-terminated message into it.
+    let text = unsafe { CStr::from_ptr(message.as_ptr()) };
+    Err(text.to_string_lossy().into_owned())
+}

@@ -1,0 +1,268 @@
+//! Single-key calls: storage commands, cas, delete, touch, counters, get, flush and version.
+//! Each passes the key itself as the group key (libmemcached's `*_by_key` calls) and returns the
+//! code for [`Handle::check`].
+
+use std::ffi::c_char;
+
+use libmemcached_sys as sys;
+
+use super::{Handle, Rc};
+
+/// A storage command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+/// Which way a counter moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counter {
+    Incr,
+    Decr,
+}
+
+/// A storage command's C function (`memcached_set_by_key` and its siblings).
+type StoreFn = unsafe extern "C" fn(
+    *mut sys::memcached_st,
+    *const c_char,
+    usize,
+    *const c_char,
+    usize,
+    *const c_char,
+    usize,
+    libc::time_t,
+    u32,
+) -> sys::memcached_return_t;
+
+impl Store {
+    fn function(self) -> StoreFn {
+        match self {
+            Store::Set => sys::memcached_set_by_key,
+            Store::Add => sys::memcached_add_by_key,
+            Store::Replace => sys::memcached_replace_by_key,
+            Store::Append => sys::memcached_append_by_key,
+            Store::Prepend => sys::memcached_prepend_by_key,
+        }
+    }
+}
+
+/// A value buffer that libmemcached allocated with `malloc`, freed on drop.
+pub(crate) struct MallocBuf {
+    ptr: *mut c_char,
+    len: usize,
+}
+
+impl MallocBuf {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: a non-NULL buffer from memcached_get holds `len` initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
+    }
+}
+
+impl Drop for MallocBuf {
+    fn drop(&mut self) {
+        // SAFETY: the buffer is ours and came from malloc (free(NULL) is a no-op).
+        unsafe { libc::free(self.ptr.cast()) }
+    }
+}
+
+/// A server's `major.minor.micro` version.
+pub(crate) type Version = (u8, u8, u8);
+
+impl Handle {
+    /// Sends one storage command.
+    #[inline]
+    pub(crate) fn store(
+        &self,
+        op: Store,
+        key: &[u8],
+        data: &[u8],
+        exp: libc::time_t,
+        flags: u32,
+    ) -> Rc {
+        // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
+        // describe live slices for the whole call.
+        Rc(unsafe {
+            op.function()(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                data.as_ptr().cast(),
+                data.len(),
+                exp,
+                flags,
+            )
+        })
+    }
+
+    /// Sends a cas command.
+    pub(crate) fn cas(
+        &self,
+        key: &[u8],
+        data: &[u8],
+        exp: libc::time_t,
+        flags: u32,
+        cas: u64,
+    ) -> Rc {
+        // SAFETY: key and value pointers describe live slices for the whole call.
+        Rc(unsafe {
+            sys::memcached_cas_by_key(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                data.as_ptr().cast(),
+                data.len(),
+                exp,
+                flags,
+                cas,
+            )
+        })
+    }
+
+    /// Deletes `key` on the server of `group` (the key itself, except for probes).
+    pub(crate) fn delete(&self, group: &[u8], key: &[u8]) -> Rc {
+        // SAFETY: both pointers and lengths describe live slices.
+        Rc(unsafe {
+            sys::memcached_delete_by_key(
+                self.as_ptr(),
+                group.as_ptr().cast(),
+                group.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                0,
+            )
+        })
+    }
+
+    /// Sets a new expiration on `key`.
+    pub(crate) fn touch(&self, key: &[u8], exp: libc::time_t) -> Rc {
+        // SAFETY: the key pointer and length describe a live slice.
+        Rc(unsafe {
+            sys::memcached_touch_by_key(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                exp,
+            )
+        })
+    }
+
+    /// Moves a counter; the new value comes with the code.
+    pub(crate) fn arith(&self, counter: Counter, key: &[u8], delta: u64) -> (Rc, u64) {
+        let function = match counter {
+            Counter::Incr => sys::memcached_increment_by_key,
+            Counter::Decr => sys::memcached_decrement_by_key,
+        };
+        let mut value = 0;
+        // SAFETY: the key describes a live slice; `value` is a valid local.
+        let rc = unsafe {
+            function(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                delta,
+                &mut value,
+            )
+        };
+        (Rc(rc), value)
+    }
+
+    /// Moves a counter, creating it with `initial` when missing (binary protocol only).
+    pub(crate) fn arith_with_initial(
+        &self,
+        counter: Counter,
+        key: &[u8],
+        delta: u64,
+        initial: u64,
+        exp: libc::time_t,
+    ) -> (Rc, u64) {
+        let function = match counter {
+            Counter::Incr => sys::memcached_increment_with_initial_by_key,
+            Counter::Decr => sys::memcached_decrement_with_initial_by_key,
+        };
+        let mut value = 0;
+        // SAFETY: the key describes a live slice; `value` is a valid local.
+        let rc = unsafe {
+            function(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                key.as_ptr().cast(),
+                key.len(),
+                delta,
+                initial,
+                exp,
+                &mut value,
+            )
+        };
+        (Rc(rc), value)
+    }
+
+    /// `memcached_get`: the value (empty on a miss) and its flags.
+    #[inline]
+    pub(crate) fn get(&self, key: &[u8]) -> (Rc, MallocBuf, u32) {
+        let (mut len, mut flags, mut rc) = (0, 0, sys::MEMCACHED_SUCCESS);
+        // SAFETY: the key pointer and length describe a live slice; the out-pointers are valid
+        // locals. The returned buffer (NULL for a miss or an empty value) is ours to free.
+        let ptr = unsafe {
+            sys::memcached_get(
+                self.as_ptr(),
+                key.as_ptr().cast(),
+                key.len(),
+                &mut len,
+                &mut flags,
+                &mut rc,
+            )
+        };
+        (Rc(rc), MallocBuf { ptr, len }, flags)
+    }
+
+    /// Flushes every server, after `delay` seconds.
+    pub(crate) fn flush(&self, delay: libc::time_t) -> Rc {
+        // SAFETY: the handle is valid; flush takes no pointers.
+        Rc(unsafe { sys::memcached_flush(self.as_ptr(), delay) })
+    }
+
+    /// Sends what buffered writes are waiting.
+    pub(crate) fn flush_buffers(&self) -> Rc {
+        // SAFETY: the handle is valid.
+        Rc(unsafe { sys::memcached_flush_buffers(self.as_ptr()) })
+    }
+
+    /// Asks every server its version; each server's `major.minor.micro`, or `None` where it
+    /// did not answer.
+    pub(crate) fn versions(&self) -> (Rc, Vec<Option<Version>>) {
+        // SAFETY: the handle is valid.
+        let rc = Rc(unsafe { sys::memcached_version(self.as_ptr()) });
+        let versions = (0..self.server_count() as u32)
+            .map(|i| {
+                let instance = self.instance(i);
+                // SAFETY: the instance is valid while no server is added.
+                let version = unsafe {
+                    (
+                        sys::memcached_server_major_version(instance),
+                        sys::memcached_server_minor_version(instance),
+                        sys::memcached_server_micro_version(instance),
+                    )
+                };
+                (version.0 != u8::MAX).then_some(version)
+            })
+            .collect();
+        (rc, versions)
+    }
+}
