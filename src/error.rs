@@ -39,7 +39,7 @@
 //! | `ServerDown` | `Memcached { code: ReturnCode::ServerTemporarilyDisabled, .. }` |
 //! | `autoconf.NoAutoconfFound` | [`Error::AutoDiscovery`] with `missing: true` |
 //! | `autoconf.UnsupportedAutoconfMethod` | none: the key fallback follows, as in pylibmc |
-//! | `test.NotAliveError` | [`TestClientError::NotAlive`](crate::testing::TestClientError::NotAlive) |
+//! | `test.NotAliveError` | `testing::TestClientError::NotAlive`, with the `testing` feature |
 //!
 //! pylibmc reports codes it has no class for (a timeout, the SASL codes, ...) as the base `Error`;
 //! here each keeps its own [`ReturnCode`] (`Timeout`, `AuthFailure`, ...).

@@ -40,7 +40,14 @@
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
 //! - [`Client::stats`]: every stat line of every server.
-//! - [`testing`]: real memcached processes for tests.
+#![cfg_attr(
+    feature = "testing",
+    doc = "- [`testing`]: real memcached processes for tests."
+)]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "- `testing`, with the `testing` feature: real memcached processes for tests."
+)]
 //! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
 //!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
 
@@ -65,6 +72,8 @@ mod pool;
 mod sasl;
 mod server;
 mod stats;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod value;
 

@@ -1,0 +1,323 @@
+//! Spawning, probing, stopping and restarting memcached processes: [`Memcached`] and
+//! [`MemcachedBuilder`].
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::probe::{ask, connect_tcp, connect_unix};
+use super::sasl::{binary_stats, write_sasl_config};
+
+/// How long a new memcached has to start answering.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// Ports handed to servers of this process, so two parallel tests never pick the same one.
+static PORTS_IN_USE: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A memcached process, killed on drop.
+#[derive(Debug)]
+pub struct Memcached {
+    child: Option<Child>,
+    listen: Listen,
+    udp: bool,
+    args: Vec<String>,
+    dir: PathBuf,
+    sasl: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum Listen {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+/// Options for a [`Memcached`] process.
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct MemcachedBuilder {
+    unix_socket: bool,
+    udp: bool,
+    args: Vec<String>,
+    sasl: Option<(String, String)>,
+}
+
+impl MemcachedBuilder {
+    /// Listens on a unix socket in a temporary directory instead of a TCP port.
+    pub fn unix_socket(mut self) -> Self {
+        self.unix_socket = true;
+        self
+    }
+
+    /// Also listens for UDP on the TCP port (see [`Memcached::udp_spec`]).
+    pub fn udp(mut self) -> Self {
+        self.udp = true;
+        self
+    }
+
+    /// Requires SASL authentication (`memcached -S`) with one user, `username`/`password`, kept
+    /// in a sasldb of the server's own made with `saslpasswd2` (Debian's `sasl2-bin`, or
+    /// `$SASLPASSWD2`), with the PLAIN mechanism (`libsasl2-modules`). Such a server speaks only
+    /// the binary protocol; connect with
+    /// [`ClientBuilder::sasl`](crate::ClientBuilder::sasl).
+    pub fn sasl(mut self, username: &str, password: &str) -> Self {
+        self.sasl = Some((username.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Passes an extra argument to memcached (for example `-I`, `2m` for a 2 MiB item limit).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts the server and waits until it answers.
+    pub fn start(self) -> io::Result<Memcached> {
+        let dir = temp_dir()?;
+        if let Some((username, password)) = &self.sasl {
+            if let Err(err) = write_sasl_config(&dir, username, password) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(err);
+            }
+        }
+        let mut last_error = None;
+        // A free port can be taken by another process between our probe and memcached's bind.
+        for _ in 0..5 {
+            let listen = if self.unix_socket {
+                Listen::Unix(dir.join("memcached.sock"))
+            } else {
+                Listen::Tcp(free_port()?)
+            };
+            let mut server = Memcached {
+                child: None,
+                listen,
+                udp: self.udp,
+                args: self.args.clone(),
+                dir: dir.clone(),
+                sasl: self.sasl.clone(),
+            };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("memcached did not start")))
+    }
+}
+
+impl Memcached {
+    /// Starts a memcached on a free loopback port.
+    pub fn start() -> io::Result<Memcached> {
+        Memcached::builder().start()
+    }
+
+    /// Starts a memcached listening on a unix socket.
+    pub fn start_unix() -> io::Result<Memcached> {
+        Memcached::builder().unix_socket().start()
+    }
+
+    /// Options for the process.
+    pub fn builder() -> MemcachedBuilder {
+        MemcachedBuilder::default()
+    }
+
+    /// The server spec for a client: `127.0.0.1:PORT` or the socket path.
+    pub fn spec(&self) -> String {
+        match &self.listen {
+            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+            Listen::Unix(path) => path.display().to_string(),
+        }
+    }
+
+    /// The UDP server spec (`udp:127.0.0.1:PORT`), if started with [`MemcachedBuilder::udp`].
+    pub fn udp_spec(&self) -> Option<String> {
+        match self.listen {
+            Listen::Tcp(port) if self.udp => Some(format!("udp:127.0.0.1:{port}")),
+            _ => None,
+        }
+    }
+
+    /// The TCP port, if it listens on one.
+    pub fn port(&self) -> Option<u16> {
+        match self.listen {
+            Listen::Tcp(port) => Some(port),
+            Listen::Unix(_) => None,
+        }
+    }
+
+    /// The SASL username and password, if started with [`MemcachedBuilder::sasl`].
+    pub fn sasl_credentials(&self) -> Option<(&str, &str)> {
+        self.sasl.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process (as a crash would: connections drop without a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Listen::Unix(path) = &self.listen {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Starts the process again on the same port or socket.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            // The old socket may linger for a moment after the kill.
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() > deadline => return Err(err),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let program = std::env::var_os("MEMCACHED_BIN").unwrap_or_else(|| "memcached".into());
+        let mut command = Command::new(&program);
+        // `-U 0`: no UDP port unless asked for.
+        match &self.listen {
+            Listen::Tcp(port) => {
+                let udp_port = if self.udp {
+                    port.to_string()
+                } else {
+                    "0".into()
+                };
+                command.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", &udp_port])
+            }
+            Listen::Unix(path) => command.args(["-U", "0"]).arg("-s").arg(path),
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // memcached refuses to run as root unless told which user to be.
+            command.args(["-u", "root"]);
+        }
+        if self.sasl.is_some() {
+            // memcached's SASL reads memcached.conf (mechanisms, sasldb path) from here.
+            command.env("SASL_CONF_PATH", &self.dir).arg("-S");
+        }
+        let log = self.dir.join("memcached.log");
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?);
+        let child = command.spawn().map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot run {program:?} ({err}): install Debian's memcached package or set MEMCACHED_BIN"),
+            )
+        })?;
+        let pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                let log = fs::read_to_string(&log).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "memcached exited with {status}: {}",
+                    log.trim()
+                )));
+            }
+            // Check the pid: another process may answer on a port we thought was free.
+            if self.stat("pid").ok().as_deref() == Some(pid.to_string().as_str()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "memcached did not answer in time",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// One value of the server's `stats`, read over a fresh connection (authenticated, in the
+    /// binary protocol, for a SASL server).
+    pub fn stat(&self, name: &str) -> io::Result<String> {
+        if let Some((username, password)) = &self.sasl {
+            let stats = match &self.listen {
+                Listen::Tcp(port) => binary_stats(
+                    connect_tcp(&format!("127.0.0.1:{port}"))?,
+                    username,
+                    password,
+                )?,
+                Listen::Unix(path) => binary_stats(connect_unix(path)?, username, password)?,
+            };
+            return stats
+                .into_iter()
+                .find_map(|(k, v)| (k == name).then_some(v))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no stat {name}")));
+        }
+        let reply = match &self.listen {
+            Listen::Tcp(port) => ask(connect_tcp(&format!("127.0.0.1:{port}"))?, "stats", "END")?,
+            Listen::Unix(path) => ask(connect_unix(path)?, "stats", "END")?,
+        };
+        reply
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!("STAT {name} "))
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no stat {name}")))
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.stop();
+        if let Listen::Tcp(port) = self.listen {
+            if let Some(ports) = PORTS_IN_USE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                ports.remove(&port);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback port nobody listens on, not handed out before by this process.
+fn free_port() -> io::Result<u16> {
+    let mut ports = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    let ports = ports.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if ports.insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+fn temp_dir() -> io::Result<PathBuf> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "libmemcached-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
