@@ -11,6 +11,9 @@
 //! rounds) and one per op with the ratios. Keys are 15 bytes, values 100 bytes; multi-key ops
 //! go in batches of 100, and their rate counts keys.
 
+// The baseline is libmemcached called directly, which takes unsafe code.
+#![allow(unsafe_code)]
+
 use std::collections::HashMap;
 use std::ffi::{CString, c_char};
 use std::mem::MaybeUninit;
@@ -464,10 +467,8 @@ impl Raw {
             assert!(rc == sys::MEMCACHED_SUCCESS || rc == sys::MEMCACHED_BUFFERED);
         }
         // SAFETY: the handle is valid.
-        assert_eq!(
-            unsafe { sys::memcached_flush_buffers(self.0) },
-            sys::MEMCACHED_SUCCESS
-        );
+        let rc = unsafe { sys::memcached_flush_buffers(self.0) };
+        assert_eq!(rc, sys::MEMCACHED_SUCCESS);
         check(&self.get(keys[keys.len() - 1]));
     }
 }

@@ -53,8 +53,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![warn(rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(rust_2018_idioms)]
 
 mod behavior;
 mod builder;

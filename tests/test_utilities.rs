@@ -6,8 +6,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::{self, Memcached, TestAddress, TestClientError, make_test_client_with};
-use libmemcached::{Client, Error, Transport};
+use libmemcached::testing::{
+    self, Memcached, TestClientError, address_from_env, default_address, make_test_client_with,
+};
+use libmemcached::{Address, Client, Error, Transport};
 
 /// A fake environment holding `vars`.
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -24,7 +26,7 @@ fn make_test_client_follows_memcached_host_port_and_type() {
     let port = server.port().unwrap().to_string();
     let mc = make_test_client_with(
         Client::builder(),
-        TestAddress::default(),
+        default_address(),
         env(&[("MEMCACHED_PORT", &port)]),
     )
     .unwrap();
@@ -40,11 +42,7 @@ fn make_test_client_follows_memcached_host_port_and_type() {
     );
 
     // The defaults given are overridden by the environment, host included.
-    let defaults = TestAddress {
-        transport: Transport::Tcp,
-        host: "192.0.2.1".into(),
-        port: 1,
-    };
+    let defaults = Address::new(Transport::Tcp, "192.0.2.1", 1);
     let mc = make_test_client_with(
         Client::builder().binary(true),
         defaults,
@@ -60,7 +58,7 @@ fn make_test_client_follows_memcached_host_port_and_type() {
     let unix = Memcached::start_unix().unwrap();
     let mc = make_test_client_with(
         Client::builder(),
-        TestAddress::default(),
+        default_address(),
         env(&[("MEMCACHED_TYPE", "unix"), ("MEMCACHED_HOST", &unix.spec())]),
     )
     .unwrap();
@@ -80,7 +78,7 @@ fn make_test_client_reaches_udp_servers_with_a_datagram_probe() {
 
     let mc = make_test_client_with(
         Client::builder(),
-        TestAddress::default(),
+        default_address(),
         env(&[("MEMCACHED_TYPE", "UDP"), ("MEMCACHED_PORT", &port)]),
     )
     .unwrap();
@@ -106,7 +104,7 @@ fn a_server_that_does_not_answer_is_not_alive() {
     server.stop();
     let err = make_test_client_with(
         Client::builder(),
-        TestAddress::default(),
+        default_address(),
         env(&[("MEMCACHED_PORT", &port)]),
     )
     .unwrap_err();
@@ -123,7 +121,7 @@ fn a_server_that_does_not_answer_is_not_alive() {
 
     let err = make_test_client_with(
         Client::builder(),
-        TestAddress::default(),
+        default_address(),
         env(&[
             ("MEMCACHED_TYPE", "unix"),
             ("MEMCACHED_HOST", "/nonexistent/mc.sock"),
@@ -140,8 +138,8 @@ fn unusable_environment_values_are_configuration_errors() {
         [("MEMCACHED_PORT", "70000")],
         [("MEMCACHED_TYPE", "sctp")],
     ] {
-        let err = make_test_client_with(Client::builder(), TestAddress::default(), env(&vars))
-            .unwrap_err();
+        let err =
+            make_test_client_with(Client::builder(), default_address(), env(&vars)).unwrap_err();
         match err {
             TestClientError::Config(Error::InvalidConfig(why)) => {
                 assert!(why.contains(vars[0].0), "{why}")
@@ -150,34 +148,30 @@ fn unusable_environment_values_are_configuration_errors() {
         }
     }
     // Empty values count as unset.
-    let address = TestAddress::default()
-        .with_env(env(&[("MEMCACHED_HOST", ""), ("MEMCACHED_PORT", "")]))
-        .unwrap();
-    assert_eq!(address, TestAddress::default());
+    let address = address_from_env(
+        default_address(),
+        env(&[("MEMCACHED_HOST", ""), ("MEMCACHED_PORT", "")]),
+    )
+    .unwrap();
+    assert_eq!(address, default_address());
 }
 
 #[test]
 fn test_addresses_spell_every_transport_as_a_server_spec() {
-    let tcp = TestAddress::default();
-    assert_eq!(tcp.spec(), "127.0.0.1:11211");
-    let v6 = TestAddress {
-        host: "::1".into(),
-        port: 11300,
-        ..TestAddress::default()
-    };
-    assert_eq!(v6.spec(), "[::1]:11300");
-    let udp = TestAddress {
-        transport: Transport::Udp,
-        ..TestAddress::default()
-    };
-    assert_eq!(udp.spec(), "udp:127.0.0.1:11211");
-    let unix = TestAddress {
-        transport: Transport::Unix,
-        host: "/run/mc.sock".into(),
-        port: 0,
-    };
-    assert_eq!(unix.spec(), "/run/mc.sock");
+    let tcp = default_address();
+    assert_eq!(tcp.to_string(), "127.0.0.1:11211");
+    let v6 = Address::new(Transport::Tcp, "::1", 11300);
+    assert_eq!(v6.to_string(), "[::1]:11300");
+    let udp = Address::new(Transport::Udp, "127.0.0.1", 11211);
+    assert_eq!(udp.to_string(), "udp:127.0.0.1:11211");
+    let unix = Address::new(Transport::Unix, "/run/mc.sock", 0);
+    assert_eq!(unix.to_string(), "/run/mc.sock");
     for address in [tcp, v6, udp, unix] {
-        assert!(address.spec().parse::<libmemcached::ServerSpec>().is_ok());
+        assert!(
+            address
+                .to_string()
+                .parse::<libmemcached::ServerSpec>()
+                .is_ok()
+        );
     }
 }

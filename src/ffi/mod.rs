@@ -5,6 +5,10 @@
 //! - [`Handle::check`] is the one place a return code becomes a `Result`.
 //! - `ops`: single-key calls; `fetch`: the mget/fetch loop; `stats`: the stats callback.
 //! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
+//!
+//! The crate denies `unsafe_code` (see `[lints]` in Cargo.toml); this module alone allows it.
+
+#![allow(unsafe_code)]
 
 mod code;
 mod fetch;

@@ -1,11 +1,11 @@
-//! pylibmc's `pylibmc.test` helpers: [`TestAddress`], [`make_test_client`], [`is_alive`] and
+//! pylibmc's `pylibmc.test` helpers: [`make_test_client`], [`address_from_env`], [`is_alive`] and
 //! [`get_version`], for suites that run against a server started outside the tests.
 
 use std::io;
 use std::path::Path;
 
 use super::probe::{ask, ask_udp, connect_tcp, connect_unix};
-use crate::{Client, ClientBuilder, Transport};
+use crate::{Address, Client, ClientBuilder, Transport};
 
 /// The version a server reports, asked over a fresh connection: `host:port`, `udp:host:port`
 /// (one datagram) or a socket path. pylibmc's `get_version`, which speaks TCP only.
@@ -37,73 +37,43 @@ pub fn is_alive(addr: &str) -> (bool, Option<String>) {
     }
 }
 
-/// Where [`make_test_client`] looks for a server: pylibmc's `(server_type, host, port)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestAddress {
-    /// TCP, UDP or a unix socket (`MEMCACHED_TYPE`: `tcp`, `udp` or `unix`).
-    pub transport: Transport,
-    /// The host, or the socket's path for a unix socket (`MEMCACHED_HOST`).
-    pub host: String,
-    /// The port; unused for a unix socket (`MEMCACHED_PORT`).
-    pub port: u16,
+/// Where [`make_test_client`] looks for a server unless the environment says otherwise:
+/// pylibmc's default, TCP to `127.0.0.1:11211`.
+pub fn default_address() -> Address {
+    Address::new(Transport::Tcp, "127.0.0.1", crate::DEFAULT_PORT)
 }
 
-impl Default for TestAddress {
-    /// pylibmc's defaults: TCP to `127.0.0.1:11211`.
-    fn default() -> Self {
-        TestAddress {
-            transport: Transport::Tcp,
-            host: "127.0.0.1".into(),
-            port: crate::DEFAULT_PORT,
-        }
-    }
-}
-
-impl TestAddress {
-    /// This address with `MEMCACHED_TYPE`, `MEMCACHED_HOST` and `MEMCACHED_PORT`, as `env`
-    /// reads them, taking precedence (empty values count as unset). Pass
-    /// `|name| std::env::var(name).ok()` for the process's environment, or a fake one.
-    pub fn with_env(
-        mut self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<TestAddress, TestClientError> {
-        let var = |name: &str| env(name).filter(|v| !v.is_empty());
-        let invalid = |text: String| TestClientError::Config(crate::Error::InvalidConfig(text));
-        if let Some(kind) = var("MEMCACHED_TYPE") {
-            self.transport = match kind.to_ascii_lowercase().as_str() {
-                "tcp" => Transport::Tcp,
-                "udp" => Transport::Udp,
-                "unix" => Transport::Unix,
-                _ => {
-                    return Err(invalid(format!(
-                        "MEMCACHED_TYPE={kind:?}: expected tcp, udp or unix"
-                    )));
-                }
-            };
-        }
-        if let Some(host) = var("MEMCACHED_HOST") {
-            self.host = host;
-        }
-        if let Some(port) = var("MEMCACHED_PORT") {
-            self.port = port
-                .parse()
-                .map_err(|_| invalid(format!("MEMCACHED_PORT={port:?}: not a port number")))?;
-        }
-        Ok(self)
-    }
-
-    /// The server spec: `host:port`, `[v6]:port`, `udp:host:port` or the socket path.
-    pub fn spec(&self) -> String {
-        let host_port = match self.host.contains(':') {
-            true => format!("[{}]:{}", self.host, self.port),
-            false => format!("{}:{}", self.host, self.port),
-        };
-        match self.transport {
-            Transport::Tcp => host_port,
-            Transport::Udp => format!("udp:{host_port}"),
-            Transport::Unix => self.host.clone(),
-        }
-    }
+/// `defaults` with `MEMCACHED_TYPE` (`tcp`, `udp` or `unix`), `MEMCACHED_HOST` and
+/// `MEMCACHED_PORT`, as `env` reads them, taking precedence (empty values count as unset), as
+/// pylibmc's test helpers read them. Pass `|name| std::env::var(name).ok()` for the process's
+/// environment, or a fake one.
+pub fn address_from_env(
+    defaults: Address,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Address, TestClientError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let invalid = |text: String| TestClientError::Config(crate::Error::InvalidConfig(text));
+    let transport = match var("MEMCACHED_TYPE") {
+        None => defaults.transport(),
+        Some(kind) => match kind.to_ascii_lowercase().as_str() {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            "unix" => Transport::Unix,
+            _ => {
+                return Err(invalid(format!(
+                    "MEMCACHED_TYPE={kind:?}: expected tcp, udp or unix"
+                )));
+            }
+        },
+    };
+    let host = var("MEMCACHED_HOST").unwrap_or_else(|| defaults.host().to_owned());
+    let port = match var("MEMCACHED_PORT") {
+        None => defaults.port(),
+        Some(port) => port
+            .parse()
+            .map_err(|_| invalid(format!("MEMCACHED_PORT={port:?}: not a port number")))?,
+    };
+    Ok(Address::new(transport, host, port))
 }
 
 /// Why [`make_test_client`] made no client.
@@ -137,7 +107,7 @@ pub enum TestClientError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn make_test_client() -> Result<Client, TestClientError> {
-    make_test_client_with(Client::builder(), TestAddress::default(), |name| {
+    make_test_client_with(Client::builder(), default_address(), |name| {
         std::env::var(name).ok()
     })
 }
@@ -146,19 +116,18 @@ pub fn make_test_client() -> Result<Client, TestClientError> {
 /// to), other defaults, and the environment read through `env`.
 ///
 /// ```no_run
-/// use libmemcached::{Client, testing::{TestAddress, make_test_client_with}};
+/// use libmemcached::{Client, testing::{default_address, make_test_client_with}};
 ///
 /// let fake_env = |name: &str| (name == "MEMCACHED_PORT").then(|| "21211".to_owned());
-/// let mc = make_test_client_with(Client::builder().binary(true), TestAddress::default(), fake_env)?;
+/// let mc = make_test_client_with(Client::builder().binary(true), default_address(), fake_env)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn make_test_client_with(
     builder: ClientBuilder,
-    defaults: TestAddress,
+    defaults: Address,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Client, TestClientError> {
-    let address = defaults.with_env(env)?;
-    let spec = address.spec();
+    let spec = address_from_env(defaults, env)?.to_string();
     if let Err(err) = get_version(&spec) {
         return Err(TestClientError::NotAlive {
             address: spec,

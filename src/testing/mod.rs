@@ -31,7 +31,8 @@ mod sasl;
 mod server;
 
 pub use client::{
-    TestAddress, TestClientError, get_version, is_alive, make_test_client, make_test_client_with,
+    TestClientError, address_from_env, default_address, get_version, is_alive, make_test_client,
+    make_test_client_with,
 };
 pub use process::{Memcached, MemcachedBuilder};
 pub use server::{TestServer, servers_from_env};

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -200,8 +201,9 @@ impl Memcached {
             }
             Listen::Unix(path) => command.args(["-U", "0"]).arg("-s").arg(path),
         };
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        // The owner of /proc/self is the process's effective user.
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if root {
             // memcached refuses to run as root unless told which user to be.
             command.args(["-u", "root"]);
         }
