@@ -545,3 +545,68 @@ fn help_and_version_exit_0() {
         version.out()
     );
 }
+
+#[test]
+fn help_needs_no_server() {
+    for (args, usage) in [
+        (&["help"][..], "usage: memc [OPTIONS] COMMAND"),
+        (&["--help"][..], "usage: memc [OPTIONS] COMMAND"),
+        (&["get", "--help"][..], "memc get KEY..."),
+        (&["help", "set"][..], "memc set KEY VALUE [EXPTIME]"),
+        (&["cas", "-h"][..], "memc cas KEY VALUE CAS [EXPTIME]"),
+    ] {
+        let run = memc_with(args, &[], b"");
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{args:?}");
+        assert!(run.out().contains(usage), "{args:?}: {}", run.out());
+    }
+    let help = memc_with(&["help"], &[], b"").out();
+    assert!(help.contains("set KEY VALUE [EXPTIME]"), "{help}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    for (args, message) in [
+        (&["frobnicate"][..], "unknown command \"frobnicate\""),
+        (
+            &["stat"][..],
+            "unknown command \"stat\" (did you mean \"stats\"?)",
+        ),
+        (&["get"][..], "missing KEY; usage: get KEY..."),
+        (
+            &["touch", "k"][..],
+            "missing EXPTIME; usage: touch KEY EXPTIME",
+        ),
+        (
+            &["delete", "k", "extra"][..],
+            "unexpected argument \"extra\"",
+        ),
+        (&["--servers"][..], "--servers needs a value"),
+    ] {
+        let run = memc_with(args, &[], b"");
+        assert_eq!(run.out(), "", "{args:?}");
+        expect_error(run, message);
+    }
+
+    let server = common::own_server();
+    let s = server.spec();
+    let script = "touch k\nhelp touch\nset k v\n";
+    let run = memc_with(&["-s", &s, "shell"], &[], script.as_bytes());
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: missing EXPTIME; usage: touch KEY EXPTIME\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.out().starts_with("Set a new expiration time"),
+        "{}",
+        run.out()
+    );
+    assert!(
+        run.out().contains("Usage: touch KEY EXPTIME\n"),
+        "{}",
+        run.out()
+    );
+    assert!(run.out().ends_with("STORED\n"), "{}", run.out());
+}

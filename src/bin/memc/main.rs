@@ -1,0 +1,122 @@
+//! `memc`: a memcached command-line client on the `libmemcached` crate, with an interactive
+//! `shell` like pylibmc's `python -m pylibmc`. Run `memc --help`.
+//!
+//! Exit codes: 0 success, 1 a miss or nothing stored, 2 an error (printed on stderr).
+
+mod args;
+mod commands;
+mod output;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use libmemcached::Error;
+
+/// A command's outcome, which is also the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+    Miss = 1,
+}
+
+/// Why a command failed (exit code 2).
+#[derive(Debug)]
+pub enum Failure {
+    Usage(String),
+    Memcached(Error),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(text) => f.write_str(text),
+            Failure::Memcached(err) => write!(f, "{err}"),
+            Failure::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Memcached(err)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Self {
+        Failure::Io(err)
+    }
+}
+
+impl Failure {
+    /// A reader that went away (`memc stats | head`) needs no message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Failure::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+pub type Outcome = Result<Status, Failure>;
+
+pub fn usage(text: impl Into<String>) -> Failure {
+    Failure::Usage(text.into())
+}
+
+fn main() -> ExitCode {
+    let cli = match args::parse(std::env::args_os().skip(1).collect()) {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            // Help needs no server, so it is answered before any is looked for.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => return fail(&usage(args::describe(&err)), true),
+    };
+    if cli.version {
+        let _ = writeln!(
+            io::stdout(),
+            "memc {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            libmemcached::build_info()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        return fail(&usage("no command given"), true);
+    };
+    let servers = cli.options.servers();
+    if servers.is_empty() {
+        return fail(
+            &usage("no servers: pass --servers or set MEMCACHED_SERVERS"),
+            false,
+        );
+    }
+    let client = match commands::client(&cli.options, &servers) {
+        Ok(client) => client,
+        Err(err) => return fail(&err, false),
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let outcome = commands::run(&client, &cli.options, command, &mut out)
+        .and_then(|status| out.flush().map(|()| status).map_err(Failure::Io));
+    match outcome {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(err) => fail(&err, false),
+    }
+}
+
+fn fail(err: &Failure, hint: bool) -> ExitCode {
+    if !err.is_broken_pipe() {
+        eprintln!("memc: {err}");
+    }
+    if hint && matches!(err, Failure::Usage(_)) {
+        eprintln!("run `memc --help` for usage");
+    }
+    ExitCode::from(2)
+}

@@ -1,0 +1,274 @@
+//! Printing results as text or as JSON (one document per command).
+
+use std::io::{self, Write};
+
+use libmemcached::{Address, ServerStats, Value};
+use serde_json::{Map, Value as Json, json};
+
+pub struct Output<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+    in_shell: bool,
+}
+
+impl<'a> Output<'a> {
+    pub fn new(out: &'a mut dyn Write, json: bool, in_shell: bool) -> Self {
+        Output {
+            out,
+            json,
+            in_shell,
+        }
+    }
+
+    fn json(&mut self, document: &Json) -> io::Result<()> {
+        writeln!(self.out, "{document}")
+    }
+
+    pub fn value(&mut self, key: &str, value: &Value) -> io::Result<()> {
+        if self.json {
+            return self.json(&json!({ key: json_value(value) }));
+        }
+        print_value(self.out, value)
+    }
+
+    /// The values found for several keys, in the order asked for.
+    pub fn values(&mut self, found: &[(&str, Value)]) -> io::Result<()> {
+        if self.json {
+            let map: Map<String, Json> = found
+                .iter()
+                .map(|(key, value)| (key.to_string(), json_value(value)))
+                .collect();
+            return self.json(&Json::Object(map));
+        }
+        for (key, value) in found {
+            write!(self.out, "{key}\t")?;
+            print_value(self.out, value)?;
+        }
+        Ok(())
+    }
+
+    pub fn value_with_cas(&mut self, key: &str, value: &Value, cas: u64) -> io::Result<()> {
+        if self.json {
+            return self.json(&json!({ key: { "value": json_value(value), "cas": cas } }));
+        }
+        print_value(self.out, value)?;
+        writeln!(self.out, "cas {cas}")
+    }
+
+    /// A miss prints nothing outside the shell, so `$(memc get k)` is empty; the exit code
+    /// says it.
+    pub fn miss(&mut self) -> io::Result<()> {
+        if self.json {
+            self.json(&json!({}))
+        } else if self.in_shell {
+            writeln!(self.out, "NOT_FOUND")
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn stored(&mut self, stored: bool) -> io::Result<()> {
+        match (self.json, stored) {
+            (true, _) => self.json(&json!({ "stored": stored })),
+            (false, true) => writeln!(self.out, "STORED"),
+            (false, false) => writeln!(self.out, "NOT_STORED"),
+        }
+    }
+
+    /// `deleted`/`DELETED` and the like: whether the key was there to act on.
+    pub fn done(&mut self, name: &str, word: &str, done: bool) -> io::Result<()> {
+        match (self.json, done) {
+            (true, _) => self.json(&json!({ name: done })),
+            (false, true) => writeln!(self.out, "{word}"),
+            (false, false) => writeln!(self.out, "NOT_FOUND"),
+        }
+    }
+
+    /// A counter's new value, or `None` for a missing counter.
+    pub fn counter(&mut self, value: Option<u64>) -> io::Result<()> {
+        match (self.json, value) {
+            (true, _) => self.json(&json!({ "value": value })),
+            (false, Some(n)) => writeln!(self.out, "{n}"),
+            (false, None) => writeln!(self.out, "NOT_FOUND"),
+        }
+    }
+
+    pub fn flushed(&mut self) -> io::Result<()> {
+        match self.json {
+            true => self.json(&json!({ "flushed": true })),
+            false => writeln!(self.out, "OK"),
+        }
+    }
+
+    pub fn stats(&mut self, stats: &[ServerStats]) -> io::Result<()> {
+        if self.json {
+            let servers: Map<String, Json> = stats
+                .iter()
+                .map(|s| {
+                    let fields: Map<String, Json> =
+                        s.iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+                    (s.server().to_string(), Json::Object(fields))
+                })
+                .collect();
+            return self.json(&Json::Object(servers));
+        }
+        for s in stats {
+            writeln!(self.out, "{}", s.server())?;
+            for (k, v) in s.iter() {
+                writeln!(self.out, "  {k} {v}")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn versions(&mut self, versions: &[(Address, String)]) -> io::Result<()> {
+        if self.json {
+            let map: Map<String, Json> = versions
+                .iter()
+                .map(|(server, version)| (server.to_string(), version.as_str().into()))
+                .collect();
+            return self.json(&Json::Object(map));
+        }
+        for (server, version) in versions {
+            writeln!(self.out, "{server} {version}")?;
+        }
+        Ok(())
+    }
+
+    pub fn server_for(&mut self, key: &str, server: &Address) -> io::Result<()> {
+        match self.json {
+            true => self.json(&json!({ "key": key, "server": server.to_string() })),
+            false => writeln!(self.out, "{server}"),
+        }
+    }
+
+    /// Ping's answers, printed as they come in text and gathered for JSON.
+    pub fn ping(self) -> Ping<'a> {
+        Ping {
+            output: self,
+            servers: Map::new(),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+pub struct Ping<'a> {
+    output: Output<'a>,
+    servers: Map<String, Json>,
+}
+
+impl Ping<'_> {
+    pub fn alive(&mut self, spec: &str, version: &str, ms: f64) -> io::Result<()> {
+        if self.output.json {
+            // Microseconds are as fine as the text shows.
+            let ms = (ms * 1000.0).round() / 1000.0;
+            let answer = json!({ "alive": true, "version": version, "ms": ms });
+            self.servers.insert(spec.to_owned(), answer);
+            return Ok(());
+        }
+        writeln!(self.output.out, "{spec} alive {version} ({ms:.3} ms)")
+    }
+
+    pub fn down(&mut self, spec: &str, error: &str) -> io::Result<()> {
+        if self.output.json {
+            let answer = json!({ "alive": false, "error": error });
+            self.servers.insert(spec.to_owned(), answer);
+            return Ok(());
+        }
+        writeln!(self.output.out, "{spec} down")
+    }
+
+    pub fn finish(self) -> io::Result<()> {
+        let Ping {
+            mut output,
+            servers,
+        } = self;
+        if output.json {
+            output.json(&Json::Object(servers))?;
+        }
+        output.flush()
+    }
+}
+
+fn print_value(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Text(text) => out.write_all(text.as_bytes())?,
+        Value::Int(n) => write!(out, "{n}")?,
+        Value::BigInt(digits) => out.write_all(digits.as_bytes())?,
+        Value::Bytes(data) | Value::Pickle(data) | Value::Other { data, .. } => {
+            out.write_all(data)?
+        }
+        other => write!(out, "{other:?}")?,
+    }
+    out.write_all(b"\n")
+}
+
+/// A value in JSON: text and numbers as themselves, other bytes in hex with their flags.
+fn json_value(value: &Value) -> Json {
+    match value {
+        Value::Text(text) => text.as_str().into(),
+        // serde_json's numbers stop at 64 bits; digits beyond that go as a string rather than
+        // be rounded.
+        Value::Int(n) => match (i64::try_from(*n), u64::try_from(*n)) {
+            (Ok(n), _) => n.into(),
+            (_, Ok(n)) => n.into(),
+            _ => n.to_string().into(),
+        },
+        Value::BigInt(digits) => digits.as_str().into(),
+        Value::Bytes(data) => match std::str::from_utf8(data) {
+            Ok(text) => text.into(),
+            Err(_) => json!({ "flags": 0, "hex": hex(data) }),
+        },
+        Value::Pickle(data) => json!({ "flags": 1, "pickle_hex": hex(data) }),
+        Value::Other { flags, data } => json!({ "flags": flags, "hex": hex(data) }),
+        other => format!("{other:?}").into(),
+    }
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(json: bool, print: impl FnOnce(&mut Output) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        print(&mut Output::new(&mut out, json, false)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_keeps_the_order_of_the_keys_and_escapes_strings() {
+        let found = [
+            ("z", Value::Text("a\"b\\c\n\u{1}é".into())),
+            ("a", Value::Int(-42)),
+            ("m", Value::Bytes(vec![0xff])),
+        ];
+        assert_eq!(
+            printed(true, |o| o.values(&found)),
+            "{\"z\":\"a\\\"b\\\\c\\n\\u0001é\",\"a\":-42,\"m\":{\"flags\":0,\"hex\":\"ff\"}}\n"
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_64_bits_stay_exact() {
+        let big = i128::from(u64::MAX) + 1;
+        assert_eq!(
+            printed(true, |o| o.value("n", &Value::Int(big))),
+            format!("{{\"n\":\"{big}\"}}\n")
+        );
+        assert_eq!(
+            printed(true, |o| o.value("n", &Value::Int(u64::MAX.into()))),
+            format!("{{\"n\":{}}}\n", u64::MAX)
+        );
+        assert_eq!(
+            printed(false, |o| o.value("n", &Value::Int(big))),
+            format!("{big}\n")
+        );
+    }
+}
