@@ -66,7 +66,7 @@ mod ffi;
 #[cfg(feature = "serde")]
 mod json;
 mod key;
-mod multi;
+mod keyspace;
 mod pool;
 mod sasl;
 mod server;
@@ -88,7 +88,7 @@ pub use expiration::Expiration;
 #[cfg(feature = "serde")]
 pub use json::Json;
 pub use key::MAX_KEY_LEN;
-pub use multi::Prefixed;
+pub use keyspace::{Fetched, Partial, Prefixed};
 pub use pool::{ClientPool, PooledClient, ThreadClient, ThreadMappedPool};
 pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};
 pub use stats::ServerStats;

@@ -129,12 +129,12 @@ impl Client {
         }
     }
 
-    /// After a multi-get: an [`Error::Multi`] naming each server that demands SASL with the
-    /// missed keys it holds (as sent, and as the caller gave them).
+    /// After a multi-get: each server that demands SASL, with the missed keys it holds (given
+    /// as sent, and as the caller gave them).
     pub(crate) fn check_auth_after_misses<'k>(
         &self,
         missed: impl Iterator<Item = (&'k [u8], &'k [u8])>,
-    ) -> Result<()> {
+    ) -> Vec<KeyFailure> {
         let mut failures: Vec<KeyFailure> = Vec::new();
         for (sent, key) in missed {
             if self.auth_probe.done.get() {
@@ -155,10 +155,7 @@ impl Client {
                 });
             }
         }
-        match failures.is_empty() {
-            true => Ok(()),
-            false => Err(Error::Multi { failures }),
-        }
+        failures
     }
 
     fn probe_auth(&self, key: &[u8]) -> Probe {

@@ -27,6 +27,8 @@ pub(crate) struct Facts {
     pub binary: bool,
     pub udp: bool,
     pub noreply: bool,
+    /// CAS tokens are read on every get (`SUPPORT_CAS`).
+    pub cas: bool,
     pub namespace_len: usize,
 }
 
@@ -112,6 +114,7 @@ impl Handle {
             binary: flag(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL),
             udp,
             noreply: flag(sys::MEMCACHED_BEHAVIOR_NOREPLY),
+            cas: flag(sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS),
             namespace_len,
         });
         let servers = (0..self.instance_count())
@@ -141,6 +144,22 @@ impl Handle {
         let rc = unsafe { sys::memcached_behavior_set(self.as_ptr(), flag, value) };
         self.refresh();
         Rc(rc)
+    }
+
+    /// Turns CAS tokens on or off (`SUPPORT_CAS`), which changes nothing else.
+    pub(crate) fn set_cas(&self, on: bool) {
+        // SAFETY: SUPPORT_CAS takes a boolean and cannot fail.
+        unsafe {
+            sys::memcached_behavior_set(
+                self.as_ptr(),
+                sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS,
+                on.into(),
+            )
+        };
+        self.facts.set(Facts {
+            cas: on,
+            ..self.facts.get()
+        });
     }
 
     /// Sets the namespace (libmemcached's `MEMCACHED_CALLBACK_NAMESPACE`), which it copies.

@@ -1,0 +1,333 @@
+//! Multi-key operations. Reads go out in one `mget` per call (one request line per server in
+//! ASCII, pipelined packets in binary) and are fetched into one reused result. Writes are sent
+//! one by one (memcached has no multi-set) and every item is attempted. A failing server never
+//! shortens a result silently: the strict forms fail with [`Error::Multi`] naming each failing
+//! server and the keys it held, the partial forms return it beside what succeeded.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use crate::error::{Error, KeyFailure, Result};
+use crate::expiration::Expiration;
+use crate::ffi::{Counter, Item, Store, fetch};
+use crate::value::{FromValue, ToValue};
+
+use super::{Fetched, Keys, Partial};
+
+/// What a multi-get found: the values by key index, the failed servers, and the values that
+/// did not decode (in arrival order).
+struct Found<V> {
+    values: Vec<Option<V>>,
+    failures: Vec<KeyFailure>,
+    undecoded: Vec<(usize, Error)>,
+}
+
+impl Keys<'_> {
+    pub(crate) fn get_multi<K, V>(&self, keys: impl IntoIterator<Item = K>) -> Result<HashMap<K, V>>
+    where
+        K: AsRef<[u8]> + Eq + Hash,
+        V: FromValue,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let mut found = self.fetch_values::<K, V>(&keys)?;
+        if !found.failures.is_empty() {
+            return Err(Error::Multi {
+                failures: found.failures,
+            });
+        }
+        if !found.undecoded.is_empty() {
+            return Err(found.undecoded.swap_remove(0).1);
+        }
+        Ok(into_map(keys, found.values))
+    }
+
+    pub(crate) fn get_multi_partial<K, V>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Partial<HashMap<K, V>>>
+    where
+        K: AsRef<[u8]> + Eq + Hash,
+        V: FromValue,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let Found {
+            values,
+            mut failures,
+            undecoded,
+        } = self.fetch_values::<K, V>(&keys)?;
+        for (i, error) in undecoded {
+            failures.push(KeyFailure {
+                error,
+                keys: vec![keys[i].as_ref().to_vec()],
+            });
+        }
+        Ok(Partial {
+            ok: into_map(keys, values),
+            failures,
+        })
+    }
+
+    pub(crate) fn get_multi_each<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        mut each: impl FnMut(Fetched<'_>),
+    ) -> Result<()> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let client = self.client;
+        let failures = self.fetch_keys(&keys, |i, item| {
+            each(Fetched {
+                client,
+                key: keys[i].as_ref(),
+                item,
+            })
+        })?;
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Multi { failures }),
+        }
+    }
+
+    /// Fetches `keys` and decodes each value found.
+    fn fetch_values<K: AsRef<[u8]>, V: FromValue>(&self, keys: &[K]) -> Result<Found<V>> {
+        let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
+        let mut undecoded = Vec::new();
+        let client = self.client;
+        let failures = self.fetch_keys(keys, |i, item| {
+            match client.decode(keys[i].as_ref(), item.value, item.flags) {
+                Ok(value) => values[i] = Some(value),
+                Err(error) => undecoded.push((i, error)),
+            }
+        })?;
+        Ok(Found {
+            values,
+            failures,
+            undecoded,
+        })
+    }
+
+    /// Requests `keys` (all checked before anything is sent) and hands each item found to
+    /// `each` with the index of its key; returns the servers that failed with their keys,
+    /// including servers that turn out to demand SASL.
+    fn fetch_keys<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        mut each: impl FnMut(usize, Item<'_>),
+    ) -> Result<Vec<KeyFailure>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client;
+        let rules = client.key_rules();
+        // Without a prefix the keys go out as they are: no copies.
+        let owned: Vec<Vec<u8>>;
+        let sent: Vec<&[u8]> = if self.prefix.is_empty() {
+            let sent: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+            sent.iter().try_for_each(|k| rules.check(k))?;
+            sent
+        } else {
+            owned = keys
+                .iter()
+                .map(|k| [self.prefix, k.as_ref()].concat())
+                .collect();
+            owned.iter().try_for_each(|k| rules.check(k))?;
+            owned.iter().map(Vec::as_slice).collect()
+        };
+        client.refuse_over_udp("get_multi")?;
+        let mut found = vec![false; keys.len()];
+        let mut failures = fetch(&client.handle, &sent, self.prefix.len(), |i, item| {
+            found[i] = true;
+            each(i, item);
+        })?;
+        let missed = (0..keys.len())
+            .filter(|&i| !found[i])
+            .map(|i| (sent[i], keys[i].as_ref()));
+        failures.extend(client.check_auth_after_misses(missed));
+        Ok(failures)
+    }
+
+    pub(crate) fn set_multi<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+        exp: impl Into<Expiration>,
+    ) -> Result<Vec<K>> {
+        self.set_multi_partial(items, exp)?.into_result()
+    }
+
+    pub(crate) fn set_multi_partial<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+        exp: impl Into<Expiration>,
+    ) -> Result<Partial<Vec<K>>> {
+        self.store_multi(Store::Set, items, exp.into())
+    }
+
+    pub(crate) fn add_multi<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+        exp: impl Into<Expiration>,
+    ) -> Result<Vec<K>> {
+        self.add_multi_partial(items, exp)?.into_result()
+    }
+
+    pub(crate) fn add_multi_partial<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+        exp: impl Into<Expiration>,
+    ) -> Result<Partial<Vec<K>>> {
+        self.store_multi(Store::Add, items, exp.into())
+    }
+
+    /// Stores every item; `ok` holds the keys that were not stored.
+    pub(super) fn store_multi<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        op: Store,
+        items: impl IntoIterator<Item = (K, V)>,
+        exp: Expiration,
+    ) -> Result<Partial<Vec<K>>> {
+        let client = self.client;
+        let done = self.each_key(items.into_iter().collect(), |key, value| {
+            client.store(op, key, &value, exp)
+        })?;
+        Ok(refused(done))
+    }
+
+    pub(crate) fn delete_multi<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<K>> {
+        self.delete_multi_partial(keys)?.into_result()
+    }
+
+    pub(crate) fn delete_multi_partial<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Partial<Vec<K>>> {
+        let client = self.client;
+        let items = keys.into_iter().map(|k| (k, ())).collect();
+        let done = self.each_key(items, |key, ()| {
+            client.found(client.handle.delete(key, key), key)
+        })?;
+        Ok(refused(done))
+    }
+
+    pub(crate) fn incr_multi<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        delta: u64,
+    ) -> Result<HashMap<K, Option<u64>>> {
+        self.incr_multi_partial(keys, delta)?.into_result()
+    }
+
+    pub(crate) fn incr_multi_partial<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        delta: u64,
+    ) -> Result<Partial<HashMap<K, Option<u64>>>> {
+        self.arith_multi(Counter::Incr, keys.into_iter().map(|k| (k, delta)))
+    }
+
+    pub(crate) fn incr_multi_by<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        items: impl IntoIterator<Item = (K, u64)>,
+    ) -> Result<HashMap<K, Option<u64>>> {
+        self.arith_multi(Counter::Incr, items)?.into_result()
+    }
+
+    pub(crate) fn decr_multi<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        delta: u64,
+    ) -> Result<HashMap<K, Option<u64>>> {
+        self.decr_multi_partial(keys, delta)?.into_result()
+    }
+
+    pub(crate) fn decr_multi_partial<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        delta: u64,
+    ) -> Result<Partial<HashMap<K, Option<u64>>>> {
+        self.arith_multi(Counter::Decr, keys.into_iter().map(|k| (k, delta)))
+    }
+
+    pub(crate) fn decr_multi_by<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        items: impl IntoIterator<Item = (K, u64)>,
+    ) -> Result<HashMap<K, Option<u64>>> {
+        self.arith_multi(Counter::Decr, items)?.into_result()
+    }
+
+    fn arith_multi<K: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        counter: Counter,
+        items: impl IntoIterator<Item = (K, u64)>,
+    ) -> Result<Partial<HashMap<K, Option<u64>>>> {
+        let client = self.client;
+        let done = self.each_key(items.into_iter().collect(), |key, delta| {
+            match client.arith(counter, key, delta) {
+                Ok(value) => Ok(Some(value)),
+                Err(Error::NotFound) => Ok(None),
+                Err(other) => Err(other),
+            }
+        })?;
+        Ok(Partial {
+            ok: done.ok.into_iter().collect(),
+            failures: done.failures,
+        })
+    }
+
+    /// Runs `op` on every item with its full key (all keys checked first: one bad key fails
+    /// the call, whole), collecting results and failures; failures with the same error code
+    /// and server share one entry.
+    pub(super) fn each_key<K: AsRef<[u8]>, X, T>(
+        &self,
+        items: Vec<(K, X)>,
+        mut op: impl FnMut(&[u8], X) -> Result<T>,
+    ) -> Result<Partial<Vec<(K, T)>>> {
+        let (keys, xs): (Vec<K>, Vec<X>) = items.into_iter().unzip();
+        let full = keys
+            .iter()
+            .map(|k| self.full(k.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut results = Vec::with_capacity(keys.len());
+        let mut failures: Vec<KeyFailure> = Vec::new();
+        for ((sent, x), key) in full.iter().zip(xs).zip(&keys) {
+            match op(sent, x) {
+                Ok(result) => results.push(Some(result)),
+                Err(error) => {
+                    KeyFailure::record(&mut failures, error, key.as_ref().to_vec());
+                    results.push(None);
+                }
+            }
+        }
+        drop(full);
+        let ok = keys
+            .into_iter()
+            .zip(results)
+            .filter_map(|(k, r)| Some((k, r?)))
+            .collect();
+        Ok(Partial { ok, failures })
+    }
+}
+
+/// The keys whose write did not happen (`false`), keeping the failures.
+fn refused<K>(done: Partial<Vec<(K, bool)>>) -> Partial<Vec<K>> {
+    Partial {
+        ok: done
+            .ok
+            .into_iter()
+            .filter(|(_, happened)| !happened)
+            .map(|(k, _)| k)
+            .collect(),
+        failures: done.failures,
+    }
+}
+
+fn into_map<K: Eq + Hash, V>(keys: Vec<K>, values: Vec<Option<V>>) -> HashMap<K, V> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for (k, v) in keys.into_iter().zip(values) {
+        if let Some(v) = v {
+            found.insert(k, v);
+        }
+    }
+    found
+}

@@ -1,0 +1,404 @@
+//! One-key operations, and the storage, counter and codec steps the multi-key ones share.
+
+use crate::client::Client;
+use crate::compression::{self, Compressed, Compression};
+use crate::error::{Error, Result};
+use crate::expiration::Expiration;
+use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch};
+use crate::server::Address;
+use crate::value::{Encoded, FromValue, ToValue, flags};
+
+use super::Keys;
+
+impl Keys<'_> {
+    pub(crate) fn get<V: FromValue>(&self, key: impl AsRef<[u8]>) -> Result<Option<V>> {
+        let key = key.as_ref();
+        let sent = self.full(key)?;
+        let client = self.client;
+        client.refuse_over_udp("get")?;
+        let (rc, data, flags) = client.handle.get(&sent);
+        match client
+            .handle
+            .check(rc, &[ReturnCode::NotFound], Some(&sent))?
+        {
+            ReturnCode::Success => client.decode(key, data.as_slice(), flags).map(Some),
+            _ => client.check_auth_after_miss(&sent).map(|()| None),
+        }
+    }
+
+    pub(crate) fn gets<V: FromValue>(&self, key: impl AsRef<[u8]>) -> Result<Option<(V, u64)>> {
+        let key = key.as_ref();
+        let sent = self.full(key)?;
+        let client = self.client;
+        client.refuse_over_udp("gets")?;
+        let _cas = CasTokens::on(client);
+        let mut found = None;
+        let failures = fetch(&client.handle, &[&sent], self.prefix.len(), |_, item| {
+            found = Some(
+                client
+                    .decode(key, item.value, item.flags)
+                    .map(|v| (v, item.cas())),
+            );
+        })?;
+        if !failures.is_empty() {
+            return Err(Error::Multi { failures }.into_single());
+        }
+        match found {
+            Some(found) => found.map(Some),
+            None => client.check_auth_after_miss(&sent).map(|()| None),
+        }
+    }
+
+    pub(crate) fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        exp: impl Into<Expiration>,
+    ) -> Result<()> {
+        self.store(Store::Set, key.as_ref(), &value, exp.into())
+            .map(drop)
+    }
+
+    pub(crate) fn add(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        exp: impl Into<Expiration>,
+    ) -> Result<bool> {
+        self.store(Store::Add, key.as_ref(), &value, exp.into())
+    }
+
+    pub(crate) fn replace(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        exp: impl Into<Expiration>,
+    ) -> Result<bool> {
+        self.store(Store::Replace, key.as_ref(), &value, exp.into())
+    }
+
+    pub(crate) fn append(&self, key: impl AsRef<[u8]>, value: impl ToValue) -> Result<bool> {
+        self.store(Store::Append, key.as_ref(), &value, Expiration::Never)
+    }
+
+    pub(crate) fn prepend(&self, key: impl AsRef<[u8]>, value: impl ToValue) -> Result<bool> {
+        self.store(Store::Prepend, key.as_ref(), &value, Expiration::Never)
+    }
+
+    pub(crate) fn cas(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        cas: u64,
+        exp: impl Into<Expiration>,
+    ) -> Result<bool> {
+        if cas == 0 {
+            // The ASCII protocol answers a zero token with ERROR; binary takes it as a plain set.
+            return Err(Error::InvalidArgument(
+                "a CAS token is never 0; use set".into(),
+            ));
+        }
+        let sent = self.full(key.as_ref())?;
+        let client = self.client;
+        let encoded = client.encode(&value, "cas", Compress::Never)?;
+        let rc = client.handle.cas(
+            &sent,
+            &encoded.data,
+            exp.into().to_wire(),
+            encoded.flags,
+            cas,
+        );
+        client.stored(rc, CAS_REFUSED, &sent, encoded.data.len())
+    }
+
+    pub(crate) fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let sent = self.full(key.as_ref())?;
+        self.client
+            .found(self.client.handle.delete(&sent, &sent), &sent)
+    }
+
+    pub(crate) fn touch(&self, key: impl AsRef<[u8]>, exp: impl Into<Expiration>) -> Result<bool> {
+        let sent = self.full(key.as_ref())?;
+        self.client.refuse_over_udp("touch")?;
+        let rc = self.client.handle.touch(&sent, exp.into().to_wire());
+        self.client.found(rc, &sent)
+    }
+
+    pub(crate) fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
+        self.client
+            .arith(Counter::Incr, &self.full(key.as_ref())?, delta)
+    }
+
+    pub(crate) fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
+        self.client
+            .arith(Counter::Decr, &self.full(key.as_ref())?, delta)
+    }
+
+    pub(crate) fn incr_with_initial(
+        &self,
+        key: impl AsRef<[u8]>,
+        delta: u64,
+        initial: u64,
+        exp: impl Into<Expiration>,
+    ) -> Result<u64> {
+        let sent = self.full(key.as_ref())?;
+        self.client
+            .arith_with_initial(Counter::Incr, &sent, delta, initial, exp.into())
+    }
+
+    pub(crate) fn decr_with_initial(
+        &self,
+        key: impl AsRef<[u8]>,
+        delta: u64,
+        initial: u64,
+        exp: impl Into<Expiration>,
+    ) -> Result<u64> {
+        let sent = self.full(key.as_ref())?;
+        self.client
+            .arith_with_initial(Counter::Decr, &sent, delta, initial, exp.into())
+    }
+
+    pub(crate) fn server_for_key(&self, key: impl AsRef<[u8]>) -> Result<Address> {
+        self.client.handle.server_for_key(&self.full(key.as_ref())?)
+    }
+
+    fn store<V: ToValue + ?Sized>(
+        &self,
+        op: Store,
+        key: &[u8],
+        value: &V,
+        exp: Expiration,
+    ) -> Result<bool> {
+        self.client.store(op, &self.full(key)?, value, exp)
+    }
+}
+
+impl Store {
+    /// The answers that mean "not stored", the same in both protocols once normalised.
+    fn not_stored(self) -> &'static [ReturnCode] {
+        match self {
+            Store::Set => &[],
+            // ASCII says NOTSTORED, binary DATA_EXISTS.
+            Store::Add => &[ReturnCode::NotStored, ReturnCode::DataExists],
+            // ASCII says NOTSTORED, binary NOTFOUND.
+            Store::Replace | Store::Append | Store::Prepend => {
+                &[ReturnCode::NotStored, ReturnCode::NotFound]
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Store::Set => "set",
+            Store::Add => "add",
+            Store::Replace => "replace",
+            Store::Append => "append",
+            Store::Prepend => "prepend",
+        }
+    }
+
+    fn compression(self) -> Compress {
+        match self {
+            Store::Set | Store::Add | Store::Replace => Compress::Allowed,
+            Store::Append | Store::Prepend => Compress::Joins,
+        }
+    }
+}
+
+/// Whether a command's value may be compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compress {
+    Allowed,
+    /// Not compressed (cas, as pylibmc).
+    Never,
+    /// The bytes join an existing value, so compressed bytes would corrupt it.
+    Joins,
+}
+
+/// A cas that did not happen: the key changed or is gone.
+const CAS_REFUSED: &[ReturnCode] = &[ReturnCode::DataExists, ReturnCode::NotFound];
+
+/// The steps every storage and counter call takes, for keys already checked.
+impl Client {
+    /// Encodes and stores one item.
+    pub(crate) fn store<V: ToValue + ?Sized>(
+        &self,
+        op: Store,
+        key: &[u8],
+        value: &V,
+        exp: Expiration,
+    ) -> Result<bool> {
+        let encoded = self.encode_for(op, value)?;
+        let rc = self.send(op, key, &encoded, exp);
+        self.stored(rc, op.not_stored(), key, encoded.data.len())
+    }
+
+    /// Sends one storage command for an encoded value.
+    pub(crate) fn send(&self, op: Store, key: &[u8], value: &Encoded<'_>, exp: Expiration) -> Rc {
+        self.handle
+            .store(op, key, &value.data, exp.to_wire(), value.flags)
+    }
+
+    /// Encodes a value as `op` would send it.
+    pub(crate) fn encode_for<'v, V: ToValue + ?Sized>(
+        &self,
+        op: Store,
+        value: &'v V,
+    ) -> Result<Encoded<'v>> {
+        self.encode(value, op.name(), op.compression())
+    }
+
+    /// Encodes a value, compressing it where the command allows.
+    fn encode<'v, V: ToValue + ?Sized>(
+        &self,
+        value: &'v V,
+        op: &str,
+        compress: Compress,
+    ) -> Result<Encoded<'v>> {
+        let encoded = value.to_value().map_err(Error::Encode)?;
+        let asked = value.compression().is_some_and(|c| !c.is_off());
+        match compress {
+            Compress::Allowed => value
+                .compression()
+                .unwrap_or(self.settings.compression)
+                .apply(encoded),
+            _ if asked => Err(Error::InvalidArgument(format!(
+                "{op} never compresses values"
+            ))),
+            Compress::Joins if encoded.flags & flags::ZLIB != 0 => Err(Error::InvalidArgument(
+                format!("{op} of compressed bytes would corrupt the value they join"),
+            )),
+            _ => Ok(encoded),
+        }
+    }
+
+    /// Decodes a fetched value, inflating it first if it is compressed.
+    pub(crate) fn decode<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
+        let inflated;
+        let data = if flags & flags::ZLIB != 0 {
+            inflated =
+                compression::inflate(data, self.settings.max_inflated_len).map_err(|reason| {
+                    Error::Decompress {
+                        key: key.to_vec(),
+                        reason,
+                    }
+                })?;
+            &inflated[..]
+        } else {
+            data
+        };
+        V::from_value(data, flags).map_err(|source| Error::Decode {
+            key: key.to_vec(),
+            flags,
+            source,
+        })
+    }
+
+    /// Maps a storage command's code: stored, not stored, or an error.
+    fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
+        match self.handle.check(rc, not_stored, Some(key)) {
+            Ok(code) => Ok(code == ReturnCode::Success),
+            Err(error) if error.code() == Some(ReturnCode::E2Big) => Err(Error::TooBig {
+                len,
+                server: self.handle.server_for_key(key).ok(),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `Ok(true)` on success, `Ok(false)` for a missing key, an error otherwise.
+    pub(super) fn found(&self, rc: Rc, key: &[u8]) -> Result<bool> {
+        let code = self.handle.check(rc, &[ReturnCode::NotFound], Some(key))?;
+        Ok(code == ReturnCode::Success)
+    }
+
+    /// Moves a counter. A missing key is [`Error::NotFound`].
+    pub(crate) fn arith(&self, counter: Counter, key: &[u8], delta: u64) -> Result<u64> {
+        self.check_replies("incr and decr")?;
+        self.check_auth_before_counter(key)?;
+        let (rc, value) = self.handle.arith(counter, key, delta);
+        self.check(rc, Some(key)).map(|()| value)
+    }
+
+    fn arith_with_initial(
+        &self,
+        counter: Counter,
+        key: &[u8],
+        delta: u64,
+        initial: u64,
+        exp: Expiration,
+    ) -> Result<u64> {
+        self.check_replies("incr and decr")?;
+        if self.is_binary() {
+            self.check_auth_before_counter(key)?;
+            let (rc, value) =
+                self.handle
+                    .arith_with_initial(counter, key, delta, initial, exp.to_wire());
+            return self.check(rc, Some(key)).map(|()| value);
+        }
+        // ASCII has no such command: add the initial value when the counter is missing. If
+        // another client adds it first, our add fails and the counter now exists.
+        let mut attempts = 0;
+        loop {
+            match self.arith(counter, key, delta) {
+                Err(Error::NotFound) if attempts < 3 => {}
+                other => return other,
+            }
+            // Stored with flags 0, as the binary protocol creates counters, and never
+            // compressed: the server must be able to count on it.
+            let digits = initial.to_string();
+            let counter = Compressed::new(
+                Encoded::borrowed(digits.as_bytes(), flags::BYTES),
+                Compression::OFF,
+            );
+            if self.store(Store::Add, key, &counter, exp)? {
+                return Ok(initial);
+            }
+            attempts += 1;
+        }
+    }
+
+    /// Refuses operations whose result is in the reply when there is none: over UDP and with
+    /// `Behavior::NoReply`, libmemcached sends every write without waiting for an answer (and
+    /// would report a counter of u64::MAX).
+    fn check_replies(&self, operation: &str) -> Result<()> {
+        let facts = self.handle.facts();
+        let why = if facts.udp {
+            "writes over UDP get none"
+        } else if facts.noreply {
+            "the client is set to noreply"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Memcached {
+            code: ReturnCode::NotSupported,
+            message: format!("{operation} need a reply, and {why}"),
+            server: None,
+        })
+    }
+}
+
+/// Turns CAS tokens on for the life of the guard, restoring the previous setting. Set directly
+/// on the handle (not through [`Client::set_behavior`]) so that the bulk handle stays.
+struct CasTokens<'a> {
+    client: &'a Client,
+    was_on: bool,
+}
+
+impl<'a> CasTokens<'a> {
+    fn on(client: &'a Client) -> Self {
+        let was_on = client.handle.facts().cas;
+        if !was_on {
+            client.handle.set_cas(true);
+        }
+        Self { client, was_on }
+    }
+}
+
+impl Drop for CasTokens<'_> {
+    fn drop(&mut self) {
+        if !self.was_on {
+            self.client.handle.set_cas(false);
+        }
+    }
+}
