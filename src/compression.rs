@@ -78,10 +78,16 @@ impl Compression {
     }
 
     /// Compresses `encoded` if the rules say so.
+    #[inline]
     pub(crate) fn apply<'a>(&self, encoded: Encoded<'a>) -> Result<Encoded<'a>> {
         if self.is_off() || encoded.data.len() < self.min_len || encoded.flags & flags::ZLIB != 0 {
             return Ok(encoded);
         }
+        self.compress(encoded)
+    }
+
+    /// Compresses `encoded`, keeping the result only when it is smaller.
+    fn compress<'a>(&self, encoded: Encoded<'a>) -> Result<Encoded<'a>> {
         let mut encoder = ZlibEncoder::new(
             Vec::with_capacity(encoded.data.len() / 2),
             flate2::Compression::new(self.level),

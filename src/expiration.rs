@@ -39,14 +39,28 @@ pub enum Expiration {
 
 impl Expiration {
     /// The value memcached expects, computed against `now`.
+    #[cfg(test)]
     pub(crate) fn to_wire_at(self, now: SystemTime) -> libc::time_t {
+        self.to_wire_with(|| now)
+    }
+
+    /// The value memcached expects; the clock is read only for spans past 30 days.
+    #[inline]
+    pub(crate) fn to_wire(self) -> libc::time_t {
+        match self {
+            Self::Never => 0,
+            _ => self.to_wire_with(SystemTime::now),
+        }
+    }
+
+    fn to_wire_with(self, now: impl FnOnce() -> SystemTime) -> libc::time_t {
         let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(ceil_secs);
         let secs = match self {
             Self::Never => 0,
             Self::After(d) if d.is_zero() => PAST,
             Self::After(d) => match ceil_secs(d) {
                 s if s <= RELATIVE_LIMIT => s,
-                s => unix(now).unwrap_or(0).saturating_add(s),
+                s => unix(now()).unwrap_or(0).saturating_add(s),
             },
             Self::At(t) => match unix(t) {
                 // Absolute times at or before the 30-day mark would read as relative spans.
@@ -55,10 +69,6 @@ impl Expiration {
             },
         };
         secs.min(LATEST) as libc::time_t
-    }
-
-    pub(crate) fn to_wire(self) -> libc::time_t {
-        self.to_wire_at(SystemTime::now())
     }
 }
 

@@ -136,6 +136,9 @@ impl Client {
         missed: impl Iterator<Item = (&'k [u8], &'k [u8])>,
     ) -> Vec<KeyFailure> {
         let mut failures: Vec<KeyFailure> = Vec::new();
+        if !self.needs_auth_probe() {
+            return failures;
+        }
         for (sent, key) in missed {
             if self.auth_probe.done.get() {
                 break;

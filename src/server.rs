@@ -287,18 +287,24 @@ impl fmt::Display for ServerSpec {
 impl crate::Client {
     /// Refuses an operation whose result is in a reply when the client speaks UDP: libmemcached
     /// 1.1 sends over UDP but never reads an answer.
+    #[inline]
     pub(crate) fn refuse_over_udp(&self, operation: &str) -> Result<()> {
-        if !self.handle.facts().udp {
-            return Ok(());
+        match self.handle.facts().udp {
+            false => Ok(()),
+            true => Err(udp_refusal(operation)),
         }
-        Err(Error::Memcached {
-            code: crate::ReturnCode::NotSupported,
-            message: format!(
-                "{operation} is not supported over UDP: libmemcached reads no replies there, \
+    }
+}
+
+#[cold]
+fn udp_refusal(operation: &str) -> Error {
+    Error::Memcached {
+        code: crate::ReturnCode::NotSupported,
+        message: format!(
+            "{operation} is not supported over UDP: libmemcached reads no replies there, \
                  so only fire-and-forget writes work"
-            ),
-            server: None,
-        })
+        ),
+        server: None,
     }
 }
 

@@ -198,9 +198,17 @@ impl ToValue for (&[u8], u32) {
 }
 
 /// Checks that a value is bytes, text or a number, which all read as plain data.
+#[inline]
 fn check_plain(flags: u32) -> Result<(), BoxError> {
     match flags & flags::TYPE_MASK {
         flags::BYTES | flags::TEXT | flags::INTEGER | flags::LONG => Ok(()),
+        other => not_plain(other),
+    }
+}
+
+#[cold]
+fn not_plain(kind: u32) -> Result<(), BoxError> {
+    match kind {
         flags::PICKLE => Err("the value is a Python pickle (read it as Value::Pickle)".into()),
         other => Err(format!("unknown type flags {other}").into()),
     }

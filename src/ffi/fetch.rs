@@ -25,23 +25,23 @@ impl Item<'_> {
     /// The CAS token (read only when asked for: most fetches do not need it).
     pub fn cas(&self) -> u64 {
         // SAFETY: the result was filled by the fetch this item came from and lives as long as
-        // the item.
-        unsafe { sys::memcached_result_cas(self.result.as_ptr()) }
+        // the item; the field is a plain integer.
+        unsafe { (*self.result.as_ptr()).item_cas }
     }
 }
 
 /// Requests `keys` (already checked; each starts with `prefix_len` bytes of a view's prefix)
 /// and hands each value found to `each`, with the index of its key.
 ///
-/// Every reply is read, so the connections stay in step. Returns the servers that failed, each
-/// with the keys (without the prefix) it held that did not arrive; `Err` only when the request
-/// was refused as a whole (not supported, no servers).
+/// Every reply is read, so the connections stay in step. Returns which keys were found and the
+/// servers that failed, each with the keys (without the prefix) it held that did not arrive;
+/// `Err` only when the request was refused as a whole (not supported, no servers).
 pub(crate) fn fetch(
     handle: &Handle,
     keys: &[&[u8]],
     prefix_len: usize,
     mut each: impl FnMut(usize, Item<'_>),
-) -> Result<Vec<KeyFailure>> {
+) -> Result<Fetch> {
     let memc = handle.as_ptr();
     let pointers: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr().cast()).collect();
     let lengths: Vec<usize> = keys.iter().map(|k| k.len()).collect();
@@ -74,43 +74,33 @@ pub(crate) fn fetch(
         let mut rc = sys::MEMCACHED_SUCCESS;
         // SAFETY: `result` was created for this handle and is reused for every fetch.
         let fetched = unsafe { sys::memcached_fetch_result(memc, result.as_ptr(), &mut rc) };
-        let item = if fetched.is_null() {
-            None
-        } else {
+        if !fetched.is_null() {
             // SAFETY: the fetch just filled the result; the item is used before the next one.
             let (key, item) = unsafe { result.item() };
-            let i = index.find(key);
-            if i.is_none() {
+            let Some(i) = index.find(key) else {
                 // A key nobody asked for: the stream is out of step.
                 failures.stray_key(key);
-            }
-            i.map(|i| (i, item))
-        };
-        if let Some((i, _)) = &item {
-            found[*i] = true;
-        }
-        // libmemcached forgets a server that failed within a call that then returns another
-        // server's item, so failures are read off its error log after every call instead.
-        if let Some((error, ended)) = pending.new_failure() {
-            logged_failure = true;
-            failures.servers_failed(error, &ended, &found);
-        }
-        if let Some((i, item)) = item {
+                logged_failure |= note_failure(&mut pending, &mut failures, &found);
+                continue;
+            };
+            found[i] = true;
+            logged_failure |= note_failure(&mut pending, &mut failures, &found);
             each(i, item);
+            continue;
         }
-        if fetched.is_null() {
-            if matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
-                break;
-            }
-            if !logged_failure {
-                // An error that left no trace in the log: every key not found is in doubt.
-                failures.servers_failed(handle.describe_error(Rc(rc), None), &[], &found);
-            }
-            // libmemcached stops at a failing server; the others may still owe replies.
-            failing_fetches += 1;
-            if pending.all_idle() || failing_fetches > pending.counts.len() {
-                break;
-            }
+        logged_failure |= note_failure(&mut pending, &mut failures, &found);
+        if matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+            break;
+        }
+        if !logged_failure {
+            // An error that left no trace in the log: every key not found is in doubt.
+            failures.servers_failed(handle.describe_error(Rc(rc), None), &[], &found);
+        }
+        // libmemcached stops at a failing server; the others may still owe replies.
+        pending.refresh(|_| {});
+        failing_fetches += 1;
+        if pending.all_idle() || failing_fetches > pending.counts.len() {
+            break;
         }
     }
     std::mem::forget(unwinding);
@@ -122,7 +112,31 @@ pub(crate) fn fetch(
         // Whatever a failed server left unread must not answer a later request.
         handle.quit();
     }
-    Ok(failures.failures)
+    Ok(Fetch {
+        found,
+        failures: failures.failures,
+    })
+}
+
+/// What a fetch found, and what failed.
+pub(crate) struct Fetch {
+    /// Per requested key: whether its value arrived.
+    pub found: Vec<bool>,
+    pub failures: Vec<KeyFailure>,
+}
+
+/// After each fetch call: records the failure libmemcached logged in it, if any. libmemcached
+/// forgets a server that failed within a call that then returns another server's item, so
+/// failures are read off its error log after every call instead. Returns whether one was.
+#[inline]
+fn note_failure(pending: &mut Pending<'_>, failures: &mut Failures<'_>, found: &[bool]) -> bool {
+    match pending.new_failure() {
+        None => false,
+        Some((error, ended)) => {
+            failures.servers_failed(error, &ended, found);
+            true
+        }
+    }
 }
 
 /// Resets a handle's connections when dropped during a panic (see [`fetch`]).
@@ -169,7 +183,16 @@ impl<'a> Pending<'a> {
     /// If the last fetch call logged an error: the error, and the servers whose replies ended
     /// in that call (the failed one among them; a server that ended normally in the same call
     /// cannot be told apart, so its missing keys are reported too).
+    #[inline]
     fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
+        // With one server there is nobody else to tell apart: counts are read when needed.
+        if self.counts.len() == 1 && self.handle.error_log_top() == self.last_error {
+            return None;
+        }
+        self.new_failure_among_servers()
+    }
+
+    fn new_failure_among_servers(&mut self) -> Option<(Error, Vec<usize>)> {
         let logged = self.handle.error_log_top();
         if logged == self.last_error {
             self.refresh(|_| {});
@@ -209,11 +232,18 @@ impl<'k> KeyIndex<'k> {
         }
     }
 
+    #[inline]
     fn find(&mut self, key: &[u8]) -> Option<usize> {
-        if self.keys.get(self.next) == Some(&key) {
-            self.next += 1;
-            return Some(self.next - 1);
+        let i = self.next;
+        if i < self.keys.len() && same_bytes(self.keys[i], key) {
+            self.next = i + 1;
+            return Some(i);
         }
+        self.find_out_of_order(key)
+    }
+
+    #[cold]
+    fn find_out_of_order(&mut self, key: &[u8]) -> Option<usize> {
         let keys = self.keys;
         let map = self.map.get_or_insert_with(|| {
             let mut map = HashMap::with_capacity(keys.len());
@@ -226,6 +256,26 @@ impl<'k> KeyIndex<'k> {
     }
 }
 
+/// `a == b`, inline for keys of 8 to 16 bytes (most keys), where a call to `memcmp` would cost
+/// more than the comparison.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    // The first and last eight bytes, overlapping below 16.
+    (word(a, 0) ^ word(b, 0)) | (word(a, n - 8) ^ word(b, n - 8)) == 0
+}
+
 /// The servers that failed during one fetch, with the keys they cost.
 struct Failures<'a> {
     handle: &'a Handle,
@@ -234,7 +284,7 @@ struct Failures<'a> {
     /// The server index of each key, computed when first needed.
     servers: Option<Vec<usize>>,
     failures: Vec<KeyFailure>,
-    /// Keys already in a failure, by index.
+    /// Keys already in a failure, by index (allocated at the first failure).
     reported: Vec<bool>,
 }
 
@@ -246,7 +296,7 @@ impl<'a> Failures<'a> {
             prefix_len,
             servers: None,
             failures: Vec::new(),
-            reported: vec![false; keys.len()],
+            reported: Vec::new(),
         }
     }
 
@@ -293,6 +343,7 @@ impl<'a> Failures<'a> {
     fn keys_of(&mut self, on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
         self.server_indexes();
         let servers = self.servers.as_deref().unwrap_or_default();
+        self.reported.resize(self.keys.len(), false);
         let mut keys = Vec::new();
         for k in 0..self.keys.len() {
             if on.contains(&servers[k]) && found.is_none_or(|f| !f[k]) && !self.reported[k] {
@@ -356,29 +407,16 @@ impl ResultStruct {
     /// # Safety
     ///
     /// The result was just filled by a successful fetch; the item is used before the next one.
+    #[inline]
     unsafe fn item(&self) -> (&[u8], Item<'_>) {
-        let r = self.0.as_ptr();
-        // SAFETY: per the contract, key and value pointers are valid for their lengths (a NULL
-        // value pointer only ever comes with length 0).
-        unsafe {
-            let slice = |ptr: *const c_char, len: usize| match ptr.is_null() || len == 0 {
-                true => &[][..],
-                false => std::slice::from_raw_parts(ptr.cast::<u8>(), len),
-            };
-            let key = slice(
-                sys::memcached_result_key_value(r),
-                sys::memcached_result_key_length(r),
-            );
-            let item = Item {
-                value: slice(
-                    sys::memcached_result_value(r),
-                    sys::memcached_result_length(r),
-                ),
-                flags: sys::memcached_result_flags(r),
-                result: &self.0,
-            };
-            (key, item)
-        }
+        // SAFETY: per the contract, the result holds a fetched item.
+        let (key, value, flags) = unsafe { super::internals::result_item(&self.0) };
+        let item = Item {
+            value,
+            flags,
+            result: &self.0,
+        };
+        (key, item)
     }
 }
 

@@ -2,6 +2,8 @@
 //! requires libmemcached 1.1 (see `libmemcached-sys/build.rs`), the only series these were
 //! checked against; each item says what it relies on.
 
+use std::mem::MaybeUninit;
+
 use libmemcached_sys as sys;
 
 use super::Handle;
@@ -30,18 +32,54 @@ impl Handle {
         }
     }
 
-    /// The identity of the newest entry in the handle's error log. Relies on: libmemcached
+    /// The identity of the newest entry in the handle's error log (0 when it is empty).
+    /// Relies on: the `error_messages` field of `memcached_st` heads the log; libmemcached
     /// clears the log when a request starts and only prepends to it until the next, so a new
-    /// entry has a new address. Only compared, never read.
+    /// entry has a new address. Read directly because it is checked after every fetched item,
+    /// and `memcached_last_error_message` formats a message to say there is none.
+    #[inline]
     pub(crate) fn error_log_top(&self) -> usize {
-        // SAFETY: the handle is valid; only the pointer's value is kept.
-        unsafe { sys::memcached_last_error_message(self.as_ptr()) as usize }
+        // SAFETY: the handle is valid and not used by another thread (Handle is not Sync); only
+        // the pointer's value is read, never what it points to.
+        unsafe { (*self.as_ptr()).error_messages as usize }
     }
 
     /// How many replies server `i` still owes (`memcached_server_response_count`).
     pub(crate) fn replies_owed(&self, i: usize) -> u32 {
         // SAFETY: the instance is valid during this call (no server is added).
         unsafe { sys::memcached_server_response_count(self.instance(i as u32)) }
+    }
+}
+
+/// The key, value and flags of a fetched result, read from its fields rather than through
+/// `memcached_result_key_value` and its four siblings (one call each, for every item of every
+/// multi-get). Relies on: `memcached_result_st` keeps the key in `item_key[..key_length]` and
+/// the value in the string `value` (`string..end`), as those functions read them. A length that
+/// cannot be (a key longer than its buffer, a value that ends before it starts) reads as empty,
+/// so the item matches no requested key and is reported as a reply out of step.
+///
+/// # Safety
+///
+/// `result` was initialised by `memcached_result_create` and just filled by a successful fetch.
+#[inline]
+pub(crate) unsafe fn result_item(
+    result: &MaybeUninit<sys::memcached_result_st>,
+) -> (&[u8], &[u8], u32) {
+    // SAFETY: per the contract the struct is initialised; its key buffer holds `key_length`
+    // bytes when that fits, and its value string's `string..end` is its live buffer (NULL for
+    // an empty value). Both stay untouched until the next fetch, which needs `&mut` access.
+    unsafe {
+        let r = &*result.as_ptr();
+        let key: &[u8] = match r.key_length <= r.item_key.len() {
+            true => std::slice::from_raw_parts(r.item_key.as_ptr().cast(), r.key_length),
+            false => &[],
+        };
+        let (start, end) = (r.value.string, r.value.end);
+        let value: &[u8] = match !start.is_null() && end >= start {
+            true => std::slice::from_raw_parts(start.cast(), end.offset_from(start) as usize),
+            false => &[],
+        };
+        (key, value, r.item_flags)
     }
 }
 

@@ -19,7 +19,7 @@ mod stats;
 
 pub(crate) use code::Rc;
 pub use code::ReturnCode;
-pub(crate) use fetch::{Item, fetch};
+pub(crate) use fetch::{Fetch, Item, fetch};
 pub(crate) use handle::{Handle, clean_message};
 pub(crate) use internals::hash_available;
 pub(crate) use ops::{Counter, Store};

@@ -96,12 +96,10 @@ impl Keys<'_> {
         let probes: Vec<&[u8]> = last_key_per_server.values().map(|&i| &*full[i]).collect();
         if !probes.is_empty() {
             match fetch(&bulk.handle, &probes, 0, |_, _| {}) {
-                Ok(probe_failures) => {
-                    failures.extend(probe_failures.into_iter().map(|f| KeyFailure {
-                        error: f.error,
-                        keys: Vec::new(),
-                    }))
-                }
+                Ok(probe) => failures.extend(probe.failures.into_iter().map(|f| KeyFailure {
+                    error: f.error,
+                    keys: Vec::new(),
+                })),
                 Err(error) => failures.push(KeyFailure {
                     error,
                     keys: Vec::new(),

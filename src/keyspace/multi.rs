@@ -9,7 +9,7 @@ use std::hash::Hash;
 
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
-use crate::ffi::{Counter, Item, Store, fetch};
+use crate::ffi::{Counter, Fetch, Item, Store, fetch};
 use crate::value::{FromValue, ToValue};
 
 use super::{Fetched, Keys, Partial};
@@ -133,11 +133,10 @@ impl Keys<'_> {
             owned.iter().map(Vec::as_slice).collect()
         };
         client.refuse_over_udp("get_multi")?;
-        let mut found = vec![false; keys.len()];
-        let mut failures = fetch(&client.handle, &sent, self.prefix.len(), |i, item| {
-            found[i] = true;
-            each(i, item);
-        })?;
+        let Fetch {
+            found,
+            mut failures,
+        } = fetch(&client.handle, &sent, self.prefix.len(), &mut each)?;
         let missed = (0..keys.len())
             .filter(|&i| !found[i])
             .map(|i| (sent[i], keys[i].as_ref()));

@@ -39,7 +39,8 @@ impl Keys<'_> {
                     .decode(key, item.value, item.flags)
                     .map(|v| (v, item.cas())),
             );
-        })?;
+        })?
+        .failures;
         if !failures.is_empty() {
             return Err(Error::Multi { failures }.into_single());
         }
@@ -221,6 +222,7 @@ const CAS_REFUSED: &[ReturnCode] = &[ReturnCode::DataExists, ReturnCode::NotFoun
 /// The steps every storage and counter call takes, for keys already checked.
 impl Client {
     /// Encodes and stores one item.
+    #[inline]
     pub(crate) fn store<V: ToValue + ?Sized>(
         &self,
         op: Store,
@@ -234,12 +236,14 @@ impl Client {
     }
 
     /// Sends one storage command for an encoded value.
+    #[inline]
     pub(crate) fn send(&self, op: Store, key: &[u8], value: &Encoded<'_>, exp: Expiration) -> Rc {
         self.handle
             .store(op, key, &value.data, exp.to_wire(), value.flags)
     }
 
     /// Encodes a value as `op` would send it.
+    #[inline]
     pub(crate) fn encode_for<'v, V: ToValue + ?Sized>(
         &self,
         op: Store,
@@ -249,6 +253,7 @@ impl Client {
     }
 
     /// Encodes a value, compressing it where the command allows.
+    #[inline]
     fn encode<'v, V: ToValue + ?Sized>(
         &self,
         value: &'v V,
@@ -273,6 +278,7 @@ impl Client {
     }
 
     /// Decodes a fetched value, inflating it first if it is compressed.
+    #[inline]
     pub(crate) fn decode<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
         let inflated;
         let data = if flags & flags::ZLIB != 0 {
@@ -295,6 +301,7 @@ impl Client {
     }
 
     /// Maps a storage command's code: stored, not stored, or an error.
+    #[inline]
     fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
         match self.handle.check(rc, not_stored, Some(key)) {
             Ok(code) => Ok(code == ReturnCode::Success),
