@@ -87,15 +87,16 @@ impl Handle {
         exp: libc::time_t,
         flags: u32,
     ) -> Rc {
+        let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
         // describe live slices for the whole call.
         Rc(unsafe {
             op.function()(
                 self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
+                k,
+                n,
+                k,
+                n,
                 data.as_ptr().cast(),
                 data.len(),
                 exp,
@@ -113,14 +114,15 @@ impl Handle {
         flags: u32,
         cas: u64,
     ) -> Rc {
+        let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: key and value pointers describe live slices for the whole call.
         Rc(unsafe {
             sys::memcached_cas_by_key(
                 self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
+                k,
+                n,
+                k,
+                n,
                 data.as_ptr().cast(),
                 data.len(),
                 exp,
@@ -147,68 +149,59 @@ impl Handle {
 
     /// Sets a new expiration on `key`.
     pub(crate) fn touch(&self, key: &[u8], exp: libc::time_t) -> Rc {
+        let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: the key pointer and length describe a live slice.
-        Rc(unsafe {
-            sys::memcached_touch_by_key(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                exp,
-            )
-        })
+        Rc(unsafe { sys::memcached_touch_by_key(self.as_ptr(), k, n, k, n, exp) })
     }
 
-    /// Moves a counter; the new value comes with the code.
-    pub(crate) fn arith(&self, counter: Counter, key: &[u8], delta: u64) -> (Rc, u64) {
-        let function = match counter {
-            Counter::Incr => sys::memcached_increment_by_key,
-            Counter::Decr => sys::memcached_decrement_by_key,
-        };
-        let mut value = 0;
-        // SAFETY: the key describes a live slice; `value` is a valid local.
-        let rc = unsafe {
-            function(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                delta,
-                &mut value,
-            )
-        };
-        (Rc(rc), value)
-    }
-
-    /// Moves a counter, creating it with `initial` when missing (binary protocol only).
-    pub(crate) fn arith_with_initial(
+    /// Moves a counter; the new value comes with the code. With `initial` (binary protocol
+    /// only) a missing counter is created with that value and expiration.
+    pub(crate) fn arith(
         &self,
         counter: Counter,
         key: &[u8],
         delta: u64,
-        initial: u64,
-        exp: libc::time_t,
+        initial: Option<(u64, libc::time_t)>,
     ) -> (Rc, u64) {
-        let function = match counter {
-            Counter::Incr => sys::memcached_increment_with_initial_by_key,
-            Counter::Decr => sys::memcached_decrement_with_initial_by_key,
-        };
+        let (k, n) = (key.as_ptr().cast(), key.len());
         let mut value = 0;
-        // SAFETY: the key describes a live slice; `value` is a valid local.
+        // SAFETY: the key describes a live slice and is its own group key; `value` is a valid
+        // local.
         let rc = unsafe {
-            function(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                key.as_ptr().cast(),
-                key.len(),
-                delta,
-                initial,
-                exp,
-                &mut value,
-            )
+            match (counter, initial) {
+                (Counter::Incr, None) => {
+                    sys::memcached_increment_by_key(self.as_ptr(), k, n, k, n, delta, &mut value)
+                }
+                (Counter::Decr, None) => {
+                    sys::memcached_decrement_by_key(self.as_ptr(), k, n, k, n, delta, &mut value)
+                }
+                (Counter::Incr, Some((initial, exp))) => {
+                    sys::memcached_increment_with_initial_by_key(
+                        self.as_ptr(),
+                        k,
+                        n,
+                        k,
+                        n,
+                        delta,
+                        initial,
+                        exp,
+                        &mut value,
+                    )
+                }
+                (Counter::Decr, Some((initial, exp))) => {
+                    sys::memcached_decrement_with_initial_by_key(
+                        self.as_ptr(),
+                        k,
+                        n,
+                        k,
+                        n,
+                        delta,
+                        initial,
+                        exp,
+                        &mut value,
+                    )
+                }
+            }
         };
         (Rc(rc), value)
     }

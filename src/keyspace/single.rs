@@ -126,13 +126,11 @@ impl Keys<'_> {
     }
 
     pub(crate) fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
-        self.client
-            .arith(Counter::Incr, &self.full(key.as_ref())?, delta)
+        self.counter(Counter::Incr, key.as_ref(), delta, None)
     }
 
     pub(crate) fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
-        self.client
-            .arith(Counter::Decr, &self.full(key.as_ref())?, delta)
+        self.counter(Counter::Decr, key.as_ref(), delta, None)
     }
 
     pub(crate) fn incr_with_initial(
@@ -142,9 +140,8 @@ impl Keys<'_> {
         initial: u64,
         exp: impl Into<Expiration>,
     ) -> Result<u64> {
-        let sent = self.full(key.as_ref())?;
-        self.client
-            .arith_with_initial(Counter::Incr, &sent, delta, initial, exp.into())
+        let initial = Some((initial, exp.into()));
+        self.counter(Counter::Incr, key.as_ref(), delta, initial)
     }
 
     pub(crate) fn decr_with_initial(
@@ -154,9 +151,24 @@ impl Keys<'_> {
         initial: u64,
         exp: impl Into<Expiration>,
     ) -> Result<u64> {
-        let sent = self.full(key.as_ref())?;
-        self.client
-            .arith_with_initial(Counter::Decr, &sent, delta, initial, exp.into())
+        let initial = Some((initial, exp.into()));
+        self.counter(Counter::Decr, key.as_ref(), delta, initial)
+    }
+
+    fn counter(
+        &self,
+        counter: Counter,
+        key: &[u8],
+        delta: u64,
+        initial: Option<(u64, Expiration)>,
+    ) -> Result<u64> {
+        let sent = self.full(key)?;
+        match initial {
+            None => self.client.arith(counter, &sent, delta),
+            Some((initial, exp)) => self
+                .client
+                .arith_with_initial(counter, &sent, delta, initial, exp),
+        }
     }
 
     pub(crate) fn server_for_key(&self, key: impl AsRef<[u8]>) -> Result<Address> {
@@ -323,7 +335,7 @@ impl Client {
     pub(crate) fn arith(&self, counter: Counter, key: &[u8], delta: u64) -> Result<u64> {
         self.check_replies("incr and decr")?;
         self.check_auth_before_counter(key)?;
-        let (rc, value) = self.handle.arith(counter, key, delta);
+        let (rc, value) = self.handle.arith(counter, key, delta, None);
         self.check(rc, Some(key)).map(|()| value)
     }
 
@@ -340,7 +352,7 @@ impl Client {
             self.check_auth_before_counter(key)?;
             let (rc, value) =
                 self.handle
-                    .arith_with_initial(counter, key, delta, initial, exp.to_wire());
+                    .arith(counter, key, delta, Some((initial, exp.to_wire())));
             return self.check(rc, Some(key)).map(|()| value);
         }
         // ASCII has no such command: add the initial value when the counter is missing. If
