@@ -31,10 +31,15 @@ impl<'a> Keys<'a> {
     /// The key sent for `key`: the prefix and the key, checked against the client's rules.
     #[inline]
     fn full<'k>(&self, key: &'k [u8]) -> Result<Cow<'k, [u8]>> {
-        let full = match self.prefix.is_empty() {
-            true => Cow::Borrowed(key),
-            false => Cow::Owned([self.prefix, key].concat()),
-        };
+        if !self.prefix.is_empty() {
+            return self.prefixed(key).map(Cow::Owned);
+        }
+        self.client.check_key(key)?;
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn prefixed(&self, key: &[u8]) -> Result<Vec<u8>> {
+        let full = [self.prefix, key].concat();
         self.client.check_key(&full)?;
         Ok(full)
     }

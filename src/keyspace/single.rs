@@ -292,24 +292,21 @@ impl Client {
     /// Decodes a fetched value, inflating it first if it is compressed.
     #[inline]
     pub(crate) fn decode<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
-        let inflated;
-        let data = if flags & flags::ZLIB != 0 {
-            inflated =
-                compression::inflate(data, self.settings.max_inflated_len).map_err(|reason| {
-                    Error::Decompress {
-                        key: key.to_vec(),
-                        reason,
-                    }
-                })?;
-            &inflated[..]
-        } else {
-            data
-        };
-        V::from_value(data, flags).map_err(|source| Error::Decode {
-            key: key.to_vec(),
-            flags,
-            source,
-        })
+        if flags & flags::ZLIB != 0 {
+            return self.decode_compressed(key, data, flags);
+        }
+        V::from_value(data, flags).map_err(|source| decode_error(key, flags, source))
+    }
+
+    fn decode_compressed<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
+        let inflated =
+            compression::inflate(data, self.settings.max_inflated_len).map_err(|reason| {
+                Error::Decompress {
+                    key: key.to_vec(),
+                    reason,
+                }
+            })?;
+        V::from_value(&inflated, flags).map_err(|source| decode_error(key, flags, source))
     }
 
     /// Maps a storage command's code: stored, not stored, or an error.
@@ -394,6 +391,15 @@ impl Client {
             message: format!("{operation} need a reply, and {why}"),
             server: None,
         })
+    }
+}
+
+#[cold]
+fn decode_error(key: &[u8], flags: u32, source: crate::error::BoxError) -> Error {
+    Error::Decode {
+        key: key.to_vec(),
+        flags,
+        source,
     }
 }
 
