@@ -210,14 +210,10 @@ impl ClientBuilder {
         }
 
         let mut client = Client::from_handle(Handle::new()?);
-        let raw_set = |flag, value| {
-            // Both flags take a boolean, accepted on a fresh handle.
-            let _ = client.handle.set_behavior(flag, value);
-        };
         if udp != 0 {
-            raw_set(sys::MEMCACHED_BEHAVIOR_USE_UDP, 1);
+            client.set_flag(sys::MEMCACHED_BEHAVIOR_USE_UDP, true)?;
         }
-        raw_set(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary.into());
+        client.set_flag(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary)?;
         if let Some(credentials) = &self.sasl {
             credentials.apply(&client)?;
         }

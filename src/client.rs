@@ -197,8 +197,12 @@ impl Client {
                 rc.code()
             )));
         }
-        behavior.settle(self);
-        Ok(())
+        behavior.settle(self)
+    }
+
+    /// Sets a boolean behavior that needs no checks (the protocol, UDP).
+    pub(crate) fn set_flag(&self, flag: sys::memcached_behavior_t, on: bool) -> Result<()> {
+        self.check(self.handle.set_behavior(flag, on.into()), None)
     }
 
     /// Whether the binary protocol is on.

@@ -85,9 +85,10 @@ impl Behavior {
     /// a hash set after the servers places keys differently from the same hash set before them
     /// (724 of 1000 keys on 3 servers). Setting SORT_HOSTS to its current value rebuilds the
     /// ring and changes nothing else.
-    pub(crate) fn settle(self, client: &Client) {
-        if let Self::Hash(_) | Self::KetamaHash(_) = self {
-            client.handle.rebuild_ring();
+    pub(crate) fn settle(self, client: &Client) -> Result<()> {
+        match self {
+            Self::Hash(_) | Self::KetamaHash(_) => client.check(client.handle.rebuild_ring(), None),
+            _ => Ok(()),
         }
     }
 }

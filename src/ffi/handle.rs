@@ -147,9 +147,9 @@ impl Handle {
     }
 
     /// Turns CAS tokens on or off (`SUPPORT_CAS`), which changes nothing else.
-    pub(crate) fn set_cas(&self, on: bool) {
-        // SAFETY: SUPPORT_CAS takes a boolean and cannot fail.
-        unsafe {
+    pub(crate) fn set_cas(&self, on: bool) -> Rc {
+        // SAFETY: SUPPORT_CAS takes a boolean.
+        let rc = unsafe {
             sys::memcached_behavior_set(
                 self.as_ptr(),
                 sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS,
@@ -157,9 +157,10 @@ impl Handle {
             )
         };
         self.facts.set(Facts {
-            cas: on,
+            cas: self.behavior(sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS) != 0,
             ..self.facts.get()
         });
+        Rc(rc)
     }
 
     /// Sets the namespace (libmemcached's `MEMCACHED_CALLBACK_NAMESPACE`), which it copies.

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use libmemcached_sys as sys;
 
-use super::Handle;
+use super::{Handle, Rc};
 use crate::Hash;
 
 impl Handle {
@@ -15,9 +15,9 @@ impl Handle {
     /// after the servers places keys differently from the same hash set before them (724 of
     /// 1000 keys on 3 servers). Relies on: setting SORT_HOSTS, even to its current value,
     /// reruns the distribution and changes nothing else.
-    pub(crate) fn rebuild_ring(&self) {
+    pub(crate) fn rebuild_ring(&self) -> Rc {
         let sort = self.behavior(sys::MEMCACHED_BEHAVIOR_SORT_HOSTS);
-        let _ = self.set_behavior(sys::MEMCACHED_BEHAVIOR_SORT_HOSTS, sort);
+        self.set_behavior(sys::MEMCACHED_BEHAVIOR_SORT_HOSTS, sort)
     }
 
     /// The socket buffer sizes set on the handle (0: the OS's). Relies on: the `send_size` and

@@ -31,7 +31,7 @@ impl Keys<'_> {
         let sent = self.full(key)?;
         let client = self.client;
         client.refuse_over_udp("gets")?;
-        let _cas = CasTokens::on(client);
+        let _cas = CasTokens::on(client)?;
         let mut found = None;
         let failures = fetch(&client.handle, &[&sent], self.prefix.len(), |_, item| {
             found = Some(
@@ -411,19 +411,21 @@ struct CasTokens<'a> {
 }
 
 impl<'a> CasTokens<'a> {
-    fn on(client: &'a Client) -> Self {
+    fn on(client: &'a Client) -> Result<Self> {
         let was_on = client.handle.facts().cas;
         if !was_on {
-            client.handle.set_cas(true);
+            client.check(client.handle.set_cas(true), None)?;
         }
-        Self { client, was_on }
+        Ok(Self { client, was_on })
     }
 }
 
 impl Drop for CasTokens<'_> {
     fn drop(&mut self) {
         if !self.was_on {
-            self.client.handle.set_cas(false);
+            // A destructor cannot report it, and failing to turn tokens off again costs eight
+            // bytes per reply and changes no result; the cached facts read the flag back.
+            let _ = self.client.handle.set_cas(false);
         }
     }
 }
