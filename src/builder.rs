@@ -224,6 +224,7 @@ impl ClientBuilder {
         for behavior in behaviors {
             client.set_behavior(behavior)?;
         }
+        client.check_ring_size(false, self.servers.len())?;
         for spec in &self.servers {
             add_server(&client, spec)?;
         }

@@ -86,6 +86,10 @@ impl Client {
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
+        refuse_unchecked_configuration(config).map_err(|err| match err {
+            Error::InvalidConfig(why) => invalid(why),
+            other => other,
+        })?;
         ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
         let client = Client::from_handle(Handle::from_config(config)?);
         if client.servers().is_empty() {
@@ -264,4 +268,30 @@ impl fmt::Debug for Client {
             .field("binary", &self.is_binary())
             .finish()
     }
+}
+
+/// What libmemcached would abort on while it parses a configuration string, refused first: more
+/// servers than a consistent distribution takes, and files (`INCLUDE`, `--CONFIGURE-FILE`)
+/// whose contents cannot be checked before libmemcached applies them.
+fn refuse_unchecked_configuration(config: &str) -> Result<()> {
+    let words: Vec<String> = config
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if words
+        .iter()
+        .any(|w| w == "INCLUDE" || w.starts_with("--CONFIGURE-FILE"))
+    {
+        return Err(Error::InvalidConfig(
+            "INCLUDE and --CONFIGURE-FILE read settings this crate cannot check first".into(),
+        ));
+    }
+    let servers = words
+        .iter()
+        .filter(|w| w.starts_with("--SERVER=") || w.starts_with("--SOCKET="))
+        .count();
+    let consistent = words
+        .iter()
+        .any(|w| w.starts_with("--DISTRIBUTION=CONSISTENT"));
+    crate::behavior::check_ring_size(consistent, servers)
 }

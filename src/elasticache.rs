@@ -228,7 +228,10 @@ pub fn discover_timeout(endpoint: &str, timeout: Duration) -> Result<ClusterConf
             reason: "the configuration endpoint is reached over TCP".into(),
         });
     }
-    let deadline = Instant::now() + timeout;
+    // A timeout longer than the clock can count waits as long as it can.
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
     let mut session = Session::connect(&spec, endpoint, deadline)?;
     let text = session.config()?;
     ClusterConfig::parse(&text).map_err(|e| match e {

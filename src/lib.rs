@@ -88,8 +88,12 @@ pub use expiration::Expiration;
 #[cfg(feature = "serde")]
 pub use json::Json;
 pub use key::MAX_KEY_LEN;
+
+/// The most servers a consistent distribution (the ketama family) takes: libmemcached 1.1 aborts
+/// the process beyond it, so the crate refuses more with an [`Error::InvalidConfig`].
+pub const MAX_CONSISTENT_SERVERS: usize = ffi::MAX_CONSISTENT_SERVERS;
 pub use keyspace::{Fetched, Partial, Prefixed};
-pub use pool::{ClientPool, PooledClient, ThreadClient, ThreadMappedPool};
+pub use pool::{ClientPool, MAX_POOL_SIZE, PooledClient, ThreadClient, ThreadMappedPool};
 pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};
 pub use stats::ServerStats;
 pub use value::{Encoded, FromValue, ToValue, Value};

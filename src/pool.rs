@@ -47,6 +47,10 @@ use std::time::{Duration, Instant};
 use crate::client::Client;
 use crate::error::{Error, Result};
 
+/// The most clients a [`ClientPool`] holds. Each may keep a connection to every server, and an
+/// operating system runs out of sockets long before this.
+pub const MAX_POOL_SIZE: usize = 65_536;
+
 /// A fixed set of clients shared by threads (pylibmc's `ClientPool`).
 ///
 /// Built from a client and filled with its clones. [`reserve`](Self::reserve) lends one out
@@ -66,10 +70,10 @@ impl ClientPool {
     /// A pool of `size` clients: `client` and `size - 1` clones of it (same servers and
     /// behaviors, each with its own connections).
     pub fn new(client: Client, size: usize) -> Result<ClientPool> {
-        if size == 0 {
-            return Err(Error::InvalidArgument(
-                "a pool needs at least one client".into(),
-            ));
+        if size == 0 || size > MAX_POOL_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "a pool holds 1 to {MAX_POOL_SIZE} clients, not {size}"
+            )));
         }
         let mut clients = Vec::with_capacity(size);
         for _ in 1..size {
@@ -106,7 +110,10 @@ impl ClientPool {
 
     /// A client, waiting at most `timeout` for one to be free; [`Error::PoolTimeout`] after that.
     pub fn reserve_timeout(&self, timeout: Duration) -> Result<PooledClient<'_>> {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            // Longer than the clock can count: no deadline at all.
+            return self.reserve();
+        };
         let mut idle = self.lock();
         loop {
             if let Some(client) = idle.pop() {

@@ -74,6 +74,12 @@ impl Behavior {
                 self,
                 "remove_failed is on and needs a consistent distribution; turn it off first",
             )),
+            Distribution(d) if d.is_consistent() => client
+                .check_ring_size(true, client.server_count() as usize)
+                .map(|()| raw),
+            Ketama(true) | KetamaWeighted(true) => client
+                .check_ring_size(true, client.server_count() as usize)
+                .map(|()| raw),
             // Every other behavior and value: nothing depends on the client.
             _ => Ok(raw),
         };
@@ -94,6 +100,18 @@ impl Behavior {
 }
 
 impl Client {
+    /// Refuses `servers` servers when the distribution is, or is `becoming`, consistent and
+    /// they are more than [`MAX_CONSISTENT_SERVERS`](crate::MAX_CONSISTENT_SERVERS):
+    /// libmemcached asserts there and aborts the process.
+    pub(crate) fn check_ring_size(&self, becoming: bool, servers: usize) -> Result<()> {
+        let consistent = becoming
+            || crate::Distribution::from_raw(
+                self.behavior_raw(sys::MEMCACHED_BEHAVIOR_DISTRIBUTION),
+            )
+            .is_some_and(crate::Distribution::is_consistent);
+        check_ring_size(consistent, servers)
+    }
+
     /// How many servers the client has.
     pub(crate) fn server_count(&self) -> u32 {
         self.handle.server_count() as u32
@@ -110,4 +128,17 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Refuses more than [`MAX_CONSISTENT_SERVERS`](crate::MAX_CONSISTENT_SERVERS) servers under a
+/// consistent distribution.
+pub(crate) fn check_ring_size(consistent: bool, servers: usize) -> Result<()> {
+    let max = crate::ffi::MAX_CONSISTENT_SERVERS;
+    if consistent && servers > max {
+        return Err(Error::InvalidConfig(format!(
+            "{servers} servers under a consistent distribution: libmemcached takes at most {max} \
+             (MAX_CONSISTENT_SERVERS) and aborts the process beyond that"
+        )));
+    }
+    Ok(())
 }

@@ -35,6 +35,11 @@ pub(crate) fn library_version() -> &'static str {
     version.to_str().unwrap_or("unknown")
 }
 
+/// The most servers a consistent distribution takes: libmemcached 1.1 asserts (and aborts the
+/// process) when a ring would have more points than its continuum holds.
+pub(crate) const MAX_CONSISTENT_SERVERS: usize =
+    (sys::MEMCACHED_CONTINUUM_SIZE / sys::MEMCACHED_POINTS_PER_SERVER) as usize;
+
 /// Whether the library was built with SASL support (from its headers).
 pub(crate) const SASL_SUPPORT: bool = sys::LIBMEMCACHED_WITH_SASL_SUPPORT != 0;
 

@@ -101,6 +101,14 @@ impl Keys<'_> {
         }
         let sent = self.full(key.as_ref())?;
         let client = self.client;
+        if cas > MAX_ASCII_CAS && !client.key_rules().binary {
+            // libmemcached formats the token into a 20-byte buffer with its NUL, and reports a
+            // token of 20 digits as an allocation failure. No server issues one.
+            return Err(Error::InvalidArgument(format!(
+                "CAS token {cas} has 20 digits, more than libmemcached writes in an ASCII \
+                 command; servers count tokens up from 1"
+            )));
+        }
         let encoded = client.encode(&value, "cas", Compress::Never)?;
         let rc = client.handle.cas(
             &sent,
@@ -227,6 +235,9 @@ enum Compress {
     /// The bytes join an existing value, so compressed bytes would corrupt it.
     Joins,
 }
+
+/// The largest CAS token libmemcached can write in an ASCII command (19 digits).
+const MAX_ASCII_CAS: u64 = 9_999_999_999_999_999_999;
 
 /// A cas that did not happen: the key changed or is gone.
 const CAS_REFUSED: &[ReturnCode] = &[ReturnCode::DataExists, ReturnCode::NotFound];
