@@ -100,7 +100,7 @@ fn more_servers_than_a_ring_takes_are_refused_everywhere() {
     assert!(err.to_string().contains("INCLUDE"), "{err}");
 
     // ElastiCache discovery builds through the same builder.
-    let mut text = format!("1\n");
+    let mut text = String::from("1\n");
     for i in 0..=max {
         text.push_str(&format!("node{i}.cache|127.0.0.1|{} ", 30_000 + i));
     }
