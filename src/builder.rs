@@ -176,7 +176,11 @@ impl ClientBuilder {
     /// The most bytes a compressed value may inflate to
     /// ([`DEFAULT_MAX_INFLATED_LEN`](crate::DEFAULT_MAX_INFLATED_LEN) by default); a value that
     /// inflates to more is an [`Error::Decompress`], so a corrupt or hostile value cannot
-    /// exhaust memory.
+    /// exhaust memory. It is also the budget of one call: the values of one `get_multi`
+    /// inflate to at most this much together, and those past it fail with
+    /// [`Error::Decompress`] (each alone in the `_partial` forms). A `set` that would store a
+    /// compressed value larger than this (or than the default, if larger) is refused, since no
+    /// reader could inflate it.
     pub fn max_inflated_len(mut self, len: usize) -> Self {
         self.settings.max_inflated_len = len;
         self

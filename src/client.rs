@@ -150,20 +150,15 @@ impl Client {
                 Some((major, minor, micro)) => {
                     versions.push((server, format!("{major}.{minor}.{micro}")));
                 }
-                None if self.handle.server_failed(i) => return Err(self.handle.server_error(i)),
-                // No error recorded for the server: the call's own code says why.
                 None => {
-                    let code = match rc.code() {
-                        ReturnCode::Success | ReturnCode::SomeErrors => {
-                            ReturnCode::ConnectionFailure
-                        }
+                    // With no error recorded for the server, the call's own code says why,
+                    // unless it is a summary (SUCCESS, SOME ERRORS) that says nothing.
+                    let why = match rc.code() {
+                        ReturnCode::Success | ReturnCode::SomeErrors => ReturnCode::Failure,
                         code => code,
                     };
-                    return Err(Error::Memcached {
-                        code,
-                        message: code.to_string(),
-                        server: Some(server),
-                    });
+                    let fallback = (why, "the server sent no version");
+                    return Err(self.handle.server_error(i, fallback));
                 }
             }
         }

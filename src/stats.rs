@@ -125,13 +125,20 @@ impl Client {
         let failures: Vec<KeyFailure> = (0..servers.len())
             .filter(|&i| stats[i].is_empty() && failed(i))
             .map(|i| KeyFailure {
-                error: self.handle.server_error(i),
+                error: self.handle.server_error(
+                    i,
+                    (
+                        ReturnCode::Failure,
+                        "the server answered stats with no statistics",
+                    ),
+                ),
                 keys: Vec::new(),
             })
             .collect();
         if !failures.is_empty() {
-            if failures.len() == servers.len() {
-                // Nothing answered, so the code says more (a bad argument, no servers).
+            let summary = matches!(rc.code(), ReturnCode::Success | ReturnCode::SomeErrors);
+            if failures.len() == servers.len() && !summary {
+                // Nothing answered, and the code says why (a bad argument, no servers).
                 return Err(self.error(rc, None));
             }
             return Err(Error::Multi { failures });

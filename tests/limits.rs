@@ -148,11 +148,17 @@ fn cas_tokens_at_the_extremes_are_answered_truthfully() {
         match mc.cas(&key, "w", u64::MAX, 0) {
             Ok(swapped) => assert!(!swapped && protocol == "binary", "{protocol}"),
             Err(Error::InvalidArgument(why)) => {
-                assert!(protocol == "ascii" && why.contains("20 digits"), "{protocol}: {why}")
+                assert!(
+                    protocol == "ascii" && why.contains("20 digits"),
+                    "{protocol}: {why}"
+                )
             }
             Err(other) => panic!("{protocol}: {other:?}"),
         }
-        assert!(!mc.cas(&key, "w", 9_999_999_999_999_999_999, 0).unwrap(), "{protocol}");
+        assert!(
+            !mc.cas(&key, "w", 9_999_999_999_999_999_999, 0).unwrap(),
+            "{protocol}"
+        );
         assert_eq!(
             mc.get::<String>(&key).unwrap().as_deref(),
             Some("v"),
@@ -163,8 +169,80 @@ fn cas_tokens_at_the_extremes_are_answered_truthfully() {
 
         // Counters: the largest delta and initial value work in both protocols.
         let counter = common::key("counter");
-        assert_eq!(mc.incr_with_initial(&counter, 1, u64::MAX, 0).unwrap(), u64::MAX);
-        assert_eq!(mc.incr(&counter, u64::MAX).unwrap(), u64::MAX - 1, "{protocol}: wraps");
-        assert_eq!(mc.decr(&counter, u64::MAX).unwrap(), 0, "{protocol}: stops at 0");
+        assert_eq!(
+            mc.incr_with_initial(&counter, 1, u64::MAX, 0).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(
+            mc.incr(&counter, u64::MAX).unwrap(),
+            u64::MAX - 1,
+            "{protocol}: wraps"
+        );
+        assert_eq!(
+            mc.decr(&counter, u64::MAX).unwrap(),
+            0,
+            "{protocol}: stops at 0"
+        );
     }
+}
+
+#[test]
+fn one_call_inflates_at_most_the_clients_limit_in_all() {
+    let server = common::server();
+    let limit = 1 << 20;
+    let mc = Client::builder()
+        .servers(server.specs())
+        .unwrap()
+        .compression(libmemcached::Compression::new(1024))
+        .max_inflated_len(limit)
+        .build()
+        .unwrap();
+    let base = common::key("budget");
+    let keys: Vec<String> = (0..3).map(|i| format!("{base}:{i}")).collect();
+    let value = "z".repeat(600 * 1024); // compresses to a few KiB, inflates to 600 KiB
+    for k in &keys {
+        mc.set(k, &value, 0).unwrap();
+        // One at a time, each fits the limit.
+        assert_eq!(
+            mc.get::<String>(k).unwrap().as_deref(),
+            Some(value.as_str())
+        );
+    }
+    // Together they would inflate to 1.8 MiB: the call's budget of 1 MiB covers the first.
+    let found = mc
+        .get_multi_partial::<_, String>(keys.iter().map(String::as_str))
+        .unwrap();
+    assert_eq!(found.ok.len(), 1, "{:?}", found.failures);
+    assert_eq!(found.failures.len(), 2);
+    for f in &found.failures {
+        assert!(matches!(f.error, Error::Decompress { .. }), "{:?}", f.error);
+        assert!(f.error.to_string().contains("budget"), "{}", f.error);
+    }
+    let err = mc
+        .get_multi::<_, String>(keys.iter().map(String::as_str))
+        .unwrap_err();
+    assert!(matches!(err, Error::Decompress { .. }), "{err:?}");
+}
+
+#[test]
+fn a_compressed_value_no_reader_could_inflate_is_refused_at_set() {
+    let server = common::server();
+    let mc = Client::builder()
+        .servers(server.specs())
+        .unwrap()
+        .compression(libmemcached::Compression::new(1024))
+        .build()
+        .unwrap();
+    let key = common::key("huge");
+    let huge = vec![b'a'; libmemcached::DEFAULT_MAX_INFLATED_LEN + 1];
+    let err = mc.set(&key, &huge[..], 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(err.to_string().contains("never be read back"), "{err}");
+    assert_eq!(mc.get::<Vec<u8>>(&key).unwrap(), None, "nothing was stored");
+    // Uncompressed, the server's item size limit is what refuses it.
+    let plain = Client::new(server.specs()).unwrap();
+    assert!(matches!(
+        plain.set(&key, &huge[..], 0),
+        Err(Error::TooBig { .. })
+    ));
 }

@@ -312,7 +312,13 @@ impl<'a> Failures<'a> {
         let servers = self.server_indexes();
         let idle: Vec<usize> = idle.into_iter().filter(|i| servers.contains(i)).collect();
         idle.into_iter()
-            .map(|i| (i, self.handle.server_error(i)))
+            .map(|i| {
+                let skipped = (
+                    ReturnCode::ConnectionFailure,
+                    "the multi-get skipped this server: no connection",
+                );
+                (i, self.handle.server_error(i, skipped))
+            })
             .collect()
     }
 

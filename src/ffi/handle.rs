@@ -290,8 +290,9 @@ impl Handle {
         }
     }
 
-    /// The error libmemcached recorded for server `i`, or a connection failure if none.
-    pub(crate) fn server_error(&self, i: usize) -> Error {
+    /// The error libmemcached recorded for server `i`; if it recorded none, an error with
+    /// `fallback`'s code and message (never one whose code is `SUCCESS`).
+    pub(crate) fn server_error(&self, i: usize, fallback: (ReturnCode, &str)) -> Error {
         let instance = self.instance(i as u32);
         // SAFETY: the instance is valid during the call; its message is a NUL-terminated string
         // it owns, copied at once.
@@ -301,14 +302,18 @@ impl Handle {
                 .then(|| CStr::from_ptr(message).to_string_lossy().into_owned());
             (sys::memcached_server_error_return(instance), message)
         };
-        let code = match ReturnCode::from_raw(rc) {
-            ReturnCode::Success => ReturnCode::ConnectionFailure,
-            code => code,
-        };
-        Error::Memcached {
-            code,
-            message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
-            server: Some(self.servers.borrow()[i].clone()),
+        let server = Some(self.servers.borrow()[i].clone());
+        match ReturnCode::from_raw(rc) {
+            ReturnCode::Success => Error::Memcached {
+                code: fallback.0,
+                message: fallback.1.to_owned(),
+                server,
+            },
+            code => Error::Memcached {
+                code,
+                message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
+                server,
+            },
         }
     }
 

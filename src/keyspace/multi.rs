@@ -92,8 +92,9 @@ impl Keys<'_> {
         let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
         let mut undecoded = Vec::new();
         let client = self.client;
+        let mut budget = client.settings.max_inflated_len;
         let failures = self.fetch_keys(keys, |i, item| {
-            match client.decode(keys[i].as_ref(), item.value, item.flags) {
+            match client.decode_within(keys[i].as_ref(), item.value, item.flags, &mut budget) {
                 Ok(value) => values[i] = Some(value),
                 Err(error) => undecoded.push((i, error)),
             }

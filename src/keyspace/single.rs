@@ -1,7 +1,7 @@
 //! One-key operations, and the storage, counter and codec steps the multi-key ones share.
 
 use crate::client::Client;
-use crate::compression::{self, Compressed, Compression};
+use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 use crate::error::{Error, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch};
@@ -286,10 +286,21 @@ impl Client {
         let encoded = value.to_value().map_err(Error::Encode)?;
         let asked = value.compression().is_some_and(|c| !c.is_off());
         match compress {
-            Compress::Allowed => value
-                .compression()
-                .unwrap_or(self.settings.compression)
-                .apply(encoded),
+            Compress::Allowed => {
+                let (len, was_compressed) = (encoded.data.len(), encoded.flags & flags::ZLIB != 0);
+                let encoded = value
+                    .compression()
+                    .unwrap_or(self.settings.compression)
+                    .apply(encoded)?;
+                let readable = self.settings.max_inflated_len.max(DEFAULT_MAX_INFLATED_LEN);
+                if !was_compressed && encoded.flags & flags::ZLIB != 0 && len > readable {
+                    return Err(Error::InvalidArgument(format!(
+                        "{op} of {len} bytes compressed: readers inflate at most {readable} \
+                         bytes (max_inflated_len), so it could never be read back"
+                    )));
+                }
+                Ok(encoded)
+            }
             _ if asked => Err(Error::InvalidArgument(format!(
                 "{op} never compresses values"
             ))),
@@ -303,20 +314,45 @@ impl Client {
     /// Decodes a fetched value, inflating it first if it is compressed.
     #[inline]
     pub(crate) fn decode<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
+        let mut budget = self.settings.max_inflated_len;
+        self.decode_within(key, data, flags, &mut budget)
+    }
+
+    /// [`Client::decode`] for one of several values of a call, which share one inflate
+    /// `budget`: what a value inflates to is taken from it, so that no reply makes one call
+    /// hold more than the client's `max_inflated_len` of inflated bytes.
+    #[inline]
+    pub(crate) fn decode_within<V: FromValue>(
+        &self,
+        key: &[u8],
+        data: &[u8],
+        flags: u32,
+        budget: &mut usize,
+    ) -> Result<V> {
         if flags & flags::ZLIB != 0 {
-            return self.decode_compressed(key, data, flags);
+            return self.decode_compressed(key, data, flags, budget);
         }
         V::from_value(data, flags).map_err(|source| decode_error(key, flags, source))
     }
 
-    fn decode_compressed<V: FromValue>(&self, key: &[u8], data: &[u8], flags: u32) -> Result<V> {
-        let inflated =
-            compression::inflate(data, self.settings.max_inflated_len).map_err(|reason| {
-                Error::Decompress {
-                    key: key.to_vec(),
-                    reason,
-                }
-            })?;
+    fn decode_compressed<V: FromValue>(
+        &self,
+        key: &[u8],
+        data: &[u8],
+        flags: u32,
+        budget: &mut usize,
+    ) -> Result<V> {
+        let inflated = compression::inflate(data, *budget).map_err(|reason| {
+            let reason = match *budget < self.settings.max_inflated_len {
+                true => format!("{reason} left of this call's inflate budget"),
+                false => reason,
+            };
+            Error::Decompress {
+                key: key.to_vec(),
+                reason,
+            }
+        })?;
+        *budget -= inflated.len();
         V::from_value(&inflated, flags).map_err(|source| decode_error(key, flags, source))
     }
 
