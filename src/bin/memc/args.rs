@@ -172,6 +172,82 @@ pub enum Command {
     },
     /// Read these commands from stdin, one per line (quotes group words)
     Shell,
+    /// The server each KEY maps to, and whether it holds the key
+    Whereis {
+        #[arg(required = true, value_name = "KEY", allow_hyphen_values = true)]
+        keys: Vec<String>,
+    },
+    /// The share of keys that would move if a server were added or removed
+    Ring(Ring),
+    /// What a libmemcached return code (number or name) means
+    Explain {
+        /// A number (e.g. 3) or a name (e.g. CONNECTION_FAILURE)
+        code: String,
+    },
+    /// Every key with its size and expiry (lru_crawler metadump), optionally under PREFIX
+    Dump {
+        /// Only keys that start with this
+        prefix: Option<String>,
+    },
+    /// Hit ratio, busiest and fullest servers, evictions and round trips, for the cluster
+    Analyze,
+    /// A per-server view refreshed each second: ops/s, hit ratio, evictions, memory
+    Top(Top),
+    /// Generate load and print ops/s with latency percentiles
+    Load(Load),
+    /// Store each FILE under its file name (its bytes, as they are)
+    Cp {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// Seconds until they expire (0: never)
+        #[arg(short, long, value_parser = seconds, default_value_t = 0)]
+        exptime: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Ring {
+    /// A server spec to add
+    #[arg(long, value_name = "SPEC")]
+    pub add: Vec<String>,
+    /// A server spec to remove
+    #[arg(long, value_name = "SPEC")]
+    pub remove: Vec<String>,
+    /// How many sample keys to place
+    #[arg(long, default_value_t = 100_000, value_parser = whole_number)]
+    pub keys: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct Top {
+    /// Seconds between refreshes
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many refreshes (default: until interrupted)
+    #[arg(long, value_parser = whole_number)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct Load {
+    /// Seconds to run
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Threads, each with its own client
+    #[arg(long, default_value_t = 4, value_parser = whole_number)]
+    pub concurrency: u64,
+    /// Percent of operations that are gets (the rest are sets)
+    #[arg(long, default_value_t = 90, value_parser = whole_number)]
+    pub get_percent: u64,
+    /// How many distinct keys
+    #[arg(long, default_value_t = 10_000, value_parser = whole_number)]
+    pub keys: u64,
+    /// Key length in bytes
+    #[arg(long, default_value_t = 16, value_parser = whole_number)]
+    pub key_size: u64,
+    /// Value length in bytes
+    #[arg(long, default_value_t = 100, value_parser = whole_number)]
+    pub value_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use libmemcached::{Client, Encoded, FromValue, Value};
 use crate::args::{self, Command, Options};
 use crate::output::Output;
 use crate::{Failure, Outcome, Status, usage};
+use crate::{monitor, ops};
 
 /// A client for `servers` with these options.
 pub fn client(options: &Options, servers: &[&str]) -> Result<Client, Failure> {
@@ -237,6 +238,14 @@ fn execute(
             Ok(Status::Ok)
         }
         Command::Shell => Err(usage("already in the shell")),
+        Command::Whereis { keys } => ops::whereis(mc, &keys, options.json, output.raw()),
+        Command::Ring(ring) => ops::ring(options, &ring, options.json, output.raw()),
+        Command::Explain { code } => ops::explain(&code, options.json, output.raw()),
+        Command::Dump { prefix } => ops::dump(mc, prefix.as_deref(), options.json, output.raw()),
+        Command::Cp { files, exptime } => ops::cp(mc, &files, exptime, output.raw()),
+        Command::Analyze => monitor::analyze(mc, options.json, output.raw()),
+        Command::Top(top) => monitor::top(mc, &top, options.json, output.raw()),
+        Command::Load(load) => monitor::load(mc, &load, options.json, output.raw()),
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod args;
 mod commands;
+mod monitor;
+mod ops;
 mod output;
 
 use std::io::{self, Write};
@@ -32,10 +34,46 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Usage(text) => f.write_str(text),
-            Failure::Memcached(err) => write!(f, "{err}"),
+            Failure::Memcached(err) => f.write_str(&explained(err)),
             Failure::Io(err) => write!(f, "{err}"),
         }
     }
+}
+
+/// An error in words a person can act on, keeping libmemcached's code: "127.0.0.1:1: could
+/// not connect (refused, or nothing listens there) [CONNECTION FAILURE]".
+fn explained(err: &Error) -> String {
+    use libmemcached::ReturnCode as Code;
+    if let Error::Multi { failures } = err {
+        let each: Vec<String> = failures
+            .iter()
+            .map(|f| match f.keys.len() {
+                0 => explained(&f.error),
+                1 => format!("{} (1 key)", explained(&f.error)),
+                n => format!("{} ({n} keys)", explained(&f.error)),
+            })
+            .collect();
+        return each.join("; ");
+    }
+    let (Some(code), Some(server)) = (err.code(), err.server()) else {
+        return err.to_string();
+    };
+    let what = match code {
+        Code::ConnectionFailure => "could not connect (refused, or nothing listens there)",
+        Code::HostLookupFailure => "the host name does not resolve",
+        Code::Timeout => "no answer within the poll timeout",
+        Code::ServerMarkedDead | Code::ServerTemporarilyDisabled => {
+            "skipped after failing; retried after the retry timeout"
+        }
+        Code::WriteFailure | Code::ReadFailure | Code::UnknownReadFailure => {
+            "the connection broke during the request"
+        }
+        Code::AuthFailure | Code::AuthProblem | Code::AuthContinue => {
+            return format!("{err} (check --username and --password)");
+        }
+        _ => return err.to_string(),
+    };
+    format!("{server}: {what} [{code}]")
 }
 
 impl From<Error> for Failure {
@@ -90,6 +128,14 @@ fn main() -> ExitCode {
     let Some(command) = cli.command else {
         return fail(&usage("no command given"), true);
     };
+    // Explaining a code needs no server.
+    if let args::Command::Explain { code } = &command {
+        let outcome = ops::explain(code, cli.options.json, &mut io::stdout().lock());
+        return match outcome {
+            Ok(status) => ExitCode::from(status as u8),
+            Err(err) => fail(&err, false),
+        };
+    }
     let servers = cli.options.servers();
     if servers.is_empty() {
         return fail(

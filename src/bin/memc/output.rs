@@ -1,6 +1,6 @@
 //! Printing results as text or as JSON (one document per command).
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use libmemcached::{Address, ServerStats, Value};
 use serde_json::{Map, Value as Json, json};
@@ -9,6 +9,9 @@ pub struct Output<'a> {
     out: &'a mut dyn Write,
     json: bool,
     in_shell: bool,
+    /// Bytes that are not text are shown as hex on a terminal, and written as they are to a
+    /// pipe or file.
+    terminal: bool,
 }
 
 impl<'a> Output<'a> {
@@ -17,7 +20,13 @@ impl<'a> Output<'a> {
             out,
             json,
             in_shell,
+            terminal: io::stdout().is_terminal(),
         }
+    }
+
+    /// The stream, for commands that print their own lines.
+    pub fn raw(&mut self) -> &mut dyn Write {
+        &mut *self.out
     }
 
     fn json(&mut self, document: &Json) -> io::Result<()> {
@@ -28,7 +37,7 @@ impl<'a> Output<'a> {
         if self.json {
             return self.json(&json!({ key: json_value(value) }));
         }
-        print_value(self.out, value)
+        print_value(self.out, value, self.terminal)
     }
 
     /// The values found for several keys, in the order asked for.
@@ -42,7 +51,7 @@ impl<'a> Output<'a> {
         }
         for (key, value) in found {
             write!(self.out, "{key}\t")?;
-            print_value(self.out, value)?;
+            print_value(self.out, value, self.terminal)?;
         }
         Ok(())
     }
@@ -51,7 +60,7 @@ impl<'a> Output<'a> {
         if self.json {
             return self.json(&json!({ key: { "value": json_value(value), "cas": cas } }));
         }
-        print_value(self.out, value)?;
+        print_value(self.out, value, self.terminal)?;
         writeln!(self.out, "cas {cas}")
     }
 
@@ -193,17 +202,38 @@ impl Ping<'_> {
     }
 }
 
-fn print_value(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+fn print_value(out: &mut dyn Write, value: &Value, terminal: bool) -> io::Result<()> {
     match value {
         Value::Text(text) => out.write_all(text.as_bytes())?,
         Value::Int(n) => write!(out, "{n}")?,
         Value::BigInt(digits) => out.write_all(digits.as_bytes())?,
+        Value::Bytes(data) | Value::Pickle(data) | Value::Other { data, .. }
+            if terminal && !is_printable(data) =>
+        {
+            let shown = &data[..data.len().min(32)];
+            let more = if data.len() > shown.len() { "..." } else { "" };
+            write!(
+                out,
+                "({} bytes that are not text, in hex: {}{more}; redirect to a file for the bytes)",
+                data.len(),
+                hex(shown)
+            )?
+        }
         Value::Bytes(data) | Value::Pickle(data) | Value::Other { data, .. } => {
             out.write_all(data)?
         }
         other => write!(out, "{other:?}")?,
     }
     out.write_all(b"\n")
+}
+
+/// Text a terminal shows as it is: UTF-8 without control characters but tab and line breaks.
+fn is_printable(data: &[u8]) -> bool {
+    std::str::from_utf8(data).is_ok_and(|text| {
+        !text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    })
 }
 
 /// A value in JSON: text and numbers as themselves, other bytes in hex with their flags.
