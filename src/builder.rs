@@ -173,6 +173,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Stores and reads values in pylibmc's format (the default) or PHP's `memcached`
+    /// extension's; see [`ValueFormat`](crate::ValueFormat) and [`crate::php`].
+    pub fn value_format(mut self, format: crate::ValueFormat) -> Self {
+        self.settings.format = format;
+        self
+    }
+
     /// The most bytes a compressed value may inflate to
     /// ([`DEFAULT_MAX_INFLATED_LEN`](crate::DEFAULT_MAX_INFLATED_LEN) by default); a value that
     /// inflates to more is an [`Error::Decompress`], so a corrupt or hostile value cannot

@@ -39,11 +39,13 @@ pub struct Client {
     pub(crate) auth_probe: crate::sasl::AuthProbe,
 }
 
-/// What the client does itself, beside libmemcached: compression and its limits.
+/// What the client does itself, beside libmemcached: compression and its limits, and the
+/// value format.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub compression: Compression,
     pub max_inflated_len: usize,
+    pub format: crate::ValueFormat,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
         Self {
             compression: Compression::OFF,
             max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
+            format: crate::ValueFormat::Pylibmc,
         }
     }
 }

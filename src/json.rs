@@ -38,7 +38,8 @@ impl<T: Serialize> ToValue for Json<T> {
 
 impl<T: DeserializeOwned> FromValue for Json<T> {
     fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
-        let flags = flags & !flags::ZLIB;
+        // The top 16 bits are PHP's user flags, which say nothing of the type.
+        let flags = flags & !flags::ZLIB & 0xffff;
         if flags != flags::JSON && flags != flags::BYTES && flags != flags::TEXT {
             return Err(format!("flags {flags} are not JSON ({})", flags::JSON).into());
         }

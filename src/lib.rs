@@ -63,10 +63,12 @@ pub mod elasticache;
 mod error;
 mod expiration;
 mod ffi;
+mod format;
 #[cfg(feature = "serde")]
 mod json;
 mod key;
 mod keyspace;
+pub mod php;
 mod pool;
 mod sasl;
 mod server;
@@ -85,6 +87,7 @@ pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 pub use error::{BoxError, Error, InvalidKeyReason, KeyFailure, Result, ReturnCode};
 pub use expiration::Expiration;
+pub use format::ValueFormat;
 #[cfg(feature = "serde")]
 pub use json::Json;
 pub use key::MAX_KEY_LEN;

@@ -7,6 +7,7 @@ use crate::expiration::Expiration;
 use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch};
 use crate::server::Address;
 use crate::value::{Encoded, FromValue, ToValue, flags};
+use crate::{ValueFormat, php};
 
 use super::Keys;
 
@@ -284,6 +285,10 @@ impl Client {
         compress: Compress,
     ) -> Result<Encoded<'v>> {
         let encoded = value.to_value().map_err(Error::Encode)?;
+        if self.settings.format == ValueFormat::Php {
+            let compress = compress == Compress::Allowed;
+            return php::encode(encoded, value.compression(), &self.settings, op, compress);
+        }
         let asked = value.compression().is_some_and(|c| !c.is_off());
         match compress {
             Compress::Allowed => {
@@ -329,6 +334,11 @@ impl Client {
         flags: u32,
         budget: &mut usize,
     ) -> Result<V> {
+        if self.settings.format == ValueFormat::Php {
+            let max = self.settings.max_inflated_len;
+            let (data, own_flags) = php::decode(key, data, flags, budget, max)?;
+            return V::from_value(&data, own_flags).map_err(|e| decode_error(key, flags, e));
+        }
         if flags & flags::ZLIB != 0 {
             return self.decode_compressed(key, data, flags, budget);
         }

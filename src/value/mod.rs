@@ -6,13 +6,19 @@
 //! | `&str`, `String`, `Cow<str>` | UTF-8 | 16 ([`flags::TEXT`]) | `str` |
 //! | integers | decimal ASCII, so `incr`/`decr` work on them | 4 ([`flags::LONG`]) | `int` |
 //! | `bool` | `"1"` or `"0"` | 2 ([`flags::INTEGER`]) | `int` (1 or 0), as pylibmc |
+//! | `f64`, `f32` | a pickle of the float (protocol 2) | 1 ([`flags::PICKLE`]) | `float` |
 //! | [`Value`] | by variant | by variant | by variant |
 //! | [`Encoded`], `(Vec<u8>, u32)` | the bytes | as given | by flags |
 //! | `Json<T>` (feature `serde`) | JSON | 32 ([`flags::JSON`]) | `bytes` |
 //!
 //! A compressed value ([`Compression`]) carries the zlib flag (8) too and
 //! is inflated before decoding. Python's pickles (flags 1) are opaque bytes here:
-//! [`Value::Pickle`].
+//! [`Value::Pickle`], except that a pickled float reads as `f64`.
+//!
+//! These are the flags of pylibmc's format, the default. A client in PHP's format
+//! ([`ValueFormat::Php`](crate::ValueFormat)) translates them to php-memcached's on the way out and
+//! back on the way in, so the same types work there; PHP's own types (doubles, booleans,
+//! serialized arrays) read as [`Value::Php`] (see [`crate::php`]).
 //!
 //! Reading is by flags: text and integers also read back as bytes, and a number stored as bytes
 //! or text (a counter after `incr`) reads back as an integer. Reading a value into a type that
@@ -49,6 +55,13 @@ use std::borrow::Cow;
 
 use crate::compression::Compression;
 use crate::error::BoxError;
+use crate::php::PhpType;
+
+mod float;
+
+pub(crate) use float::float_from_pickle;
+#[cfg(all(test, feature = "php"))]
+pub(crate) use float::float_pickle;
 
 /// pylibmc's flag bits (the same as python-memcached's).
 pub mod flags {
@@ -69,6 +82,15 @@ pub mod flags {
     pub const JSON: u32 = 1 << 5;
     /// The bits that say what type a value is.
     pub const TYPE_MASK: u32 = PICKLE | INTEGER | LONG | TEXT;
+    /// A PHP type pylibmc has no flags for ([`Value::Php`](super::Value::Php)): this bit, and
+    /// the PHP type number ([`PhpType`](crate::php::PhpType)) in bits 8 to 11 ([`PHP_KIND`]).
+    /// Neither php-memcached nor pylibmc sets bits 8 to 15, and pylibmc reads these values as
+    /// bytes.
+    pub const PHP: u32 = 1 << 12;
+    /// Where a [`PHP`] value's type number is.
+    pub const PHP_KIND: u32 = 0xf << PHP_KIND_SHIFT;
+    /// The shift of [`PHP_KIND`].
+    pub const PHP_KIND_SHIFT: u32 = 8;
 }
 
 /// A value ready to store: its bytes and its flags.
@@ -200,15 +222,18 @@ impl ToValue for (&[u8], u32) {
 /// Checks that a value is bytes, text or a number, which all read as plain data.
 #[inline]
 fn check_plain(flags: u32) -> Result<(), BoxError> {
-    match flags & flags::TYPE_MASK {
+    match flags & (flags::TYPE_MASK | flags::PHP) {
         flags::BYTES | flags::TEXT | flags::INTEGER | flags::LONG => Ok(()),
-        other => not_plain(other),
+        _ => not_plain(flags),
     }
 }
 
 #[cold]
-fn not_plain(kind: u32) -> Result<(), BoxError> {
-    match kind {
+fn not_plain(flags: u32) -> Result<(), BoxError> {
+    if let Some(kind) = PhpType::of_crate_flags(flags) {
+        return Err(format!("the value is a PHP {kind} (read it as {})", kind.read_as()).into());
+    }
+    match flags & flags::TYPE_MASK {
         flags::PICKLE => Err("the value is a Python pickle (read it as Value::Pickle)".into()),
         other => Err(format!("unknown type flags {other}").into()),
     }
@@ -228,9 +253,13 @@ impl FromValue for Encoded<'static> {
     }
 }
 
-/// `true` for `1`, `false` for `0`, stored as a number, text or bytes.
+/// `true` for `1`, `false` for `0`, stored as a number, text or bytes; and a PHP `bool`
+/// (`"1"` or empty), read as PHP reads it: true when it starts with `1`.
 impl FromValue for bool {
     fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        if PhpType::of_crate_flags(flags) == Some(PhpType::Bool) {
+            return Ok(data.first() == Some(&b'1'));
+        }
         match u8::from_value(data, flags)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -254,6 +283,16 @@ pub enum Value {
     BigInt(String),
     /// A Python pickle (flags 1), as stored.
     Pickle(Vec<u8>),
+    /// A PHP value with no variant of its own (a double, a bool, a PHP-serialized, igbinary or
+    /// msgpack value), as php-memcached stored it: flags [`flags::PHP`] and its type. Written
+    /// back in PHP's format it is the same value to PHP; `f64`, `bool` and, with the `php`
+    /// feature, `php::PhpValue` decode it.
+    Php {
+        /// Its PHP type.
+        kind: PhpType,
+        /// The bytes as php-memcached wrote them (inflated).
+        data: Vec<u8>,
+    },
     /// A value whose type flags this crate does not know (such as 3), as stored.
     Other {
         /// The flags, less the zlib flag.
@@ -274,6 +313,7 @@ impl ToValue for Value {
                 Encoded::borrowed(digits.as_bytes(), flags::LONG)
             }
             Value::Pickle(p) => Encoded::borrowed(p, flags::PICKLE),
+            Value::Php { kind, data } => Encoded::borrowed(data, kind.crate_flags()),
             Value::Other { flags, data } => Encoded::borrowed(data, *flags),
         })
     }
@@ -281,6 +321,18 @@ impl ToValue for Value {
 
 impl FromValue for Value {
     fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        if flags & flags::PHP != 0 {
+            return Ok(match PhpType::of_crate_flags(flags) {
+                Some(kind) => Value::Php {
+                    kind,
+                    data: data.to_vec(),
+                },
+                None => Value::Other {
+                    flags: flags & !flags::ZLIB,
+                    data: data.to_vec(),
+                },
+            });
+        }
         Ok(match flags & flags::TYPE_MASK {
             flags::BYTES => Value::Bytes(data.to_vec()),
             flags::TEXT => Value::Text(std::str::from_utf8(data)?.to_owned()),

@@ -1,0 +1,336 @@
+//! [`PhpValue`]: PHP values decoded into a tree (feature `php`).
+//!
+//! PHP's `serialize()` format is parsed with `phpserz`, msgpack with `rmpv`, JSON with
+//! `serde_json`. igbinary has no well-kept Rust decoder: its values stay opaque
+//! ([`PhpValue::Opaque`]), as do values that use references, custom-serialized objects (`C:`) or
+//! msgpack extensions, which a tree cannot hold.
+
+use phpserz::{PhpParser, PhpToken};
+
+use crate::error::BoxError;
+use crate::value::{FromValue, flags, float_from_pickle};
+
+use super::{PhpType, double};
+
+/// How deep arrays and objects may nest: PHP's own JSON decoder stops at 512.
+const MAX_DEPTH: usize = 512;
+
+/// A PHP value: what `Memcached::get` returns in PHP.
+///
+/// It reads any value a client in PHP's format reads: strings, ints, floats, bools, and arrays
+/// and objects stored by any of php-memcached's serializers. In pylibmc's format it reads bytes,
+/// text, integers and pickled floats.
+///
+/// ```
+/// use libmemcached::FromValue;
+/// use libmemcached::php::{PhpKey, PhpType, PhpValue};
+///
+/// let array = PhpValue::decode(PhpType::Serialized, br#"a:2:{i:0;d:1.5;s:1:"k";b:1;}"#)?;
+/// assert_eq!(array.get("k"), Some(&PhpValue::Bool(true)));
+/// assert_eq!(
+///     array,
+///     PhpValue::Array(vec![
+///         (PhpKey::Int(0), PhpValue::Float(1.5)),
+///         (PhpKey::String(b"k".to_vec()), PhpValue::Bool(true)),
+///     ])
+/// );
+/// # Ok::<(), libmemcached::BoxError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PhpValue {
+    /// `null`.
+    Null,
+    /// A bool.
+    Bool(bool),
+    /// An int.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string: bytes, as PHP's strings are.
+    String(Vec<u8>),
+    /// An array, its entries in order (lists have keys 0, 1, ...).
+    Array(Vec<(PhpKey, PhpValue)>),
+    /// An object: its class, and its properties named as PHP serializes them (`\0*\0name` for a
+    /// protected one, `\0Class\0name` for a private one). JSON objects are `stdClass`.
+    Object {
+        /// The class name.
+        class: Vec<u8>,
+        /// The properties, in order.
+        properties: Vec<(Vec<u8>, PhpValue)>,
+    },
+    /// A value this crate does not decode, as stored: igbinary, or a serialized value with
+    /// references, custom-serialized objects or msgpack extensions.
+    Opaque {
+        /// Its PHP type.
+        kind: PhpType,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+}
+
+/// An array key: PHP's are ints or strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PhpKey {
+    /// An int key.
+    Int(i64),
+    /// A string key.
+    String(Vec<u8>),
+}
+
+impl PhpValue {
+    /// Decodes bytes php-memcached stored with type `kind` (inflated).
+    pub fn decode(kind: PhpType, data: &[u8]) -> Result<PhpValue, BoxError> {
+        Ok(match kind {
+            PhpType::String => PhpValue::String(data.to_vec()),
+            PhpType::Long => PhpValue::Int(parse_int(data)?),
+            PhpType::Double => PhpValue::Float(double::parse(data)?),
+            PhpType::Bool => PhpValue::Bool(data.first() == Some(&b'1')),
+            PhpType::Serialized => opaque_if_unsupported(kind, data, unserialize(data))?,
+            PhpType::Igbinary => PhpValue::Opaque {
+                kind,
+                data: data.to_vec(),
+            },
+            PhpType::Json => from_json(serde_json::from_slice(data)?),
+            PhpType::Msgpack => opaque_if_unsupported(kind, data, from_msgpack(data))?,
+        })
+    }
+
+    /// The entry of an array or the property of an object named `key` (a string key).
+    pub fn get(&self, key: &str) -> Option<&PhpValue> {
+        let key = key.as_bytes();
+        match self {
+            PhpValue::Array(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, PhpKey::String(s) if s == key))
+                .map(|(_, v)| v),
+            PhpValue::Object { properties, .. } => properties
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// By the crate's flags: a PHP type ([`Value::Php`](crate::Value::Php)), JSON, bytes and text
+/// (strings), integers, or a pickled float.
+impl FromValue for PhpValue {
+    fn from_value(data: &[u8], crate_flags: u32) -> Result<Self, BoxError> {
+        let own = crate_flags & 0xffff & !flags::ZLIB;
+        if let Some(kind) = PhpType::of_crate_flags(own) {
+            return PhpValue::decode(kind, data);
+        }
+        match own {
+            flags::JSON => PhpValue::decode(PhpType::Json, data),
+            flags::BYTES | flags::TEXT => Ok(PhpValue::String(data.to_vec())),
+            flags::LONG | flags::INTEGER => Ok(PhpValue::Int(parse_int(data)?)),
+            flags::PICKLE => float_from_pickle(data)
+                .map(PhpValue::Float)
+                .ok_or_else(|| "a Python pickle has no PHP equivalent".into()),
+            other => Err(format!("flags {other} are no PHP value").into()),
+        }
+    }
+}
+
+fn parse_int(data: &[u8]) -> Result<i64, BoxError> {
+    Ok(std::str::from_utf8(data)?.trim_end_matches(' ').parse()?)
+}
+
+/// Why a tree could not be built.
+enum Failure {
+    /// Valid, but not something a tree holds: the value stays opaque.
+    Unsupported,
+    Invalid(BoxError),
+}
+
+impl<E: Into<BoxError>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Invalid(error.into())
+    }
+}
+
+fn opaque_if_unsupported(
+    kind: PhpType,
+    data: &[u8],
+    tree: Result<PhpValue, Failure>,
+) -> Result<PhpValue, BoxError> {
+    match tree {
+        Ok(value) => Ok(value),
+        Err(Failure::Unsupported) => Ok(PhpValue::Opaque {
+            kind,
+            data: data.to_vec(),
+        }),
+        Err(Failure::Invalid(error)) => Err(error),
+    }
+}
+
+fn deeper(depth: usize) -> Result<usize, Failure> {
+    depth
+        .checked_sub(1)
+        .ok_or_else(|| Failure::Invalid(format!("nested deeper than {MAX_DEPTH}").into()))
+}
+
+fn unserialize(data: &[u8]) -> Result<PhpValue, Failure> {
+    let mut parser = PhpParser::new(data);
+    let first = parser.read_token()?;
+    let value = read_token(&mut parser, first, MAX_DEPTH)?;
+    if parser.position() != data.len() {
+        return Err(format!("{} bytes follow the value", data.len() - parser.position()).into());
+    }
+    Ok(value)
+}
+
+fn read_token(
+    parser: &mut PhpParser<'_>,
+    token: PhpToken<'_>,
+    depth: usize,
+) -> Result<PhpValue, Failure> {
+    Ok(match token {
+        PhpToken::Null => PhpValue::Null,
+        PhpToken::Boolean(b) => PhpValue::Bool(b),
+        PhpToken::Integer(i) => PhpValue::Int(i),
+        PhpToken::Float(x) => PhpValue::Float(x),
+        PhpToken::String(s) => PhpValue::String(s.as_bytes().to_vec()),
+        PhpToken::Array { elements } => {
+            let depth = deeper(depth)?;
+            let mut entries = Vec::new();
+            for _ in 0..elements {
+                let key = match parser.read_token()? {
+                    PhpToken::Integer(i) => PhpKey::Int(i),
+                    PhpToken::String(s) => PhpKey::String(s.as_bytes().to_vec()),
+                    other => return Err(format!("an array key {other:?}").into()),
+                };
+                let token = parser.read_token()?;
+                entries.push((key, read_token(parser, token, depth)?));
+            }
+            expect_end(parser)?;
+            PhpValue::Array(entries)
+        }
+        PhpToken::Object { class, properties } => {
+            let depth = deeper(depth)?;
+            let mut read = Vec::new();
+            for _ in 0..properties {
+                let PhpToken::String(name) = parser.read_token()? else {
+                    return Err("a property name that is not a string".into());
+                };
+                let token = parser.read_token()?;
+                read.push((name.as_bytes().to_vec(), read_token(parser, token, depth)?));
+            }
+            expect_end(parser)?;
+            PhpValue::Object {
+                class: class.as_bytes().to_vec(),
+                properties: read,
+            }
+        }
+        PhpToken::CustomObject { .. } | PhpToken::Reference { .. } => {
+            return Err(Failure::Unsupported);
+        }
+        PhpToken::End => return Err("a `}` where a value belongs".into()),
+    })
+}
+
+fn expect_end(parser: &mut PhpParser<'_>) -> Result<(), Failure> {
+    match parser.read_token()? {
+        PhpToken::End => Ok(()),
+        other => Err(format!("{other:?} past the declared number of entries").into()),
+    }
+}
+
+fn from_msgpack(data: &[u8]) -> Result<PhpValue, Failure> {
+    let mut reader = data;
+    let value = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH)?;
+    if !reader.is_empty() {
+        return Err(format!("{} bytes follow the value", reader.len()).into());
+    }
+    from_rmpv(value)
+}
+
+fn from_rmpv(value: rmpv::Value) -> Result<PhpValue, Failure> {
+    use rmpv::Value as M;
+    Ok(match value {
+        M::Nil => PhpValue::Null,
+        M::Boolean(b) => PhpValue::Bool(b),
+        M::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(i), _) => PhpValue::Int(i),
+            // PHP turns ints past its own into floats.
+            (None, Some(u)) => PhpValue::Float(u as f64),
+            (None, None) => unreachable!("a msgpack integer is an i64 or a u64"),
+        },
+        M::F32(x) => PhpValue::Float(x.into()),
+        M::F64(x) => PhpValue::Float(x),
+        M::String(s) => PhpValue::String(s.into_bytes()),
+        M::Binary(b) => PhpValue::String(b),
+        M::Array(items) => PhpValue::Array(
+            (0..)
+                .zip(items)
+                .map(|(i, item)| Ok((PhpKey::Int(i), from_rmpv(item)?)))
+                .collect::<Result<_, Failure>>()?,
+        ),
+        M::Map(entries) => from_rmpv_map(entries)?,
+        M::Ext(..) => return Err(Failure::Unsupported),
+    })
+}
+
+/// A msgpack map: an object if its first key is nil (msgpack's PHP objects, with the class as
+/// that key's value), an array otherwise.
+fn from_rmpv_map(entries: Vec<(rmpv::Value, rmpv::Value)>) -> Result<PhpValue, Failure> {
+    use rmpv::Value as M;
+    let mut entries = entries.into_iter().peekable();
+    if let Some((M::Nil, _)) = entries.peek() {
+        let Some((_, M::String(class))) = entries.next() else {
+            return Err(Failure::Unsupported); // msgpack's references and the like
+        };
+        let properties = entries
+            .map(|(name, value)| match name {
+                M::String(name) => Ok((name.into_bytes(), from_rmpv(value)?)),
+                _ => Err("a property name that is not a string".into()),
+            })
+            .collect::<Result<_, Failure>>()?;
+        return Ok(PhpValue::Object {
+            class: class.into_bytes(),
+            properties,
+        });
+    }
+    let entries = entries
+        .map(|(key, value)| {
+            let key = match key {
+                M::Integer(i) => PhpKey::Int(i.as_i64().ok_or("an array key past i64")?),
+                M::String(s) => PhpKey::String(s.into_bytes()),
+                other => return Err(format!("an array key {other}").into()),
+            };
+            Ok((key, from_rmpv(value)?))
+        })
+        .collect::<Result<_, Failure>>()?;
+    Ok(PhpValue::Array(entries))
+}
+
+/// JSON as PHP's `json_decode` reads it by default: objects are `stdClass`.
+fn from_json(value: serde_json::Value) -> PhpValue {
+    use serde_json::Value as J;
+    match value {
+        J::Null => PhpValue::Null,
+        J::Bool(b) => PhpValue::Bool(b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => PhpValue::Int(i),
+            None => PhpValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => PhpValue::String(s.into_bytes()),
+        J::Array(items) => PhpValue::Array(
+            (0..)
+                .zip(items)
+                .map(|(i, item)| (PhpKey::Int(i), from_json(item)))
+                .collect(),
+        ),
+        J::Object(map) => PhpValue::Object {
+            class: b"stdClass".to_vec(),
+            properties: map
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), from_json(v)))
+                .collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

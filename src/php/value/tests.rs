@@ -1,0 +1,178 @@
+use super::*;
+
+fn s(text: &str) -> PhpValue {
+    PhpValue::String(text.as_bytes().to_vec())
+}
+
+fn k(text: &str) -> PhpKey {
+    PhpKey::String(text.as_bytes().to_vec())
+}
+
+/// `class Pt { public $x = 1; protected $y = 2; private $z = 3; }`, as PHP's object.
+fn point() -> PhpValue {
+    PhpValue::Object {
+        class: b"Pt".to_vec(),
+        properties: vec![
+            (b"x".to_vec(), PhpValue::Int(1)),
+            (b"\0*\0y".to_vec(), PhpValue::Int(2)),
+            (b"\0Pt\0z".to_vec(), PhpValue::Int(3)),
+        ],
+    }
+}
+
+fn assert_stays_opaque(kind: PhpType, data: &[u8]) {
+    let opaque = PhpValue::Opaque {
+        kind,
+        data: data.to_vec(),
+    };
+    assert_eq!(PhpValue::decode(kind, data).unwrap(), opaque);
+}
+
+#[test]
+fn reads_php_serialize_output() {
+    // What PHP 8.2's serialize() wrote for each.
+    let mixed = PhpValue::decode(
+        PhpType::Serialized,
+        b"a:3:{i:0;i:1;s:1:\"a\";d:2.5;s:1:\"x\";a:2:{i:0;b:1;i:1;N;}}",
+    )
+    .unwrap();
+    let inner = PhpValue::Array(vec![
+        (PhpKey::Int(0), PhpValue::Bool(true)),
+        (PhpKey::Int(1), PhpValue::Null),
+    ]);
+    assert_eq!(
+        mixed,
+        PhpValue::Array(vec![
+            (PhpKey::Int(0), PhpValue::Int(1)),
+            (k("a"), PhpValue::Float(2.5)),
+            (k("x"), inner),
+        ])
+    );
+    let object = b"O:2:\"Pt\":3:{s:1:\"x\";i:1;s:4:\"\0*\0y\";i:2;s:5:\"\0Pt\0z\";i:3;}";
+    assert_eq!(
+        PhpValue::decode(PhpType::Serialized, object).unwrap(),
+        point()
+    );
+    assert_eq!(
+        PhpValue::decode(PhpType::Serialized, b"N;").unwrap(),
+        PhpValue::Null
+    );
+    let utf8 = PhpValue::decode(PhpType::Serialized, "s:2:\"é\";".as_bytes()).unwrap();
+    assert_eq!(utf8, s("é"));
+}
+
+#[test]
+fn serialize_references_stay_opaque_and_garbage_is_refused() {
+    // $a = [1]; serialize([&$a, &$a])
+    assert_stays_opaque(PhpType::Serialized, b"a:2:{i:0;a:1:{i:0;i:1;}i:1;R:2;}");
+    for bad in [
+        &b"a:2:{i:0;i:1;}"[..],
+        b"i:1;i:2;",
+        b"s:5:\"ab\";",
+        b"",
+        b"x",
+    ] {
+        assert!(
+            PhpValue::decode(PhpType::Serialized, bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    let deep = "a:1:{i:0;".repeat(600) + "N;" + &"}".repeat(600);
+    let err = PhpValue::decode(PhpType::Serialized, deep.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("deeper"), "{err}");
+}
+
+#[test]
+fn reads_php_msgpack_output() {
+    // What PHP's msgpack_serialize() wrote (msgpack.php_only on, as Debian ships it).
+    let list = PhpValue::decode(PhpType::Msgpack, b"\x93\x01\x02\x03").unwrap();
+    let ints = |n: &[i64]| {
+        (0..)
+            .zip(n)
+            .map(|(i, &v)| (PhpKey::Int(i), PhpValue::Int(v)))
+            .collect()
+    };
+    assert_eq!(list, PhpValue::Array(ints(&[1, 2, 3])));
+    let map = PhpValue::decode(PhpType::Msgpack, b"\x82\xa1a\x01\x05\xa1b").unwrap();
+    assert_eq!(
+        map,
+        PhpValue::Array(vec![(k("a"), PhpValue::Int(1)), (PhpKey::Int(5), s("b"))])
+    );
+    let object = b"\x84\xc0\xa2Pt\xa1x\x01\xa4\0*\0y\x02\xa5\0Pt\0z\x03";
+    assert_eq!(PhpValue::decode(PhpType::Msgpack, object).unwrap(), point());
+    let scalars = b"\x94\xcb\x3f\xf8\0\0\0\0\0\0\xc3\xc0\xa2\xc3\xa9";
+    assert_eq!(
+        PhpValue::decode(PhpType::Msgpack, scalars).unwrap(),
+        PhpValue::Array(vec![
+            (PhpKey::Int(0), PhpValue::Float(1.5)),
+            (PhpKey::Int(1), PhpValue::Bool(true)),
+            (PhpKey::Int(2), PhpValue::Null),
+            (PhpKey::Int(3), s("é")),
+        ])
+    );
+    assert!(
+        PhpValue::decode(PhpType::Msgpack, b"\x93\x01").is_err(),
+        "truncated"
+    );
+    assert!(
+        PhpValue::decode(PhpType::Msgpack, b"\x01\x02").is_err(),
+        "trailing"
+    );
+    let ext = b"\xd4\x01\x00";
+    assert!(matches!(
+        PhpValue::decode(PhpType::Msgpack, ext).unwrap(),
+        PhpValue::Opaque {
+            kind: PhpType::Msgpack,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn reads_json_scalars_and_igbinary() {
+    let json = PhpValue::decode(PhpType::Json, br#"{"0":1,"a":[2.5,null]}"#).unwrap();
+    assert_eq!(json.get("0"), Some(&PhpValue::Int(1)));
+    let PhpValue::Object { class, .. } = &json else {
+        panic!("{json:?}")
+    };
+    assert_eq!(class, b"stdClass");
+    let igbinary = b"\0\0\0\x02\x14\x03\x06\0\x06\x01\x06\x01\x06\x02\x06\x02\x06\x03";
+    assert_stays_opaque(PhpType::Igbinary, igbinary);
+    assert_eq!(
+        PhpValue::decode(PhpType::Double, b".1").unwrap(),
+        PhpValue::Float(0.1)
+    );
+    assert_eq!(
+        PhpValue::decode(PhpType::Bool, b"").unwrap(),
+        PhpValue::Bool(false)
+    );
+    assert_eq!(
+        PhpValue::decode(PhpType::Long, b"-7").unwrap(),
+        PhpValue::Int(-7)
+    );
+    assert!(PhpValue::decode(PhpType::Long, b"7x").is_err());
+}
+
+#[test]
+fn reads_the_crate_flags() {
+    assert_eq!(PhpValue::from_value(b"hi", flags::TEXT).unwrap(), s("hi"));
+    assert_eq!(
+        PhpValue::from_value(b"42", flags::LONG).unwrap(),
+        PhpValue::Int(42)
+    );
+    let pickle = crate::value::float_pickle(2.5);
+    assert_eq!(
+        PhpValue::from_value(&pickle, flags::PICKLE).unwrap(),
+        PhpValue::Float(2.5)
+    );
+    assert!(PhpValue::from_value(b"\x80\x04N.", flags::PICKLE).is_err());
+    let bool_flags = PhpType::Bool.crate_flags() | 3 << 16;
+    assert_eq!(
+        PhpValue::from_value(b"1", bool_flags).unwrap(),
+        PhpValue::Bool(true)
+    );
+    assert_eq!(
+        PhpValue::from_value(b"[1]", flags::JSON).unwrap().get("x"),
+        None
+    );
+}
