@@ -4,8 +4,14 @@
 //! Overrides: `LIBMEMCACHED_INCLUDE_DIR` and `LIBMEMCACHED_LIB_DIR` skip pkg-config and point at
 //! an installation directly.
 //!
+//! With `DOCS_RS` set (docs.rs sets it; `DOCS_RS=1 cargo doc` does the same anywhere) the build
+//! needs neither libmemcached nor libclang: it uses the bindings committed in
+//! `src/bindings_pregenerated.rs` (written by `scripts/regenerate-bindings` from this script's own
+//! bindgen configuration), links nothing and compiles no C. Such a build is good for
+//! documentation only.
+//!
 //! Metadata for dependents (`DEP_MEMCACHED_*`): `VERSION` ("1.1.4"), `VERSION_HEX`, `SASL` ("1" or
-//! "0") and `INCLUDE`.
+//! "0") and `INCLUDE` (not in a docs.rs build).
 
 use std::env;
 use std::fs;
@@ -16,11 +22,22 @@ use std::process::exit;
 const MIN_VERSION: &str = "1.1.0";
 const INSTALL_HINT: &str =
     "On Debian or Ubuntu: sudo apt-get install libmemcached-dev pkg-config libclang-dev clang";
+// Bindings are generated for the crates' declared MSRV, so that every compiler from it on writes
+// the same file (bindgen otherwise adapts its output to the compiler running the build).
+const RUST_TARGET: (u64, u64) = (85, 0);
+const PREGENERATED: &str = "src/bindings_pregenerated.rs";
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-env-changed=LIBMEMCACHED_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=LIBMEMCACHED_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if env::var_os("DOCS_RS").is_some() {
+        use_pregenerated(&out_dir);
+        return;
+    }
 
     let include_paths = find_library();
     let configure_h = include_paths
@@ -31,8 +48,6 @@ fn main() {
             fail("libmemcached's headers (libmemcached-1.0/configure.h) were not found")
         });
     export_metadata(&configure_h, &include_paths);
-
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     generate_bindings(&include_paths, &out_dir);
 }
 
@@ -86,12 +101,47 @@ fn export_metadata(configure_h: &Path, include_paths: &[PathBuf]) {
     }
 }
 
+/// A docs-only build: the committed bindings become `OUT_DIR/bindings.rs`, and the metadata comes
+/// from the header constants they hold. Nothing is linked or compiled.
+fn use_pregenerated(out_dir: &Path) {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let path = manifest_dir.join(PREGENERATED);
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|err| fail(&format!("cannot read {}: {err}", path.display())));
+    // Lines such as `pub const LIBMEMCACHED_VERSION_STRING: &[u8; 6] = b"1.1.4\0";`
+    let constant = |name: &str| {
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix("pub const ")?.strip_prefix(name)?;
+            let value = rest.strip_prefix(':')?.split_once(" = ")?.1;
+            Some(value.trim_end_matches(';').to_owned())
+        })
+    };
+    let missing = |name: &str| -> ! { fail(&format!("{PREGENERATED} has no {name}")) };
+    let version = constant("LIBMEMCACHED_VERSION_STRING")
+        .and_then(|v| Some(v.strip_prefix("b\"")?.strip_suffix("\\0\"")?.to_owned()))
+        .unwrap_or_else(|| missing("LIBMEMCACHED_VERSION_STRING"));
+    let version_hex = constant("LIBMEMCACHED_VERSION_HEX")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| missing("LIBMEMCACHED_VERSION_HEX"));
+    let sasl = constant("LIBMEMCACHED_WITH_SASL_SUPPORT").is_some_and(|v| v != "0");
+    println!("cargo:version={version}");
+    println!("cargo:version_hex=0x{version_hex:09x}");
+    println!("cargo:sasl={}", u8::from(sasl));
+    fs::write(out_dir.join("bindings.rs"), &text)
+        .unwrap_or_else(|err| fail(&format!("cannot write bindings: {err}")));
+}
+
 fn generate_bindings(include_paths: &[PathBuf], out_dir: &Path) {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let header = manifest_dir.join("wrapper.h");
     let static_fns = out_dir.join("static_fns");
 
+    let (minor, patch) = RUST_TARGET;
+    let rust_target = bindgen::RustTarget::stable(minor, patch)
+        .unwrap_or_else(|err| fail(&format!("bindgen does not know Rust 1.{minor}: {err}")));
     let builder = bindgen::Builder::default()
+        .rust_target(rust_target)
         .header(header.to_string_lossy())
         .clang_args(include_paths.iter().map(|p| format!("-I{}", p.display())))
         .allowlist_function("(memcached|libmemcached|hashkit)(_.*)?")

@@ -1,48 +1,6 @@
 //! Errors: every libmemcached return code as a [`ReturnCode`], and the crate's [`Error`].
 //!
-//! # From pylibmc's exceptions
-//!
-//! pylibmc raises one exception class per return code. Here a return code is a [`ReturnCode`]
-//! inside [`Error::Memcached`], except for the two that callers handle most often, which have
-//! variants of their own. The predicates ([`Error::is_connection`], [`Error::is_timeout`], ...)
-//! group them the way callers usually branch.
-//!
-//! | pylibmc exception | this crate |
-//! |---|---|
-//! | `Error` / `MemcachedError` | [`Error`] (any variant) |
-//! | `CacheMiss` | `Ok(None)` from `get`/`gets`; no error |
-//! | `NotFound` | [`Error::NotFound`] |
-//! | `TooBig` | [`Error::TooBig`] |
-//! | `Failure` | `Memcached { code: ReturnCode::Failure, .. }` |
-//! | `HostLookupError` | `Memcached { code: ReturnCode::HostLookupFailure, .. }` |
-//! | `ConnectionError` | `Memcached { code: ReturnCode::ConnectionFailure, .. }` |
-//! | `ConnectionBindError` | `Memcached { code: ReturnCode::ConnectionBindFailure, .. }` |
-//! | `WriteError` | `Memcached { code: ReturnCode::WriteFailure, .. }` |
-//! | `ReadError` | `Memcached { code: ReturnCode::ReadFailure, .. }` |
-//! | `UnknownReadFailure` | `Memcached { code: ReturnCode::UnknownReadFailure, .. }` |
-//! | `ProtocolError` | `Memcached { code: ReturnCode::ProtocolError, .. }` |
-//! | `ClientError` | `Memcached { code: ReturnCode::ClientError, .. }` |
-//! | `ServerError` | `Memcached { code: ReturnCode::ServerError, .. }` |
-//! | `SocketCreateError` | `Memcached { code: ReturnCode::Error, .. }` (the same C value) |
-//! | `DataExists` | `Ok(false)` from `add`/`cas`; otherwise `Memcached { code: ReturnCode::DataExists, .. }` |
-//! | `DataDoesNotExist` | `Memcached { code: ReturnCode::DataDoesNotExist, .. }` |
-//! | `AllocationError` | `Memcached { code: ReturnCode::MemoryAllocationFailure, .. }` |
-//! | `SomeErrors` | `Memcached { code: ReturnCode::SomeErrors, .. }` |
-//! | `NoServers` | `Memcached { code: ReturnCode::NoServers, .. }` |
-//! | `UnixSocketError` | `Memcached { code: ReturnCode::FailUnixSocket, .. }` |
-//! | `NotSupportedError` | `Memcached { code: ReturnCode::NotSupported, .. }` |
-//! | `FetchNotFinished` | `Memcached { code: ReturnCode::FetchNotFinished, .. }` |
-//! | `BadKeyProvided` | [`Error::InvalidKey`], checked before libmemcached sees the key |
-//! | `InvalidHostProtocolError` | `Memcached { code: ReturnCode::InvalidHostProtocol, .. }` |
-//! | `ServerDead` | `Memcached { code: ReturnCode::ServerMarkedDead, .. }` |
-//! | `UnknownStatKey` | `Memcached { code: ReturnCode::UnknownStatKey, .. }` |
-//! | `ServerDown` | `Memcached { code: ReturnCode::ServerTemporarilyDisabled, .. }` |
-//! | `autoconf.NoAutoconfFound` | [`Error::AutoDiscovery`] with `missing: true` |
-//! | `autoconf.UnsupportedAutoconfMethod` | none: the key fallback follows, as in pylibmc |
-//! | `test.NotAliveError` | `testing::TestClientError::NotAlive`, with the `testing` feature |
-//!
-//! pylibmc reports codes it has no class for (a timeout, the SASL codes, ...) as the base `Error`;
-//! here each keeps its own [`ReturnCode`] (`Timeout`, `AuthFailure`, ...).
+//! [`Error`]'s documentation has pylibmc's exceptions and where each went.
 
 use std::fmt;
 
@@ -56,6 +14,50 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to memcached.
+///
+/// # From pylibmc's exceptions
+///
+/// pylibmc raises one exception class per return code. Here a return code is a [`ReturnCode`]
+/// inside [`Error::Memcached`], except for the two that callers handle most often, which have
+/// variants of their own. The predicates ([`Error::is_connection`], [`Error::is_timeout`], ...)
+/// group them the way callers usually branch.
+///
+/// | pylibmc exception | this crate |
+/// |---|---|
+/// | `Error` / `MemcachedError` | [`Error`] (any variant) |
+/// | `CacheMiss` | `Ok(None)` from `get`/`gets`; no error |
+/// | `NotFound` | [`Error::NotFound`] |
+/// | `TooBig` | [`Error::TooBig`] |
+/// | `Failure` | `Memcached { code: ReturnCode::Failure, .. }` |
+/// | `HostLookupError` | `Memcached { code: ReturnCode::HostLookupFailure, .. }` |
+/// | `ConnectionError` | `Memcached { code: ReturnCode::ConnectionFailure, .. }` |
+/// | `ConnectionBindError` | `Memcached { code: ReturnCode::ConnectionBindFailure, .. }` |
+/// | `WriteError` | `Memcached { code: ReturnCode::WriteFailure, .. }` |
+/// | `ReadError` | `Memcached { code: ReturnCode::ReadFailure, .. }` |
+/// | `UnknownReadFailure` | `Memcached { code: ReturnCode::UnknownReadFailure, .. }` |
+/// | `ProtocolError` | `Memcached { code: ReturnCode::ProtocolError, .. }` |
+/// | `ClientError` | `Memcached { code: ReturnCode::ClientError, .. }` |
+/// | `ServerError` | `Memcached { code: ReturnCode::ServerError, .. }` |
+/// | `SocketCreateError` | `Memcached { code: ReturnCode::Error, .. }` (the same C value) |
+/// | `DataExists` | `Ok(false)` from `add`/`cas`; otherwise `Memcached { code: ReturnCode::DataExists, .. }` |
+/// | `DataDoesNotExist` | `Memcached { code: ReturnCode::DataDoesNotExist, .. }` |
+/// | `AllocationError` | `Memcached { code: ReturnCode::MemoryAllocationFailure, .. }` |
+/// | `SomeErrors` | `Memcached { code: ReturnCode::SomeErrors, .. }` |
+/// | `NoServers` | `Memcached { code: ReturnCode::NoServers, .. }` |
+/// | `UnixSocketError` | `Memcached { code: ReturnCode::FailUnixSocket, .. }` |
+/// | `NotSupportedError` | `Memcached { code: ReturnCode::NotSupported, .. }` |
+/// | `FetchNotFinished` | `Memcached { code: ReturnCode::FetchNotFinished, .. }` |
+/// | `BadKeyProvided` | [`Error::InvalidKey`], checked before libmemcached sees the key |
+/// | `InvalidHostProtocolError` | `Memcached { code: ReturnCode::InvalidHostProtocol, .. }` |
+/// | `ServerDead` | `Memcached { code: ReturnCode::ServerMarkedDead, .. }` |
+/// | `UnknownStatKey` | `Memcached { code: ReturnCode::UnknownStatKey, .. }` |
+/// | `ServerDown` | `Memcached { code: ReturnCode::ServerTemporarilyDisabled, .. }` |
+/// | `autoconf.NoAutoconfFound` | [`Error::AutoDiscovery`] with `missing: true` |
+/// | `autoconf.UnsupportedAutoconfMethod` | none: the key fallback follows, as in pylibmc |
+/// | `test.NotAliveError` | `testing::TestClientError::NotAlive`, with the `testing` feature |
+///
+/// pylibmc reports codes it has no class for (a timeout, the SASL codes, ...) as the base `Error`;
+/// here each keeps its own [`ReturnCode`] (`Timeout`, `AuthFailure`, ...).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

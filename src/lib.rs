@@ -2,25 +2,30 @@
 //! Python's pylibmc.
 //!
 //! ```
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let server = libmemcached::testing::TestServer::from_env_or_spawn()?;
-//! # let servers = [server.spec()];
 //! use libmemcached::Client;
 //!
-//! let mc = Client::new(servers)?;                  // e.g. ["127.0.0.1:11211"]
-//! mc.set("greeting", "hello", 3600)?;              // expires in an hour
-//! let s: Option<String> = mc.get("greeting")?;
-//! assert_eq!(s.as_deref(), Some("hello"));
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! #   // The test runs against a memcached of its own; the reader's code names a server.
+//! #   let server = libmemcached::testing::TestServer::from_env_or_spawn()?;
+//! #   let servers = [server.spec()];
+//! #   /*
+//!     let servers = ["127.0.0.1:11211"];
+//! #   */
+//!     let mc = Client::new(servers)?;
+//!     mc.set("greeting", "hello", 3600)?;              // expires in an hour
+//!     let s: Option<String> = mc.get("greeting")?;
+//!     assert_eq!(s.as_deref(), Some("hello"));
 //!
-//! assert!(!mc.add("greeting", "again", 0)?);       // false: already there
-//! let (_, token) = mc.gets::<String>("greeting")?.unwrap();
-//! assert!(mc.cas("greeting", "bye", token, 0)?);
+//!     assert!(!mc.add("greeting", "again", 0)?);       // false: already there
+//!     let (_, token) = mc.gets::<String>("greeting")?.unwrap();
+//!     assert!(mc.cas("greeting", "bye", token, 0)?);
 //!
-//! mc.set("hits", 41u64, 0)?;
-//! assert_eq!(mc.incr("hits", 1)?, 42);
-//! assert!(mc.incr("no-such-counter", 1).unwrap_err().is_not_found());
-//! assert!(mc.delete("greeting")?);
-//! # Ok(()) }
+//!     mc.set("hits", 41u64, 0)?;
+//!     assert_eq!(mc.incr("hits", 1)?, 42);
+//!     assert!(mc.incr("no-such-counter", 1).unwrap_err().is_not_found());
+//!     assert!(mc.delete("greeting")?);
+//!     Ok(())
+//! }
 //! ```
 //!
 //! libmemcached does the work: consistent hashing, weights, failover, the ASCII and binary
