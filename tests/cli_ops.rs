@@ -92,7 +92,10 @@ fn ring_reports_the_share_of_keys_that_move() {
         })
         .count();
     let counted = 100.0 * same as f64 / n as f64;
-    assert!((counted - ketama).abs() <= 0.05, "counted {counted}, memc {ketama}");
+    assert!(
+        (counted - ketama).abs() <= 0.05,
+        "counted {counted}, memc {ketama}"
+    );
 
     let run = memc(&["-s", &list, "ring", "--remove", "127.0.0.1:9"]);
     assert_eq!(run.code, 2);
