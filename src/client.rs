@@ -88,6 +88,10 @@ impl Client {
         }
         ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
         let client = Client::from_handle(Handle::from_config(config)?);
+        // libmemcached builds the ring as each server comes and keeps it when a later option
+        // changes the hash (`--HASH=MD5` after `--SERVER=`): build it with the final settings,
+        // as the builder and clones do (found by fuzzing: a clone placed keys elsewhere).
+        client.check(client.handle.rebuild_ring(), None)?;
         if client.servers().is_empty() {
             return Err(invalid("no servers".into()));
         }
