@@ -86,6 +86,7 @@ impl Client {
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
+        precheck_config(config).map_err(|why| invalid(why.into()))?;
         ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
         let client = Client::from_handle(Handle::from_config(config)?);
         // libmemcached builds the ring as each server comes and keeps it when a later option
@@ -247,6 +248,30 @@ impl Client {
     pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
         self.handle.error(rc, key)
     }
+}
+
+/// What libmemcached would act on while parsing a configuration string, before anything can be
+/// checked (found by fuzzing `from_config`): more servers than a consistent distribution holds
+/// trips an assertion that aborts the process (`update_continuum`: 100 in libmemcached 1.1), and
+/// `INCLUDE`/`--CONFIGURE-FILE=` read files whose options and servers this crate never sees.
+/// The text is scanned as libmemcached's case-insensitive scanner reads it, erring on the side
+/// of counting too much.
+fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
+    const MAX_CONSISTENT: usize =
+        (sys::MEMCACHED_CONTINUUM_SIZE / sys::MEMCACHED_POINTS_PER_SERVER) as usize;
+    let text = config.to_ascii_lowercase();
+    if text.contains("--configure-file=") || text.split_whitespace().any(|w| w == "include") {
+        return Err(
+            "configuration files (INCLUDE, --CONFIGURE-FILE) are not read: pass their text",
+        );
+    }
+    let servers = text.matches("--server=").count() + text.matches("--socket=").count();
+    if servers > MAX_CONSISTENT && text.contains("consistent") {
+        return Err(
+            "a consistent distribution takes at most 100 servers (libmemcached aborts beyond)",
+        );
+    }
+    Ok(())
 }
 
 impl Clone for Client {

@@ -168,3 +168,33 @@ fn clones_place_keys_on_the_same_servers() {
         }
     }
 }
+
+/// config_string: libmemcached aborts the process (an assertion in `update_continuum`) while
+/// parsing more than 100 servers with a consistent distribution, in either order; and files
+/// named by `INCLUDE` or `--CONFIGURE-FILE=` are read with none of the crate's checks.
+#[test]
+fn configurations_libmemcached_would_abort_on_are_refused() {
+    let servers: Vec<String> = (0..101)
+        .map(|i| format!("--SERVER=10.0.{}.{}:11211", i / 250, i % 250 + 1))
+        .collect();
+    let servers = servers.join(" ");
+    for config in [
+        format!("{servers} --DISTRIBUTION=consistent"),
+        format!("--distribution=CONSISTENT {servers}"),
+        format!("--DISTRIBUTION=consistent,weighted {servers}"),
+        "--SERVER=h1 --CONFIGURE-FILE=/etc/hostname".to_owned(),
+        "--SERVER=h1 INCLUDE \"/etc/hostname\"".to_owned(),
+    ] {
+        let err = Client::from_config(&config).unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+    }
+    // A hundred servers are fine, and more without a consistent distribution.
+    let hundred: Vec<String> = (0..100)
+        .map(|i| format!("--SERVER=10.1.0.{}", i + 1))
+        .collect();
+    let client = Client::from_config(&format!("{} --DISTRIBUTION=consistent", hundred.join(" ")));
+    assert_eq!(client.unwrap().servers().len(), 100);
+    assert_eq!(Client::from_config(&servers).unwrap().servers().len(), 101);
+    // A host whose name merely contains the word is not a file.
+    assert!(Client::from_config("--SERVER=include.example.com").is_ok());
+}
