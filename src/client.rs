@@ -253,7 +253,8 @@ impl Client {
 /// What libmemcached would act on while parsing a configuration string, before anything can be
 /// checked (found by fuzzing `from_config`): more servers than a consistent distribution holds
 /// trips an assertion that aborts the process (`update_continuum`: 100 in libmemcached 1.1), and
-/// `INCLUDE`/`--CONFIGURE-FILE=` read files whose options and servers this crate never sees.
+/// `INCLUDE`/`--CONFIGURE-FILE=` read files whose options and servers this crate never sees, and
+/// `DEBUG` turns on a trace of every later parse on stderr, process-wide.
 /// The text is scanned as libmemcached's case-insensitive scanner reads it, erring on the side
 /// of counting too much.
 fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
@@ -263,6 +264,11 @@ fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
     if text.contains("--configure-file=") || text.split_whitespace().any(|w| w == "include") {
         return Err(
             "configuration files (INCLUDE, --CONFIGURE-FILE) are not read: pass their text",
+        );
+    }
+    if text.split_whitespace().any(|w| w == "debug") {
+        return Err(
+            "DEBUG turns libmemcached's parser tracing on, on stderr, for the whole process",
         );
     }
     let servers = text.matches("--server=").count() + text.matches("--socket=").count();

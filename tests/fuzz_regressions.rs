@@ -170,8 +170,9 @@ fn clones_place_keys_on_the_same_servers() {
 }
 
 /// config_string: libmemcached aborts the process (an assertion in `update_continuum`) while
-/// parsing more than 100 servers with a consistent distribution, in either order; and files
-/// named by `INCLUDE` or `--CONFIGURE-FILE=` are read with none of the crate's checks.
+/// parsing more than 100 servers with a consistent distribution, in either order; files named
+/// by `INCLUDE` or `--CONFIGURE-FILE=` are read with none of the crate's checks; and `DEBUG`
+/// makes every later parse in the process print a trace on stderr.
 #[test]
 fn configurations_libmemcached_would_abort_on_are_refused() {
     let servers: Vec<String> = (0..101)
@@ -184,6 +185,7 @@ fn configurations_libmemcached_would_abort_on_are_refused() {
         format!("--DISTRIBUTION=consistent,weighted {servers}"),
         "--SERVER=h1 --CONFIGURE-FILE=/etc/hostname".to_owned(),
         "--SERVER=h1 INCLUDE \"/etc/hostname\"".to_owned(),
+        "--SERVER=h1 DEBUG".to_owned(),
     ] {
         let err = Client::from_config(&config).unwrap_err();
         assert!(err.is_invalid_input(), "{err}");
