@@ -89,12 +89,13 @@ impl Client {
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
-        refuse_unchecked_configuration(config).map_err(|err| match err {
-            Error::InvalidConfig(why) => invalid(why),
-            other => other,
-        })?;
+        precheck_config(config).map_err(|why| invalid(why.into()))?;
         ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
         let client = Client::from_handle(Handle::from_config(config)?);
+        // libmemcached builds the ring as each server comes and keeps it when a later option
+        // changes the hash (`--HASH=MD5` after `--SERVER=`): build it with the final settings,
+        // as the builder and clones do (found by fuzzing: a clone placed keys elsewhere).
+        client.check(client.handle.rebuild_ring(), None)?;
         if client.servers().is_empty() {
             return Err(invalid("no servers".into()));
         }
@@ -247,6 +248,35 @@ impl Client {
     }
 }
 
+/// What libmemcached would act on while parsing a configuration string, before anything can be
+/// checked (found by fuzzing `from_config`): more servers than a consistent distribution holds
+/// trips an assertion that aborts the process (`update_continuum`: 100 in libmemcached 1.1), and
+/// `INCLUDE`/`--CONFIGURE-FILE=` read files whose options and servers this crate never sees, and
+/// `DEBUG` turns on a trace of every later parse on stderr, process-wide.
+/// The text is scanned as libmemcached's case-insensitive scanner reads it, erring on the side
+/// of counting too much.
+fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
+    let text = config.to_ascii_lowercase();
+    if text.contains("--configure-file=") || text.split_whitespace().any(|w| w == "include") {
+        return Err(
+            "configuration files (INCLUDE, --CONFIGURE-FILE) are not read: pass their text",
+        );
+    }
+    if text.split_whitespace().any(|w| w == "debug") {
+        return Err(
+            "DEBUG turns libmemcached's parser tracing on, on stderr, for the whole process",
+        );
+    }
+    let servers = text.matches("--server=").count() + text.matches("--socket=").count();
+    if servers > ffi::MAX_CONSISTENT_SERVERS && text.contains("consistent") {
+        return Err(
+            "a consistent distribution takes at most 100 servers (MAX_CONSISTENT_SERVERS); \
+             libmemcached aborts beyond",
+        );
+    }
+    Ok(())
+}
+
 impl Clone for Client {
     /// Same as [`Client::try_clone`].
     ///
@@ -266,30 +296,4 @@ impl fmt::Debug for Client {
             .field("binary", &self.is_binary())
             .finish()
     }
-}
-
-/// What libmemcached would abort on while it parses a configuration string, refused first: more
-/// servers than a consistent distribution takes, and files (`INCLUDE`, `--CONFIGURE-FILE`)
-/// whose contents cannot be checked before libmemcached applies them.
-fn refuse_unchecked_configuration(config: &str) -> Result<()> {
-    let words: Vec<String> = config
-        .split_whitespace()
-        .map(str::to_ascii_uppercase)
-        .collect();
-    if words
-        .iter()
-        .any(|w| w == "INCLUDE" || w.starts_with("--CONFIGURE-FILE"))
-    {
-        return Err(Error::InvalidConfig(
-            "INCLUDE and --CONFIGURE-FILE read settings this crate cannot check first".into(),
-        ));
-    }
-    let servers = words
-        .iter()
-        .filter(|w| w.starts_with("--SERVER=") || w.starts_with("--SOCKET="))
-        .count();
-    let consistent = words
-        .iter()
-        .any(|w| w.starts_with("--DISTRIBUTION=CONSISTENT"));
-    crate::behavior::check_ring_size(consistent, servers)
 }

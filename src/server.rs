@@ -22,7 +22,8 @@ pub enum Transport {
 /// Where a server is: a TCP or UDP host and port, or a unix socket path.
 ///
 /// Its [`Display`](fmt::Display) form is `host:port`, `[v6]:port`, `udp:host:port` or the
-/// socket path, which [`ServerSpec`] parses back. Clients report their servers as addresses
+/// socket path, which parses back to the same address (and as a [`ServerSpec`] of weight 1,
+/// unless a socket path ends in `:digits`, which a spec reads as a weight). Clients report their servers as addresses
 /// ([`Client::servers`](crate::Client::servers)), and so do errors
 /// ([`Error::server`](crate::Error::server)).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,8 +81,17 @@ impl fmt::Display for Address {
 impl FromStr for Address {
     type Err = Error;
 
-    /// An address in [`ServerSpec`]'s syntax, without a weight.
+    /// An address in [`ServerSpec`]'s syntax, without a weight. A socket path is taken whole:
+    /// `/run/mc:3` is the path `/run/mc:3` (the spec `/run/mc:3` is `/run/mc` with weight 3).
     fn from_str(text: &str) -> Result<Address> {
+        if text.starts_with('/') {
+            return check_text(text)
+                .and_then(|()| unix_address(text))
+                .map_err(|reason| Error::InvalidServerSpec {
+                    spec: text.to_owned(),
+                    reason,
+                });
+        }
         let spec: ServerSpec = text.parse()?;
         match spec.weight {
             1 => Ok(spec.address),
@@ -160,12 +170,7 @@ impl ServerSpec {
     }
 
     fn parse(spec: &str) -> std::result::Result<Self, String> {
-        if spec.is_empty() {
-            return Err("empty spec".into());
-        }
-        if let Some(c) = spec.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("contains {c:?}"));
-        }
+        check_text(spec)?;
         if spec.starts_with('/') {
             return Self::parse_unix(spec);
         }
@@ -197,6 +202,14 @@ impl ServerSpec {
         };
         if host.is_empty() {
             return Err("empty host".into());
+        }
+        if transport == Transport::Tcp && host == "udp" {
+            // Written with its port, `udp:11211` would be the UDP server `11211`.
+            return Err(
+                "a TCP host named \"udp\" reads as the udp: prefix once a port is \
+                        written; use its address or full name"
+                    .into(),
+            );
         }
         if host.starts_with('/') {
             // libmemcached would take it for a unix socket.
@@ -234,11 +247,26 @@ impl ServerSpec {
             }
             _ => (spec, 1),
         };
-        if path.len() > MAX_SOCKET_PATH {
-            return Err(format!("socket path longer than {MAX_SOCKET_PATH} bytes"));
-        }
-        Ok(Self::new(Address::new(Transport::Unix, path, 0), weight))
+        Ok(Self::new(unix_address(path)?, weight))
     }
+}
+
+/// Refuses an empty spec and one with spaces or control characters.
+fn check_text(spec: &str) -> std::result::Result<(), String> {
+    if spec.is_empty() {
+        return Err("empty spec".into());
+    }
+    match spec.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!("contains {c:?}")),
+        None => Ok(()),
+    }
+}
+
+fn unix_address(path: &str) -> std::result::Result<Address, String> {
+    if path.len() > MAX_SOCKET_PATH {
+        return Err(format!("socket path longer than {MAX_SOCKET_PATH} bytes"));
+    }
+    Ok(Address::new(Transport::Unix, path, 0))
 }
 
 fn parse_port(port: &str) -> std::result::Result<u16, String> {
@@ -365,6 +393,20 @@ mod tests {
     }
 
     #[test]
+    fn socket_paths_ending_in_digits_are_whole_addresses() {
+        // Found by the server_spec fuzz target: the spec "/*!:0:5" is the path "/*!:0" with
+        // weight 5, and that address displayed as "/*!:0", which did not parse as an address.
+        let spec: ServerSpec = "/*!:0:5".parse().unwrap();
+        let shown = spec.address().to_string();
+        assert_eq!(shown, "/*!:0");
+        assert_eq!(shown.parse::<Address>().unwrap(), *spec.address());
+        let address: Address = "/run/mc:3".parse().unwrap();
+        assert_eq!((address.host(), address.port()), ("/run/mc:3", 0));
+        assert!("/run/mc 3".parse::<Address>().is_err());
+        assert!(format!("/{}", "s".repeat(120)).parse::<Address>().is_err());
+    }
+
+    #[test]
     fn refuses_malformed_specs_with_a_reason() {
         assert!(err("").contains("empty"));
         assert!(err("[::1:11211").contains("unclosed '['"));
@@ -385,6 +427,13 @@ mod tests {
         assert!(err("mc1 :11211").contains("' '"));
         assert!(err("mc\0").contains("\\0"));
         assert!(err("udp:").contains("empty host"));
+        // Found by the server_spec fuzz target: the TCP host "udp" displayed as "udp:11211",
+        // which is the UDP server "11211".
+        assert!(err("udp").contains("\"udp\""));
+        assert_eq!(
+            ok("udp:udp:11211"),
+            (Transport::Udp, "udp".into(), 11211, 1)
+        );
         assert!(err("udp:/tmp/mc.sock").contains("'/'"));
         assert!(err(&format!("/{}", "s".repeat(120))).contains("socket path"));
         assert!(err(&"h".repeat(300)).contains("host name"));

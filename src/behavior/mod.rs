@@ -25,7 +25,6 @@ mod raw;
 mod table;
 mod value;
 
-pub(crate) use checks::check_ring_size;
 pub use distribution::{Distribution, distributions};
 pub use hash::{Hash, hashers};
 pub(crate) use names::{apply_order, parse_named};

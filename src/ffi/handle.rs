@@ -81,10 +81,14 @@ impl Handle {
     /// connections.
     pub(crate) fn try_clone(&self) -> Result<Handle> {
         // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
-        Handle::own(
+        let clone = Handle::own(
             unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) },
             "memcached_clone",
-        )
+        )?;
+        // memcached_clone turns weighted ketama on whenever a server weighs more than 1, so a
+        // clone could place keys elsewhere than its original (found by fuzzing from_config).
+        clone.copy_ketama_weighting(self)?;
+        Ok(clone)
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::memcached_st {

@@ -20,6 +20,28 @@ impl Handle {
         self.set_behavior(sys::MEMCACHED_BEHAVIOR_SORT_HOSTS, sort)
     }
 
+    /// Gives this handle (a clone) the weighting of `source`'s consistent-hashing ring, and
+    /// rebuilds the ring if that changed it. Relies on: the `ketama.weighted_` field of
+    /// `memcached_st`, which `memcached_clone` sets (through `memcached_instance_push`) whenever
+    /// a server's weight is above 1, where the source may hash without weights (its servers were
+    /// added before a consistent distribution was chosen); no behavior sets it alone.
+    pub(crate) fn copy_ketama_weighting(&self, source: &Handle) -> crate::Result<()> {
+        // SAFETY: both handles are valid and not used by another thread (Handle is not Sync);
+        // `weighted_` is a plain bool field of the struct bindgen generated from the installed
+        // headers, and `self` is a different handle from `source` (a new clone).
+        let changed = unsafe {
+            let weighted = (*source.as_ptr()).ketama.weighted_;
+            let memc = &mut *self.as_ptr();
+            let changed = memc.ketama.weighted_ != weighted;
+            memc.ketama.weighted_ = weighted;
+            changed
+        };
+        if changed {
+            self.check(self.rebuild_ring(), &[], None)?;
+        }
+        Ok(())
+    }
+
     /// The socket buffer sizes set on the handle (0: the OS's). Relies on: the `send_size` and
     /// `recv_size` fields of `memcached_st`, read directly because `memcached_behavior_get`
     /// connects to the first server to ask the OS.

@@ -398,6 +398,19 @@ macro_rules! integers {
 
 integers!(i8 i16 i32 i64 i128 isize u8 u16 u32 u64 u128 usize);
 
+/// The client's decoding of fetched bytes (inflated within the client's limit, then
+/// [`FromValue::from_value`]), for the fuzz targets in `fuzz/`. It exists only in builds with
+/// `--cfg fuzzing`, as `cargo fuzz` makes them: not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_decode<V: FromValue>(
+    client: &crate::Client,
+    data: &[u8],
+    flags: u32,
+) -> crate::Result<V> {
+    client.decode(b"fuzz", data, flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
