@@ -74,13 +74,15 @@ impl Keys<'_> {
     ) -> Result<()> {
         let keys: Vec<K> = keys.into_iter().collect();
         let client = self.client;
-        let failures = self.fetch_keys(&keys, |i, item| {
-            each(Fetched {
-                client,
-                key: keys[i].as_ref(),
-                item,
-            })
-        })?;
+        let failures = self
+            .fetch_keys(&keys, |i, item| {
+                each(Fetched {
+                    client,
+                    key: keys[i].as_ref(),
+                    item,
+                })
+            })?
+            .failures;
         match failures.is_empty() {
             true => Ok(()),
             false => Err(Error::Multi { failures }),
@@ -92,12 +94,21 @@ impl Keys<'_> {
         let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
         let mut undecoded = Vec::new();
         let client = self.client;
-        let failures = self.fetch_keys(keys, |i, item| {
+        let Fetch { found, failures } = self.fetch_keys(keys, |i, item| {
             match client.decode(keys[i].as_ref(), item.value, item.flags) {
                 Ok(value) => values[i] = Some(value),
                 Err(error) => undecoded.push((i, error)),
             }
         })?;
+        // A value from a server whose replies then broke off is not kept: its key failed.
+        if failures.iter().any(|f| !f.keys.is_empty()) {
+            for (value, found) in values.iter_mut().zip(&found) {
+                if !found {
+                    *value = None;
+                }
+            }
+            undecoded.retain(|(i, _)| found[*i]);
+        }
         Ok(Found {
             values,
             failures,
@@ -106,15 +117,19 @@ impl Keys<'_> {
     }
 
     /// Requests `keys` (all checked before anything is sent) and hands each item found to
-    /// `each` with the index of its key; returns the servers that failed with their keys,
+    /// `each` with the index of its key; returns which keys were found (an item handed to
+    /// `each` whose server then failed is not) and the servers that failed with their keys,
     /// including servers that turn out to demand SASL.
     fn fetch_keys<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
         mut each: impl FnMut(usize, Item<'_>),
-    ) -> Result<Vec<KeyFailure>> {
+    ) -> Result<Fetch> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Fetch {
+                found: Vec::new(),
+                failures: Vec::new(),
+            });
         }
         let client = self.client;
         let rules = client.key_rules();
@@ -141,7 +156,7 @@ impl Keys<'_> {
             .filter(|&i| !found[i])
             .map(|i| (sent[i], keys[i].as_ref()));
         failures.extend(client.check_auth_after_misses(missed));
-        Ok(failures)
+        Ok(Fetch { found, failures })
     }
 
     pub(crate) fn set_multi<K: AsRef<[u8]>, V: ToValue>(
