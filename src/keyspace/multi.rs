@@ -10,6 +10,7 @@ use std::hash::Hash;
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{Counter, Fetch, Item, Store, fetch};
+use crate::server::Address;
 use crate::value::{FromValue, ToValue};
 
 use super::{Fetched, Keys, Partial};
@@ -291,7 +292,9 @@ impl Keys<'_> {
 
     /// Runs `op` on every item with its full key (all keys checked first: one bad key fails
     /// the call, whole), collecting results and failures; failures with the same error code
-    /// and server share one entry.
+    /// and server share one entry. A server that times out gets nothing more in the call: its
+    /// remaining keys fail with that timeout unsent, so one server costs one poll timeout, not
+    /// one per key.
     pub(super) fn each_key<K: AsRef<[u8]>, X, T>(
         &self,
         items: Vec<(K, X)>,
@@ -304,10 +307,19 @@ impl Keys<'_> {
             .collect::<Result<Vec<_>>>()?;
         let mut results = Vec::with_capacity(keys.len());
         let mut failures: Vec<KeyFailure> = Vec::new();
+        let mut timed_out: Vec<(Address, String)> = Vec::new();
         for ((sent, x), key) in full.iter().zip(xs).zip(&keys) {
-            match op(sent, x) {
+            let outcome = match timed_out.is_empty() {
+                true => op(sent, x),
+                false => match self.timed_out_before(&timed_out, sent) {
+                    Some(error) => Err(error),
+                    None => op(sent, x),
+                },
+            };
+            match outcome {
                 Ok(result) => results.push(Some(result)),
                 Err(error) => {
+                    note_timeout(&mut timed_out, &error);
                     KeyFailure::record(&mut failures, error, key.as_ref().to_vec());
                     results.push(None);
                 }
@@ -320,6 +332,30 @@ impl Keys<'_> {
             .filter_map(|(k, r)| Some((k, r?)))
             .collect();
         Ok(Partial { ok, failures })
+    }
+}
+
+/// Records the server of a timeout, so that the rest of the call skips it.
+#[cold]
+fn note_timeout(timed_out: &mut Vec<(Address, String)>, error: &Error) {
+    if let (true, Some(server)) = (error.is_timeout(), error.server()) {
+        if !timed_out.iter().any(|(s, _)| s == server) {
+            timed_out.push((server.clone(), error.to_string()));
+        }
+    }
+}
+
+impl Keys<'_> {
+    /// The timeout of `key`'s server, if it timed out earlier in this call.
+    #[cold]
+    fn timed_out_before(&self, timed_out: &[(Address, String)], key: &[u8]) -> Option<Error> {
+        let server = self.client.handle.server_for_key(key).ok()?;
+        let (_, message) = timed_out.iter().find(|(s, _)| *s == server)?;
+        Some(Error::Memcached {
+            code: crate::error::ReturnCode::Timeout,
+            message: format!("{message}; not sent, the server timed out earlier in this call"),
+            server: Some(server),
+        })
     }
 }
 
