@@ -409,9 +409,15 @@ impl Handle {
         let server = self
             .server_in_message(&message)
             .or_else(|| key.and_then(|k| self.server_for_key(k).ok()));
+        let mut message = clean_message(&message);
+        if code == ReturnCode::UnknownReadFailure {
+            if let Some(service) = foreign_service(&message) {
+                message.push_str(&format!(": the server speaks {service}, not memcached"));
+            }
+        }
         Error::Memcached {
             code,
-            message: clean_message(&message),
+            message,
             server,
         }
     }
@@ -481,9 +487,46 @@ pub(crate) fn clean_message(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The service that sent a reply libmemcached could not read, recognised by its first line
+/// (which libmemcached puts in its message, in ASCII): another service on the port.
+fn foreign_service(message: &str) -> Option<&'static str> {
+    let reply = message.strip_prefix("UNKNOWN READ FAILURE, ")?;
+    let services: [(&[&str], &str); 3] = [
+        (&["HTTP/"], "HTTP"),
+        (&["SSH-"], "SSH"),
+        (
+            &["-ERR", "-NOAUTH", "-WRONGTYPE", "$-1", "+OK", "+PONG"],
+            "the Redis protocol",
+        ),
+    ];
+    services
+        .iter()
+        .find(|(starts, _)| starts.iter().any(|s| reply.starts_with(s)))
+        .map(|(_, service)| *service)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_service_on_the_port_is_named() {
+        let named = |m: &str| foreign_service(m);
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, HTTP/1.1 400 Bad Request , host: 127.0.0.1:1"),
+            Some("HTTP")
+        );
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, SSH-2.0-OpenSSH_9.2 , host: 127.0.0.1:1"),
+            Some("SSH")
+        );
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, -ERR unknown command 'gets' , host: x:1"),
+            Some("the Redis protocol")
+        );
+        assert_eq!(named("UNKNOWN READ FAILURE, host: 127.0.0.1:1"), None);
+        assert_eq!(named("PROTOCOL ERROR, HTTP/1.1"), None);
+    }
 
     #[test]
     fn messages_are_cleaned_and_name_a_configured_server() {
