@@ -659,6 +659,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_is_a_tcp_reset() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+        proxy.set_fault(Fault::Reset);
+        let mut client = TcpStream::connect(proxy.spec()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(b"get k\r\n").unwrap();
+        let error = client.read(&mut [0; 16]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(proxy.connections(), 1);
+    }
+
+    #[test]
     fn garbage_is_one_line_that_starts_no_reply() {
         let mut random = Random::new(7);
         for len in [1, 40, 10_000] {
