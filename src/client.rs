@@ -158,10 +158,11 @@ impl Client {
                     // With no error recorded for the server, the call's own code says why,
                     // unless it is a summary (SUCCESS, SOME ERRORS) that says nothing.
                     let why = match rc.code() {
-                        ReturnCode::Success | ReturnCode::SomeErrors => ReturnCode::Failure,
+                        ReturnCode::Success | ReturnCode::SomeErrors => ReturnCode::ProtocolError,
                         code => code,
                     };
-                    let fallback = (why, "the server sent no version");
+                    let fallback = (why, "no version came back (a reply that could not be read)");
+                    self.disconnect_all();
                     return Err(self.handle.server_error(i, fallback));
                 }
             }

@@ -312,14 +312,6 @@ impl Error {
         }
     }
 
-    /// The one failure of a single-key operation that went through the multi-key path.
-    pub(crate) fn into_single(self) -> Error {
-        match self {
-            Self::Multi { mut failures } if failures.len() == 1 => failures.remove(0).error,
-            other => other,
-        }
-    }
-
     /// The failures of a multi-key operation ([`Error::Multi`]); empty for other errors.
     pub fn failures(&self) -> &[KeyFailure] {
         match self {

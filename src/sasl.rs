@@ -129,6 +129,19 @@ impl Client {
         }
     }
 
+    /// A get's auth error, explained if the key's server demands SASL and this client has no
+    /// credentials; any other error as it is.
+    #[cold]
+    pub(crate) fn explain_auth_error(&self, key: &[u8], error: Error) -> Error {
+        if !error.is_auth() {
+            return error;
+        }
+        match self.probe_auth(key) {
+            Probe::NeedsAuth(explained) => explained,
+            _ => error,
+        }
+    }
+
     /// After a multi-get: each server that demands SASL, with the missed keys it holds (given
     /// as sent, and as the caller gave them).
     pub(crate) fn check_auth_after_misses<'k>(

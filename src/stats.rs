@@ -128,14 +128,17 @@ impl Client {
                 error: self.handle.server_error(
                     i,
                     (
-                        ReturnCode::Failure,
-                        "the server answered stats with no statistics",
+                        ReturnCode::ProtocolError,
+                        "no statistics came back (a reply that could not be read, or a proxy \
+                         that does not pass stats on)",
                     ),
                 ),
                 keys: Vec::new(),
             })
             .collect();
         if !failures.is_empty() {
+            // Whatever was left unread must not answer a later request.
+            self.disconnect_all();
             let summary = matches!(rc.code(), ReturnCode::Success | ReturnCode::SomeErrors);
             if failures.len() == servers.len() && !summary {
                 // Nothing answered, and the code says why (a bad argument, no servers).

@@ -1,9 +1,17 @@
-//! The mget/fetch loop behind `gets` and `get_multi`: one reused result struct, every reply
-//! read, and every server failure reported with the keys it cost.
+//! The mget/fetch loops behind every read: [`fetch_one`] for `get` and `gets`, [`fetch`] for
+//! multi-gets. One result struct per call, every reply read to its END, and every failure
+//! reported with the keys it cost.
 //!
 //! libmemcached's own loop is easy to misread: an mget quietly skips a server it cannot connect
 //! to, and a fetch stops at the first failing server. Both would turn into silently missing keys
 //! (pylibmc #301); here they become [`KeyFailure`]s naming the server and the keys it held.
+//!
+//! What a result vouches for: a value arrived for a key that was asked for, once, in the order
+//! its server was asked, from a server whose replies then ended properly (END). A server whose
+//! replies break off in a call (a timeout, a reply that does not parse) gives nothing in that
+//! call: the values it sent before may be the ones that broke the stream (a length that lies
+//! swallows the next reply into the value). `memcached_get` checks none of this: it reads one
+//! reply and leaves the END for later, so `get` goes through here too.
 
 use std::collections::HashMap;
 use std::ffi::c_char;
@@ -63,23 +71,34 @@ pub(crate) fn fetch(
         return Err(handle.error(rc, keys.first().copied()));
     }
 
-    let mut result = ResultStruct::new(handle)?;
+    let mut lent = handle.lend_result()?;
+    let result = lent.get();
     let mut index = KeyIndex::new(keys);
+    let mut order = Order::new(handle);
     let mut found = vec![false; keys.len()];
     let mut logged_failure = false;
     // If `each` panics, replies stay unread: reset the connections on the way out.
     let unwinding = ResetOnUnwind(handle);
     let mut failing_fetches = 0;
     loop {
-        let mut rc = sys::MEMCACHED_SUCCESS;
-        // SAFETY: `result` was created for this handle and is reused for every fetch.
-        let fetched = unsafe { sys::memcached_fetch_result(memc, result.as_ptr(), &mut rc) };
-        if !fetched.is_null() {
+        let (fetched, rc) = result.fetch(handle);
+        if fetched {
             // SAFETY: the fetch just filled the result; the item is used before the next one.
-            let (key, item) = unsafe { result.item() };
-            let Some(i) = index.find(key) else {
-                // A key nobody asked for: the stream is out of step.
-                failures.stray_key(key);
+            let (key, item) = match unsafe { result.item() } {
+                Ok(item) => item,
+                Err(malformed) => {
+                    failures.stray(malformed_error(malformed, None));
+                    logged_failure |= note_failure(&mut pending, &mut failures, &found);
+                    continue;
+                }
+            };
+            let accepted = index
+                .find(key, &found)
+                .filter(|&i| order.accepts(i, &found, &mut failures));
+            let Some(i) = accepted else {
+                // A key nobody asked for, a second reply for one, or replies in another order
+                // than asked: the stream is out of step.
+                failures.stray(stray_error(key, None));
                 logged_failure |= note_failure(&mut pending, &mut failures, &found);
                 continue;
             };
@@ -89,12 +108,15 @@ pub(crate) fn fetch(
             continue;
         }
         logged_failure |= note_failure(&mut pending, &mut failures, &found);
-        if matches!(rc, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+        if matches!(rc.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
             break;
         }
         if !logged_failure {
-            // An error that left no trace in the log: every key not found is in doubt.
-            failures.servers_failed(handle.describe_error(Rc(rc), None), &[], &found);
+            // A failure libmemcached did not log (a reply line longer than its buffer): the
+            // servers whose replies ended in that call are the suspects.
+            let suspects = pending.ended();
+            let error = unlogged_error(handle, rc, &suspects);
+            failures.servers_failed(error, &suspects, &found);
         }
         // libmemcached stops at a failing server; the others may still owe replies.
         pending.refresh(|_| {});
@@ -111,11 +133,129 @@ pub(crate) fn fetch(
     if !failures.failures.is_empty() {
         // Whatever a failed server left unread must not answer a later request.
         handle.quit();
+        // A key reported failed is not found, even if a value for it arrived.
+        for (found, &reported) in found.iter_mut().zip(&failures.reported) {
+            *found &= !reported;
+        }
     }
     Ok(Fetch {
         found,
         failures: failures.failures,
     })
+}
+
+/// Requests one key (already checked) and hands its value to `each`. `Ok(None)` only when the
+/// server said the key is not there; a reply for another key, a second reply, or any failure
+/// before the END (even after the value arrived) is an error, after resetting the connections.
+#[inline]
+pub(crate) fn fetch_one<T>(
+    handle: &Handle,
+    key: &[u8],
+    each: impl FnOnce(Item<'_>) -> T,
+) -> Result<Option<T>> {
+    let pointer: *const c_char = key.as_ptr().cast();
+    // SAFETY: one key, described by a pointer and a length that live for the call.
+    let rc = Rc(unsafe { sys::memcached_mget(handle.as_ptr(), &pointer, &key.len(), 1) });
+    if rc != Rc::SUCCESS {
+        // Not sent (the server is unreachable or disabled): libmemcached logged why.
+        return Err(handle.logged_error(rc, key));
+    }
+    let logged = handle.error_log_top();
+    let mut result = match handle.take_kept_result() {
+        Some(result) => result,
+        None => ResultStruct::new(handle)?,
+    };
+    let outcome = read_one(handle, key, logged, &mut result, each);
+    if result.worth_keeping() {
+        handle.keep_result(result);
+    }
+    outcome
+}
+
+/// Reads the replies to a one-key mget to their end (see [`fetch_one`]).
+#[inline]
+fn read_one<T>(
+    handle: &Handle,
+    key: &[u8],
+    logged: usize,
+    result: &mut ResultStruct,
+    each: impl FnOnce(Item<'_>) -> T,
+) -> Result<Option<T>> {
+    let mut each = Some(each);
+    let mut value = None;
+    loop {
+        let (fetched, rc) = result.fetch(handle);
+        if handle.error_log_top() != logged {
+            let error = handle.logged_error(rc, key);
+            handle.quit();
+            return Err(error);
+        }
+        if !fetched {
+            if matches!(rc.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+                return Ok(value);
+            }
+            let error = unlogged_error(handle, rc, &[handle.server_index(key)]);
+            handle.quit();
+            return Err(error);
+        }
+        // SAFETY: the fetch just filled the result; the item is used before the next one.
+        let error = match unsafe { result.item() } {
+            Ok((got, item)) => match each.take() {
+                Some(each) if same_bytes(got, key) => {
+                    value = Some(each(item));
+                    continue;
+                }
+                _ => stray_error(got, handle.server_for_key(key).ok()),
+            },
+            Err(malformed) => malformed_error(malformed, handle.server_for_key(key).ok()),
+        };
+        handle.quit();
+        return Err(error);
+    }
+}
+
+/// The error for a code libmemcached returned without logging it. It does so for a reply line
+/// longer than its buffer (PROTOCOL_ERROR), a `VALUE` line that does not parse (PARTIAL_READ),
+/// and some short reads. Names the server when one suspect.
+#[cold]
+fn unlogged_error(handle: &Handle, rc: Rc, suspects: &[usize]) -> Error {
+    let code = rc.code();
+    let why = match code {
+        ReturnCode::ProtocolError => ": a reply line longer than libmemcached's read buffer",
+        ReturnCode::PartialRead => ": a VALUE line that does not parse",
+        _ => "",
+    };
+    let server = match suspects {
+        [one] => handle.servers().get(*one).cloned(),
+        _ => None,
+    };
+    Error::Memcached {
+        code,
+        message: format!("{code}{why}"),
+        server,
+    }
+}
+
+/// The error for a reply that names a key that was not requested (or not then).
+#[cold]
+fn stray_error(key: &[u8], server: Option<crate::server::Address>) -> Error {
+    malformed_error(
+        &format!(
+            "a reply for {}, which was not requested (or not then)",
+            crate::key::display(key)
+        ),
+        server,
+    )
+}
+
+/// The error for a reply that cannot be a value, or not one that was asked for.
+#[cold]
+fn malformed_error(what: &str, server: Option<crate::server::Address>) -> Error {
+    Error::Memcached {
+        code: ReturnCode::ProtocolError,
+        message: what.to_owned(),
+        server,
+    }
 }
 
 /// What a fetch found, and what failed.
@@ -155,6 +295,8 @@ struct Pending<'a> {
     handle: &'a Handle,
     counts: Vec<u32>,
     last_error: usize,
+    /// The servers whose replies ended at the last check without a logged error.
+    ended: Vec<usize>,
 }
 
 impl<'a> Pending<'a> {
@@ -163,6 +305,7 @@ impl<'a> Pending<'a> {
             handle,
             counts: vec![0; handle.server_count()],
             last_error: 0,
+            ended: Vec::new(),
         };
         pending.refresh(|_| {});
         pending.last_error = handle.error_log_top();
@@ -195,7 +338,10 @@ impl<'a> Pending<'a> {
     fn new_failure_among_servers(&mut self) -> Option<(Error, Vec<usize>)> {
         let logged = self.handle.error_log_top();
         if logged == self.last_error {
-            self.refresh(|_| {});
+            let mut ended = std::mem::take(&mut self.ended);
+            ended.clear();
+            self.refresh(|i| ended.push(i));
+            self.ended = ended;
             return None;
         }
         self.last_error = logged;
@@ -204,6 +350,14 @@ impl<'a> Pending<'a> {
         let code = self.handle.last_error();
         (code != ReturnCode::Success)
             .then(|| (self.handle.describe_error(Rc(code.to_raw()), None), ended))
+    }
+
+    /// The servers whose replies ended in the last fetch call (with one server, that one).
+    fn ended(&self) -> Vec<usize> {
+        match self.counts.len() {
+            1 => vec![0],
+            _ => self.ended.clone(),
+        }
     }
 
     fn is_idle(&self, server: usize) -> bool {
@@ -232,18 +386,20 @@ impl<'k> KeyIndex<'k> {
         }
     }
 
+    /// The index of a requested key not found yet that `key` names (the first, if the caller
+    /// asked for a key twice).
     #[inline]
-    fn find(&mut self, key: &[u8]) -> Option<usize> {
+    fn find(&mut self, key: &[u8], found: &[bool]) -> Option<usize> {
         let i = self.next;
-        if i < self.keys.len() && same_bytes(self.keys[i], key) {
+        if i < self.keys.len() && same_bytes(self.keys[i], key) && !found[i] {
             self.next = i + 1;
             return Some(i);
         }
-        self.find_out_of_order(key)
+        self.find_out_of_order(key, found)
     }
 
     #[cold]
-    fn find_out_of_order(&mut self, key: &[u8]) -> Option<usize> {
+    fn find_out_of_order(&mut self, key: &[u8], found: &[bool]) -> Option<usize> {
         let keys = self.keys;
         let map = self.map.get_or_insert_with(|| {
             let mut map = HashMap::with_capacity(keys.len());
@@ -252,7 +408,82 @@ impl<'k> KeyIndex<'k> {
             }
             map
         });
-        map.get(key).copied()
+        let first = *map.get(key)?;
+        // A key asked for twice is answered twice: the next copy not found yet.
+        let i = (first..keys.len()).find(|&i| !found[i] && keys[i] == key)?;
+        self.next = i + 1;
+        Some(i)
+    }
+}
+
+/// Checks that each server's replies come in the order its keys were asked: memcached answers
+/// a multi-get in request order, so anything else means the stream is not what was asked
+/// (a proxy or server that mixes up replies). Free while replies come in request order, which
+/// they do with one server; with several, each server's keys are looked up once, at the first
+/// reply that comes out of the overall order.
+struct Order<'h> {
+    /// One past the highest index accepted so far.
+    high: usize,
+    /// Per server, the highest index accepted (tracked from the first reply out of order).
+    last: Option<Vec<Option<usize>>>,
+    /// Out of order is normal: replicas serve keys from other servers.
+    any: bool,
+    handle: &'h Handle,
+}
+
+impl<'h> Order<'h> {
+    fn new(handle: &'h Handle) -> Self {
+        Self {
+            high: 0,
+            last: None,
+            any: false,
+            handle,
+        }
+    }
+
+    /// Whether the reply for key `i` may come now (`found`: the keys found so far).
+    #[inline]
+    fn accepts(&mut self, i: usize, found: &[bool], failures: &mut Failures<'_>) -> bool {
+        if i >= self.high && self.last.is_none() {
+            self.high = i + 1;
+            return true;
+        }
+        self.accepts_among_servers(i, found, failures)
+    }
+
+    #[cold]
+    fn accepts_among_servers(&mut self, i: usize, found: &[bool], f: &mut Failures<'_>) -> bool {
+        let (handle, failures) = (self.handle, f);
+        if self.any {
+            return true;
+        }
+        if self.last.is_none() {
+            if handle.server_count() == 1 {
+                return false;
+            }
+            if handle.behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) > 0 {
+                self.any = true;
+                return true;
+            }
+            // Each server's replies so far came in order (they did overall): its last is its
+            // highest key found.
+            let servers = failures.server_indexes();
+            let mut last = vec![None; handle.server_count()];
+            for (k, _) in found.iter().enumerate().filter(|(_, f)| **f) {
+                last[servers[k]] = Some(k);
+            }
+            self.last = Some(last);
+        }
+        let server = failures.server_indexes()[i];
+        let Some(last) = self.last.as_mut() else {
+            return false;
+        };
+        if last[server].is_some_and(|l| l > i) {
+            return false;
+        }
+        last[server] = Some(i);
+        self.high = self.high.max(i + 1);
+        true
     }
 }
 
@@ -331,7 +562,8 @@ impl<'a> Failures<'a> {
     }
 
     /// `error` happened while the servers `suspects` ended their replies: their keys that did
-    /// not arrive, and those of the server the error names, are lost.
+    /// not arrive are lost, and every key of the server the error names, since the values it
+    /// sent before breaking off cannot be trusted.
     fn servers_failed(&mut self, error: Error, suspects: &[usize], found: &[bool]) {
         let named = error
             .server()
@@ -342,7 +574,14 @@ impl<'a> Failures<'a> {
             // Nobody to blame: every key not found is in doubt.
             blamed = (0..self.handle.server_count()).collect();
         }
-        self.push(error, &blamed, found);
+        let mut keys = match named {
+            Some(named) => self.keys_of(&[named], None),
+            None => Vec::new(),
+        };
+        keys.extend(self.keys_of(&blamed, Some(found)));
+        if !keys.is_empty() {
+            self.failures.push(KeyFailure { error, keys });
+        }
     }
 
     /// The keys (without the prefix) on `on` that were not found and not reported yet.
@@ -360,17 +599,10 @@ impl<'a> Failures<'a> {
         keys
     }
 
-    /// A reply for a key that was not requested: report it, and every key not yet reported,
-    /// since nothing read on this stream can be trusted.
-    fn stray_key(&mut self, key: &[u8]) {
-        let error = Error::Memcached {
-            code: ReturnCode::ProtocolError,
-            message: format!(
-                "a reply for {}, which was not requested",
-                crate::key::display(key)
-            ),
-            server: None,
-        };
+    /// A reply for a key that was not requested (or not then), or one that cannot be a value:
+    /// report it with every key not yet reported, since libmemcached does not say which server
+    /// sent it, so nothing read in this call can be trusted.
+    fn stray(&mut self, error: Error) {
         let all: Vec<usize> = (0..self.handle.server_count()).collect();
         let keys = self.keys_of(&all, None);
         self.failures.push(KeyFailure { error, keys });
@@ -383,10 +615,15 @@ impl<'a> Failures<'a> {
     }
 }
 
-/// A `memcached_result_st` in storage we own, initialised by libmemcached.
+/// A `memcached_result_st` libmemcached initialised in storage we own, boxed so that it never
+/// moves. The handle keeps one between fetches, so that its value buffer is reused instead of
+/// allocated for every get (see [`Handle::lend_result`]).
 ///
 /// Not one that libmemcached allocates: it frees those itself on a fetch's last call.
-struct ResultStruct(Box<MaybeUninit<sys::memcached_result_st>>);
+pub(super) struct ResultStruct(Box<MaybeUninit<sys::memcached_result_st>>);
+
+/// A value buffer larger than this is freed after the fetch rather than kept by the handle.
+const KEPT_BUFFER: usize = 64 * 1024;
 
 impl ResultStruct {
     fn new(handle: &Handle) -> Result<Self> {
@@ -408,21 +645,41 @@ impl ResultStruct {
         self.0.as_mut_ptr()
     }
 
+    /// One `memcached_fetch_result`: whether it filled the result, and its code.
+    #[inline]
+    fn fetch(&mut self, handle: &Handle) -> (bool, Rc) {
+        let mut rc = sys::MEMCACHED_SUCCESS;
+        let result = self.as_ptr();
+        // SAFETY: `result` was created for this handle and is reused for every fetch; arming
+        // writes two integer fields of it.
+        let fetched = unsafe {
+            super::internals::arm_fetch(result);
+            sys::memcached_fetch_result(handle.as_ptr(), result, &mut rc)
+        };
+        (!fetched.is_null(), Rc(rc))
+    }
+
     /// The key and value of the item just fetched.
     ///
     /// # Safety
     ///
     /// The result was just filled by a successful fetch; the item is used before the next one.
     #[inline]
-    unsafe fn item(&self) -> (&[u8], Item<'_>) {
+    unsafe fn item(&self) -> Result<(&[u8], Item<'_>), &'static str> {
         // SAFETY: per the contract, the result holds a fetched item.
-        let (key, value, flags) = unsafe { super::internals::result_item(&self.0) };
+        let (key, value, flags) = unsafe { super::internals::result_item(&self.0) }?;
         let item = Item {
             value,
             flags,
             result: &self.0,
         };
-        (key, item)
+        Ok((key, item))
+    }
+
+    /// Whether its value buffer is small enough to keep between fetches.
+    fn worth_keeping(&self) -> bool {
+        // SAFETY: the struct is initialised; `current_size` is a plain integer field.
+        unsafe { (*self.0.as_ptr()).value.current_size <= KEPT_BUFFER }
     }
 }
 
@@ -430,7 +687,46 @@ impl Drop for ResultStruct {
     fn drop(&mut self) {
         // SAFETY: the struct was initialised by memcached_result_create, which marked it as not
         // allocated by libmemcached, so this frees only its value buffer. Its handle outlives it
-        // (the result lives inside one call on that handle).
+        // (the handle drops its kept result before freeing itself).
         unsafe { sys::memcached_result_free(self.as_ptr()) }
+    }
+}
+
+/// A result lent by the handle for one fetch, given back when dropped.
+pub(super) struct LentResult<'h> {
+    handle: &'h Handle,
+    result: Option<ResultStruct>,
+}
+
+impl LentResult<'_> {
+    #[inline]
+    fn get(&mut self) -> &mut ResultStruct {
+        // Always `Some` until dropped.
+        self.result.as_mut().expect("a lent result")
+    }
+}
+
+impl Drop for LentResult<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(result) = self.result.take().filter(ResultStruct::worth_keeping) {
+            self.handle.keep_result(result);
+        }
+    }
+}
+
+impl Handle {
+    /// The handle's result struct for one fetch, or a new one if it has none or it is in use
+    /// (a fetch started while another is running: from a closure, or a value's decoder).
+    #[inline]
+    pub(super) fn lend_result(&self) -> Result<LentResult<'_>> {
+        let result = match self.take_kept_result() {
+            Some(result) => result,
+            None => ResultStruct::new(self)?,
+        };
+        Ok(LentResult {
+            handle: self,
+            result: Some(result),
+        })
     }
 }

@@ -8,6 +8,7 @@ use libmemcached_sys as sys;
 
 use super::Rc;
 use super::code::ReturnCode;
+use super::fetch::ResultStruct;
 use crate::error::{Error, Result};
 use crate::server::{Address, ServerSpec, Transport};
 
@@ -18,6 +19,8 @@ pub(crate) struct Handle {
     raw: NonNull<sys::memcached_st>,
     facts: Cell<Facts>,
     servers: RefCell<Vec<Address>>,
+    /// The result struct fetches reuse (see [`Handle::lend_result`]).
+    result: Cell<Option<ResultStruct>>,
 }
 
 /// What every operation needs to know, cached when behaviors, servers or the namespace change
@@ -33,7 +36,8 @@ pub(crate) struct Facts {
 }
 
 // SAFETY: a memcached_st holds no thread-local state and shares no pointers with other handles
-// (clones copy everything), so it may move to another thread. `Handle` is not `Sync` (the
+// (clones copy everything), so it may move to another thread, and with it the result struct it
+// keeps, which points only to it. `Handle` is not `Sync` (the
 // `Cell` sees to that), so it is never used from two threads at once.
 unsafe impl Send for Handle {}
 
@@ -53,6 +57,7 @@ impl Handle {
             raw,
             facts: Cell::default(),
             servers: RefCell::default(),
+            result: Cell::new(None),
         };
         handle.refresh();
         Ok(handle)
@@ -382,6 +387,16 @@ impl Handle {
         error
     }
 
+    /// The error libmemcached logged in the current request, with its own code, message and
+    /// server, or the error for `rc` if it logged none. Leaves the connections as they are.
+    pub(crate) fn logged_error(&self, rc: Rc, key: &[u8]) -> Error {
+        let rc = match self.last_error() {
+            ReturnCode::Success => rc,
+            logged => Rc(logged.to_raw()),
+        };
+        self.describe_error(rc, Some(key))
+    }
+
     /// The error for `rc` with libmemcached's message and the server, leaving the connections
     /// as they are.
     pub(crate) fn describe_error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
@@ -403,9 +418,15 @@ impl Handle {
         let server = self
             .server_in_message(&message)
             .or_else(|| key.and_then(|k| self.server_for_key(k).ok()));
+        let mut message = clean_message(&message);
+        if code == ReturnCode::UnknownReadFailure {
+            if let Some(service) = foreign_service(&message) {
+                message.push_str(&format!(": the server speaks {service}, not memcached"));
+            }
+        }
         Error::Memcached {
             code,
-            message: clean_message(&message),
+            message,
             server,
         }
     }
@@ -439,8 +460,24 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Takes the result struct kept between fetches, if any.
+    #[inline]
+    pub(super) fn take_kept_result(&self) -> Option<ResultStruct> {
+        self.result.take()
+    }
+
+    /// Keeps a result struct for the next fetch.
+    #[inline]
+    pub(super) fn keep_result(&self, result: ResultStruct) {
+        self.result.set(Some(result));
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
+        // The kept result frees its buffer through the handle: before the handle goes.
+        drop(self.result.take());
         // SAFETY: the handle came from libmemcached, is owned by this value alone and is not
         // used after this.
         unsafe { sys::memcached_free(self.as_ptr()) }
@@ -459,9 +496,46 @@ pub(crate) fn clean_message(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The service that sent a reply libmemcached could not read, recognised by its first line
+/// (which libmemcached puts in its message, in ASCII): another service on the port.
+fn foreign_service(message: &str) -> Option<&'static str> {
+    let reply = message.strip_prefix("UNKNOWN READ FAILURE, ")?;
+    let services: [(&[&str], &str); 3] = [
+        (&["HTTP/"], "HTTP"),
+        (&["SSH-"], "SSH"),
+        (
+            &["-ERR", "-NOAUTH", "-WRONGTYPE", "$-1", "+OK", "+PONG"],
+            "the Redis protocol",
+        ),
+    ];
+    services
+        .iter()
+        .find(|(starts, _)| starts.iter().any(|s| reply.starts_with(s)))
+        .map(|(_, service)| *service)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_service_on_the_port_is_named() {
+        let named = |m: &str| foreign_service(m);
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, HTTP/1.1 400 Bad Request , host: 127.0.0.1:1"),
+            Some("HTTP")
+        );
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, SSH-2.0-OpenSSH_9.2 , host: 127.0.0.1:1"),
+            Some("SSH")
+        );
+        assert_eq!(
+            named("UNKNOWN READ FAILURE, -ERR unknown command 'gets' , host: x:1"),
+            Some("the Redis protocol")
+        );
+        assert_eq!(named("UNKNOWN READ FAILURE, host: 127.0.0.1:1"), None);
+        assert_eq!(named("PROTOCOL ERROR, HTTP/1.1"), None);
+    }
 
     #[test]
     fn messages_are_cleaned_and_name_a_configured_server() {

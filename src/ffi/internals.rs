@@ -76,9 +76,11 @@ impl Handle {
 /// The key, value and flags of a fetched result, read from its fields rather than through
 /// `memcached_result_key_value` and its four siblings (one call each, for every item of every
 /// multi-get). Relies on: `memcached_result_st` keeps the key in `item_key[..key_length]` and
-/// the value in the string `value` (`string..end`), as those functions read them. A length that
-/// cannot be (a key longer than its buffer, a value that ends before it starts) reads as empty,
-/// so the item matches no requested key and is reported as a reply out of step.
+/// the value in the string `value` (`string..end`), as those functions read them.
+///
+/// A result libmemcached did not fill (see [`arm_fetch`]) or filled with lengths that cannot be
+/// (a key longer than its buffer, a value that ends before it starts: a negative length in a
+/// `VALUE` line wraps around) is `Err` with what is wrong: no slice is made of it.
 ///
 /// # Safety
 ///
@@ -86,22 +88,57 @@ impl Handle {
 #[inline]
 pub(crate) unsafe fn result_item(
     result: &MaybeUninit<sys::memcached_result_st>,
-) -> (&[u8], &[u8], u32) {
-    // SAFETY: per the contract the struct is initialised; its key buffer holds `key_length`
-    // bytes when that fits, and its value string's `string..end` is its live buffer (NULL for
-    // an empty value). Both stay untouched until the next fetch, which needs `&mut` access.
+) -> Result<(&[u8], &[u8], u32), &'static str> {
+    // SAFETY: per the contract the struct is initialised. Slices are made only of lengths that
+    // fit: the key buffer holds `key_length` bytes when that fits, and the value string's
+    // `string..end` is its live buffer when it is ordered (NULL..NULL for an empty value). Both
+    // stay untouched until the next fetch, which needs `&mut` access.
     unsafe {
         let r = &*result.as_ptr();
-        let key: &[u8] = match r.key_length <= r.item_key.len() {
-            true => std::slice::from_raw_parts(r.item_key.as_ptr().cast(), r.key_length),
-            false => &[],
-        };
+        if r.key_length == NOT_FILLED {
+            return Err("a reply to a get that is not a value");
+        }
+        if r.key_length > r.item_key.len() {
+            return Err("a value reply with a key longer than memcached allows");
+        }
+        let key = std::slice::from_raw_parts(r.item_key.as_ptr().cast(), r.key_length);
         let (start, end) = (r.value.string, r.value.end);
-        let value: &[u8] = match !start.is_null() && end >= start {
-            true => std::slice::from_raw_parts(start.cast(), end.offset_from(start) as usize),
-            false => &[],
+        let value: &[u8] = match (start.is_null(), end.is_null()) {
+            (false, false) if end >= start => {
+                std::slice::from_raw_parts(start.cast(), end.offset_from(start) as usize)
+            }
+            (true, true) => &[],
+            _ => return Err("a value reply whose length cannot be (negative?)"),
         };
-        (key, value, r.item_flags)
+        Ok((key, value, r.item_flags))
+    }
+}
+
+/// `key_length` of a result that no fetch filled (see [`arm_fetch`]).
+const NOT_FILLED: usize = usize::MAX;
+
+/// Prepares `result` for the next `memcached_fetch_result`, so that what it returns says what
+/// happened. Relies on two things libmemcached 1.1's fetch does:
+///
+/// - It turns whatever stopped it into NOTFOUND, the code of a clean miss, when the result's
+///   `count` of items returned is 0, and otherwise returns the failure's own code (END for a
+///   clean end); some failures are not logged either (a reply line longer than its buffer).
+///   With `count` set, a failure is never read as a miss. It resets `count` when a fetch ends
+///   and reads it nowhere else.
+/// - It returns a result as an item for a reply line that starts with a digit (an incr reply)
+///   without filling it, so the result would still hold the previous item. Every item fills
+///   `key_length` (ASCII and binary alike); left impossible, it marks a result not filled, which
+///   [`result_item`] refuses.
+///
+/// # Safety
+///
+/// `result` points to a result initialised by `memcached_result_create`.
+#[inline]
+pub(crate) unsafe fn arm_fetch(result: *mut sys::memcached_result_st) {
+    // SAFETY: per the contract the struct is initialised; both are plain integer fields.
+    unsafe {
+        (*result).count = 1;
+        (*result).key_length = NOT_FILLED;
     }
 }
 

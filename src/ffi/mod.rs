@@ -3,7 +3,8 @@
 //!
 //! - [`Handle`] owns one `memcached_st` and caches what does not change between calls.
 //! - [`Handle::check`] is the one place a return code becomes a `Result`.
-//! - `ops`: single-key calls; `fetch`: the mget/fetch loop; `stats`: the stats callback.
+//! - `ops`: single-key calls; `fetch`: the mget/fetch loops of every read; `stats`: the stats
+//!   callback.
 //! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
 //!
 //! The crate denies `unsafe_code` (see `[lints]` in Cargo.toml); this module alone allows it.
@@ -19,7 +20,7 @@ mod stats;
 
 pub(crate) use code::Rc;
 pub use code::ReturnCode;
-pub(crate) use fetch::{Fetch, Item, fetch};
+pub(crate) use fetch::{Fetch, Item, fetch, fetch_one};
 pub(crate) use handle::{Handle, clean_message};
 pub(crate) use internals::hash_available;
 pub(crate) use ops::{Counter, Store};

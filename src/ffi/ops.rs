@@ -1,4 +1,5 @@
-//! Single-key calls: storage commands, cas, delete, touch, counters, get, flush and version.
+//! Single-key calls: storage commands, cas, delete, touch, counters, flush and version (gets
+//! go through the fetch loop, `fetch::fetch_one`).
 //! Each passes the key itself as the group key (libmemcached's `*_by_key` calls) and returns the
 //! code for [`Handle::check`].
 
@@ -47,29 +48,6 @@ impl Store {
             Store::Append => sys::memcached_append_by_key,
             Store::Prepend => sys::memcached_prepend_by_key,
         }
-    }
-}
-
-/// A value buffer that libmemcached allocated with `malloc`, freed on drop.
-pub(crate) struct MallocBuf {
-    ptr: *mut c_char,
-    len: usize,
-}
-
-impl MallocBuf {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        if self.ptr.is_null() {
-            return &[];
-        }
-        // SAFETY: a non-NULL buffer from memcached_get holds `len` initialised bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
-    }
-}
-
-impl Drop for MallocBuf {
-    fn drop(&mut self) {
-        // SAFETY: the buffer is ours and came from malloc (free(NULL) is a no-op).
-        unsafe { libc::free(self.ptr.cast()) }
     }
 }
 
@@ -204,25 +182,6 @@ impl Handle {
             }
         };
         (Rc(rc), value)
-    }
-
-    /// `memcached_get`: the value (empty on a miss) and its flags.
-    #[inline]
-    pub(crate) fn get(&self, key: &[u8]) -> (Rc, MallocBuf, u32) {
-        let (mut len, mut flags, mut rc) = (0, 0, sys::MEMCACHED_SUCCESS);
-        // SAFETY: the key pointer and length describe a live slice; the out-pointers are valid
-        // locals. The returned buffer (NULL for a miss or an empty value) is ours to free.
-        let ptr = unsafe {
-            sys::memcached_get(
-                self.as_ptr(),
-                key.as_ptr().cast(),
-                key.len(),
-                &mut len,
-                &mut flags,
-                &mut rc,
-            )
-        };
-        (Rc(rc), MallocBuf { ptr, len }, flags)
     }
 
     /// Flushes every server, after `delay` seconds.

@@ -226,8 +226,10 @@ key_operations! {
 
     /// The values of the keys that exist, and what failed: per failed server, its error and
     /// the keys it held (a value that does not decode fails its key alone). During a failover
-    /// this keeps every hit from the healthy servers. `Err` only when nothing could be asked (a
-    /// bad key, no servers, UDP).
+    /// this keeps every hit from the healthy servers. A server that breaks off in the call keeps
+    /// none of its values (its stream may have made them wrong), and a reply that names a key
+    /// not asked fails every key, since libmemcached does not say which server sent it. `Err`
+    /// only when nothing could be asked (a bad key, no servers, UDP).
     ///
     /// ```no_run
     /// # let mc = libmemcached::Client::new(["127.0.0.1:11211", "127.0.0.1:11212"])?;
@@ -246,7 +248,9 @@ key_operations! {
     /// copies: the value is libmemcached's buffer, still compressed if it was stored so;
     /// [`Fetched::decode`] decodes it). Then, if a server failed, an
     /// [`Error::Multi`](crate::Error::Multi) naming it and the keys it held; `each` has seen
-    /// everything the other servers sent.
+    /// everything the other servers sent. A failed server's keys are all in the error, even
+    /// those whose items `each` saw before the server broke off: a stream that breaks (a length
+    /// that lies, a timeout) may have made those wrong, so treat them as not found.
     ///
     /// ```no_run
     /// # let mc = libmemcached::Client::new(["127.0.0.1:11211"])?;

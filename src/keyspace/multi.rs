@@ -10,6 +10,7 @@ use std::hash::Hash;
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{Counter, Fetch, Item, Store, fetch};
+use crate::server::Address;
 use crate::value::{FromValue, ToValue};
 
 use super::{Fetched, Keys, Partial};
@@ -74,13 +75,15 @@ impl Keys<'_> {
     ) -> Result<()> {
         let keys: Vec<K> = keys.into_iter().collect();
         let client = self.client;
-        let failures = self.fetch_keys(&keys, |i, item| {
-            each(Fetched {
-                client,
-                key: keys[i].as_ref(),
-                item,
-            })
-        })?;
+        let failures = self
+            .fetch_keys(&keys, |i, item| {
+                each(Fetched {
+                    client,
+                    key: keys[i].as_ref(),
+                    item,
+                })
+            })?
+            .failures;
         match failures.is_empty() {
             true => Ok(()),
             false => Err(Error::Multi { failures }),
@@ -93,12 +96,21 @@ impl Keys<'_> {
         let mut undecoded = Vec::new();
         let client = self.client;
         let mut budget = client.settings.max_inflated_len;
-        let failures = self.fetch_keys(keys, |i, item| {
+        let Fetch { found, failures } = self.fetch_keys(keys, |i, item| {
             match client.decode_within(keys[i].as_ref(), item.value, item.flags, &mut budget) {
                 Ok(value) => values[i] = Some(value),
                 Err(error) => undecoded.push((i, error)),
             }
         })?;
+        // A value from a server whose replies then broke off is not kept: its key failed.
+        if failures.iter().any(|f| !f.keys.is_empty()) {
+            for (value, found) in values.iter_mut().zip(&found) {
+                if !found {
+                    *value = None;
+                }
+            }
+            undecoded.retain(|(i, _)| found[*i]);
+        }
         Ok(Found {
             values,
             failures,
@@ -107,15 +119,19 @@ impl Keys<'_> {
     }
 
     /// Requests `keys` (all checked before anything is sent) and hands each item found to
-    /// `each` with the index of its key; returns the servers that failed with their keys,
+    /// `each` with the index of its key; returns which keys were found (an item handed to
+    /// `each` whose server then failed is not) and the servers that failed with their keys,
     /// including servers that turn out to demand SASL.
     fn fetch_keys<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
         mut each: impl FnMut(usize, Item<'_>),
-    ) -> Result<Vec<KeyFailure>> {
+    ) -> Result<Fetch> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Fetch {
+                found: Vec::new(),
+                failures: Vec::new(),
+            });
         }
         let client = self.client;
         let rules = client.key_rules();
@@ -142,7 +158,7 @@ impl Keys<'_> {
             .filter(|&i| !found[i])
             .map(|i| (sent[i], keys[i].as_ref()));
         failures.extend(client.check_auth_after_misses(missed));
-        Ok(failures)
+        Ok(Fetch { found, failures })
     }
 
     pub(crate) fn set_multi<K: AsRef<[u8]>, V: ToValue>(
@@ -277,7 +293,9 @@ impl Keys<'_> {
 
     /// Runs `op` on every item with its full key (all keys checked first: one bad key fails
     /// the call, whole), collecting results and failures; failures with the same error code
-    /// and server share one entry.
+    /// and server share one entry. A server that times out gets nothing more in the call: its
+    /// remaining keys fail with that timeout unsent, so one server costs one poll timeout, not
+    /// one per key.
     pub(super) fn each_key<K: AsRef<[u8]>, X, T>(
         &self,
         items: Vec<(K, X)>,
@@ -290,10 +308,19 @@ impl Keys<'_> {
             .collect::<Result<Vec<_>>>()?;
         let mut results = Vec::with_capacity(keys.len());
         let mut failures: Vec<KeyFailure> = Vec::new();
+        let mut timed_out: Vec<(Address, String)> = Vec::new();
         for ((sent, x), key) in full.iter().zip(xs).zip(&keys) {
-            match op(sent, x) {
+            let outcome = match timed_out.is_empty() {
+                true => op(sent, x),
+                false => match self.timed_out_before(&timed_out, sent) {
+                    Some(error) => Err(error),
+                    None => op(sent, x),
+                },
+            };
+            match outcome {
                 Ok(result) => results.push(Some(result)),
                 Err(error) => {
+                    note_timeout(&mut timed_out, &error);
                     KeyFailure::record(&mut failures, error, key.as_ref().to_vec());
                     results.push(None);
                 }
@@ -306,6 +333,30 @@ impl Keys<'_> {
             .filter_map(|(k, r)| Some((k, r?)))
             .collect();
         Ok(Partial { ok, failures })
+    }
+}
+
+/// Records the server of a timeout, so that the rest of the call skips it.
+#[cold]
+fn note_timeout(timed_out: &mut Vec<(Address, String)>, error: &Error) {
+    if let (true, Some(server)) = (error.is_timeout(), error.server()) {
+        if !timed_out.iter().any(|(s, _)| s == server) {
+            timed_out.push((server.clone(), error.to_string()));
+        }
+    }
+}
+
+impl Keys<'_> {
+    /// The timeout of `key`'s server, if it timed out earlier in this call.
+    #[cold]
+    fn timed_out_before(&self, timed_out: &[(Address, String)], key: &[u8]) -> Option<Error> {
+        let server = self.client.handle.server_for_key(key).ok()?;
+        let (_, message) = timed_out.iter().find(|(s, _)| *s == server)?;
+        Some(Error::Memcached {
+            code: crate::error::ReturnCode::Timeout,
+            message: format!("{message}; not sent, the server timed out earlier in this call"),
+            server: Some(server),
+        })
     }
 }
 

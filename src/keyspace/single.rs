@@ -4,7 +4,7 @@ use crate::client::Client;
 use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 use crate::error::{Error, Result};
 use crate::expiration::Expiration;
-use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch};
+use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch_one};
 use crate::server::Address;
 use crate::value::{Encoded, FromValue, ToValue, flags};
 use crate::{ValueFormat, php};
@@ -17,13 +17,14 @@ impl Keys<'_> {
         let sent = self.full(key)?;
         let client = self.client;
         client.refuse_over_udp("get")?;
-        let (rc, data, flags) = client.handle.get(&sent);
-        match client
-            .handle
-            .check(rc, &[ReturnCode::NotFound], Some(&sent))?
-        {
-            ReturnCode::Success => client.decode(key, data.as_slice(), flags).map(Some),
-            _ => client.check_auth_after_miss(&sent).map(|()| None),
+        // Not memcached_get, which takes any reply for this key's and stops before the END.
+        let found = fetch_one(&client.handle, &sent, |item| {
+            client.decode(key, item.value, item.flags)
+        })
+        .map_err(|error| client.explain_auth_error(&sent, error))?;
+        match found {
+            Some(decoded) => decoded.map(Some),
+            None => client.check_auth_after_miss(&sent).map(|()| None),
         }
     }
 
@@ -33,20 +34,13 @@ impl Keys<'_> {
         let client = self.client;
         client.refuse_over_udp("gets")?;
         let _cas = CasTokens::on(client)?;
-        let mut found = None;
-        let failures = fetch(&client.handle, &[&sent], self.prefix.len(), |_, item| {
-            found = Some(
-                client
-                    .decode(key, item.value, item.flags)
-                    .map(|v| (v, item.cas())),
-            );
-        })?
-        .failures;
-        if !failures.is_empty() {
-            return Err(Error::Multi { failures }.into_single());
-        }
+        let found = fetch_one(&client.handle, &sent, |item| {
+            let cas = item.cas();
+            client.decode(key, item.value, item.flags).map(|v| (v, cas))
+        })
+        .map_err(|error| client.explain_auth_error(&sent, error))?;
         match found {
-            Some(found) => found.map(Some),
+            Some(decoded) => decoded.map(Some),
             None => client.check_auth_after_miss(&sent).map(|()| None),
         }
     }

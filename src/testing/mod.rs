@@ -8,6 +8,9 @@
 //! example a Docker container) when set, and starts a process otherwise. Tests sharing an
 //! external server should use keys of their own and not flush it.
 //!
+//! [`FaultProxy`] sits between a client and a server and misbehaves on demand ([`Fault`]):
+//! delays, timeouts, resets, cut and dripping replies, garbage.
+//!
 //! [`MemcachedBuilder::sasl`] starts a server that requires SASL. [`make_test_client`],
 //! [`is_alive`] and [`get_version`] are pylibmc's `pylibmc.test` helpers, for suites that run
 //! against a server started outside the tests (`MEMCACHED_HOST`, `MEMCACHED_PORT`).
@@ -27,6 +30,7 @@
 mod client;
 mod probe;
 mod process;
+mod proxy;
 mod sasl;
 mod server;
 
@@ -35,4 +39,5 @@ pub use client::{
     make_test_client_with,
 };
 pub use process::{Memcached, MemcachedBuilder};
+pub use proxy::{Fault, FaultProxy, LONG_LINE_LEN};
 pub use server::{TestServer, servers_from_env};

@@ -1,0 +1,687 @@
+//! [`FaultProxy`]: a loopback TCP proxy in front of a real memcached that misbehaves on demand,
+//! for tests of what a client does on a server's worst day.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long the proxy waits to connect to its upstream server for each client connection.
+const UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
+
+/// The length of the line [`Fault::LongLine`] sends: far beyond any buffer libmemcached reads
+/// reply lines into (350 bytes for replies to gets, 1 KiB for the others).
+pub const LONG_LINE_LEN: usize = 64 * 1024;
+
+/// What a [`FaultProxy`] does to the traffic between a client and its server. A fault applies
+/// to whatever the proxy reads while it is set: changing it affects open connections at once.
+///
+/// The garbage faults never produce a reply line that libmemcached 1.1.4 takes for success
+/// (`END`, `OK`, a number...), since some of those make it abort the process: garbage lines start
+/// with a lowercase letter and binary garbage never with the response magic byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Carries everything as it is.
+    #[default]
+    Pass,
+    /// Holds each piece of a reply this long before passing it on (less if the fault changes
+    /// meanwhile).
+    Delay(Duration),
+    /// Accepts and reads requests but never passes them on, so nothing is ever answered (and
+    /// nothing happens on the server).
+    Blackhole,
+    /// Resets the client's connection (TCP RST) when its next request arrives, which is not
+    /// passed on.
+    Reset,
+    /// Passes on half of the next piece of a reply, then closes the connection. The request
+    /// did reach the server.
+    Truncate,
+    /// Passes on replies one byte per interval.
+    Drip(Duration),
+    /// Replaces each reply with one line of 32 to 512 random bytes (at least as many as the
+    /// reply had; seeded by the connection's number, so runs repeat), ended by `\r\n`.
+    Garbage,
+    /// Makes each value reply name another key of the same length: the last byte of the key
+    /// is changed (its lowest bit flipped, so keys ending in `0`/`1`, `2`/`3`... trade places), in
+    /// ASCII `VALUE` lines and in binary GETK/GETKQ responses. Other replies pass as they are.
+    WrongKey,
+    /// Changes the length in each ASCII `VALUE` line and binary get response header by this
+    /// many bytes (positive: longer than the data that follows; negative: shorter), leaving
+    /// the data as it is. A binary body is never announced shorter than its extras and key.
+    /// Other replies pass as they are.
+    LyingLength(i32),
+    /// Replaces each reply with a line of [`LONG_LINE_LEN`] bytes (`x`), then `\r\n`.
+    LongLine,
+    /// Replaces each reply with these bytes: another service's answer (`HTTP/1.1 400 Bad
+    /// Request`), a `SERVER_ERROR` line, a hand-made binary packet. Unlike the faults above,
+    /// nothing stops these from being replies that make libmemcached 1.1.4 abort the process
+    /// (see the README's list of what the crate trusts its servers for).
+    Reply(&'static [u8]),
+}
+
+/// A loopback TCP proxy in front of a memcached server, whose [`Fault`] can be switched while
+/// connections are open. Point a client at [`FaultProxy::spec`] instead of the server.
+///
+/// Each client connection gets its own connection to the server and two threads (std only).
+/// Dropping the proxy closes every connection and joins every thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use libmemcached::testing::{Fault, FaultProxy, Memcached};
+/// use libmemcached::{Behavior, Client};
+///
+/// let server = Memcached::start()?;
+/// let proxy = FaultProxy::start(server.spec())?;
+/// let mc = Client::builder()
+///     .servers([proxy.spec()])?
+///     .behavior(Behavior::PollTimeout(Duration::from_millis(200)))
+///     .build()?;
+/// mc.set("k", "v", 0)?;
+///
+/// proxy.set_fault(Fault::Blackhole);
+/// assert!(mc.get::<String>("k").unwrap_err().is_timeout());
+///
+/// proxy.set_fault(Fault::Pass);
+/// assert_eq!(mc.get::<String>("k")?.as_deref(), Some("v"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FaultProxy {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: SocketAddr,
+    state: Mutex<State>,
+    /// Notified when the fault changes or the proxy stops.
+    changed: Condvar,
+    accepted: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    fault: Fault,
+    /// Bumped on every change of fault, so that waits end early.
+    generation: u64,
+    stopping: bool,
+    connections: Vec<Connection>,
+}
+
+/// One client connection: handles to shut both sides down, and the threads pumping them.
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    /// `None` once reset (the handle must close for the reset to happen).
+    client: Option<TcpStream>,
+    upstream: TcpStream,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream` (a memcached's
+    /// `host:port`, such as [`Memcached::spec`](super::Memcached::spec)), passing traffic as it
+    /// is until told otherwise.
+    pub fn start(upstream: impl ToSocketAddrs) -> io::Result<FaultProxy> {
+        let upstream = upstream
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no upstream address"))?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream,
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            accepted: AtomicUsize::new(0),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("fault-proxy-{}", addr.port()))
+                .spawn(move || accept(&shared, &listener))?
+        };
+        Ok(FaultProxy {
+            shared,
+            addr,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The spec a client connects to: `127.0.0.1:PORT`.
+    pub fn spec(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The server behind the proxy.
+    pub fn upstream(&self) -> SocketAddr {
+        self.shared.upstream
+    }
+
+    /// Switches to `fault`, for open connections too.
+    pub fn set_fault(&self, fault: Fault) {
+        let mut state = self.shared.lock();
+        state.fault = fault;
+        state.generation += 1;
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+
+    /// The fault in force.
+    pub fn fault(&self) -> Fault {
+        self.shared.lock().fault
+    }
+
+    /// How many client connections the proxy has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.changed.notify_all();
+        // Wake the acceptor, which sees `stopping` and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let connections = std::mem::take(&mut self.shared.lock().connections);
+        for connection in &connections {
+            if let Some(client) = &connection.client {
+                let _ = client.shutdown(Shutdown::Both);
+            }
+            let _ = connection.upstream.shutdown(Shutdown::Both);
+        }
+        for connection in connections {
+            for thread in connection.threads {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fault(&self) -> Fault {
+        self.lock().fault
+    }
+
+    /// Waits `duration`, or less if the fault changes or the proxy stops first. Returns `false`
+    /// if the proxy is stopping.
+    fn pause(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let mut state = self.lock();
+        let generation = state.generation;
+        loop {
+            if state.stopping {
+                return false;
+            }
+            let now = Instant::now();
+            if state.generation != generation || now >= deadline {
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Accepts client connections until the proxy stops, each with its own upstream connection
+/// and two pump threads.
+fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
+    for (id, client) in (1u64..).zip(listener.incoming()) {
+        if shared.lock().stopping {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
+        let Ok(upstream) = TcpStream::connect_timeout(&shared.upstream, UPSTREAM_CONNECT) else {
+            // The server is down: the client sees its connection close.
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let _ = spawn_pumps(shared, client, upstream, id);
+    }
+}
+
+fn spawn_pumps(
+    shared: &Arc<Shared>,
+    client: TcpStream,
+    upstream: TcpStream,
+    id: u64,
+) -> io::Result<()> {
+    {
+        let mut state = shared.lock();
+        // Forget connections whose threads are done, so a long test does not pile them up.
+        state
+            .connections
+            .retain(|c| c.threads.is_empty() || !c.threads.iter().all(JoinHandle::is_finished));
+        state.connections.push(Connection {
+            id,
+            client: Some(client.try_clone()?),
+            upstream: upstream.try_clone()?,
+            threads: Vec::new(),
+        });
+    }
+    let resetting = Arc::new(AtomicBool::new(false));
+    let requests = {
+        let (shared, resetting) = (Arc::clone(shared), Arc::clone(&resetting));
+        let (client, upstream) = (client.try_clone()?, upstream.try_clone()?);
+        thread::Builder::new()
+            .name("fault-proxy-requests".into())
+            .spawn(move || pump_requests(&shared, id, client, upstream, &resetting))?
+    };
+    let replies = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name("fault-proxy-replies".into())
+            .spawn(move || pump_replies(&shared, client, upstream, &resetting, id))?
+    };
+    if let Some(connection) = shared.lock().connections.iter_mut().find(|c| c.id == id) {
+        connection.threads = vec![requests, replies];
+    }
+    Ok(())
+}
+
+/// Client to server: requests pass on, except under [`Fault::Blackhole`] (read and dropped)
+/// and [`Fault::Reset`].
+fn pump_requests(
+    shared: &Shared,
+    id: u64,
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    resetting: &AtomicBool,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        // Wait for a request without taking it: a reset must find it unread.
+        match client.peek(&mut buffer[..1]) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        match shared.fault() {
+            Fault::Reset => {
+                reset(shared, id, client, &upstream, resetting);
+                return;
+            }
+            Fault::Blackhole => {
+                if matches!(client.read(&mut buffer), Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+            _ => match client.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if upstream.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    let _ = upstream.shutdown(Shutdown::Both);
+}
+
+/// Closes the client's connection with a request unread, which makes Linux answer with a TCP
+/// RST instead of a FIN. Every handle to the socket must close for that: the pumps' and the
+/// one kept to stop the proxy.
+fn reset(
+    shared: &Shared,
+    id: u64,
+    client: TcpStream,
+    upstream: &TcpStream,
+    resetting: &AtomicBool,
+) {
+    resetting.store(true, Ordering::SeqCst);
+    if let Some(connection) = shared.lock().connections.iter_mut().find(|c| c.id == id) {
+        connection.client = None;
+    }
+    // The reply pump sees the server's side close and drops its handle without a FIN.
+    let _ = upstream.shutdown(Shutdown::Both);
+    drop(client);
+}
+
+/// Server to client: replies pass on as the fault in force says.
+fn pump_replies(
+    shared: &Shared,
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    resetting: &AtomicBool,
+    seed: u64,
+) {
+    let mut buffer = vec![0; 64 * 1024];
+    let mut random = Random::new(seed);
+    let mut framer = Framer::default();
+    let mut framed_fault = Fault::Pass;
+    let mut out = Vec::new();
+    loop {
+        let n = match upstream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buffer[..n];
+        let fault = shared.fault();
+        if fault != framed_fault {
+            framer = Framer::default();
+            framed_fault = fault;
+        }
+        let sent = match fault {
+            Fault::Pass | Fault::Reset => client.write_all(chunk).is_ok(),
+            Fault::Delay(delay) => shared.pause(delay) && client.write_all(chunk).is_ok(),
+            Fault::Blackhole => true,
+            Fault::Truncate => {
+                let _ = client.write_all(&chunk[..n / 2]);
+                false
+            }
+            Fault::Drip(interval) => drip(shared, &mut client, chunk, interval),
+            Fault::Garbage => client.write_all(&random.garbage(n)).is_ok(),
+            Fault::WrongKey | Fault::LyingLength(_) => {
+                out.clear();
+                framer.feed(chunk, fault, &mut out);
+                client.write_all(&out).is_ok()
+            }
+            Fault::Reply(bytes) => client.write_all(bytes).is_ok(),
+            Fault::LongLine => {
+                let mut line = vec![b'x'; LONG_LINE_LEN];
+                line.extend_from_slice(b"\r\n");
+                client.write_all(&line).is_ok()
+            }
+        };
+        if !sent {
+            break;
+        }
+    }
+    if !resetting.load(Ordering::SeqCst) {
+        let _ = client.shutdown(Shutdown::Both);
+    }
+    let _ = upstream.shutdown(Shutdown::Both);
+}
+
+/// Writes `chunk` one byte per `interval`, all at once if the fault changes meanwhile.
+fn drip(shared: &Shared, client: &mut TcpStream, chunk: &[u8], interval: Duration) -> bool {
+    for (i, byte) in chunk.iter().enumerate() {
+        if i > 0 {
+            if !matches!(shared.fault(), Fault::Drip(_)) {
+                return client.write_all(&chunk[i..]).is_ok();
+            }
+            if !shared.pause(interval) {
+                return false;
+            }
+        }
+        if client.write_all(std::slice::from_ref(byte)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// xorshift64*: repeatable random bytes without a dependency.
+struct Random(u64);
+
+impl Random {
+    fn new(seed: u64) -> Self {
+        Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// One line of random bytes, as long as the reply it replaces (32 to 512 bytes), starting
+    /// with a lowercase letter (no memcached reply does, and it is not the binary magic byte),
+    /// with no line break before its `\r\n`.
+    fn garbage(&mut self, len: usize) -> Vec<u8> {
+        let len = len.clamp(32, 512);
+        let mut line = Vec::with_capacity(len + 2);
+        line.push(b'a' + (self.next() % 26) as u8);
+        while line.len() < len {
+            let byte = self.next() as u8;
+            if byte != b'\r' && byte != b'\n' {
+                line.push(byte);
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        line
+    }
+}
+
+/// Follows the framing of a reply stream (ASCII lines and data blocks, binary headers and
+/// bodies) to rewrite keys and lengths in value replies.
+#[derive(Default)]
+struct Framer {
+    /// Bytes read but not yet framed.
+    pending: Vec<u8>,
+    /// Bytes of a data block or body still to pass as they are.
+    raw: usize,
+}
+
+/// The binary protocol's response magic byte.
+const RESPONSE_MAGIC: u8 = 0x81;
+/// Binary opcodes of responses that carry a value: GET, GETQ, GETK, GETKQ.
+const VALUE_OPCODES: [u8; 4] = [0x00, 0x09, 0x0c, 0x0d];
+/// A line or header that cannot be framed within this many bytes passes as it is.
+const MAX_PENDING: usize = 1 << 20;
+
+impl Framer {
+    fn feed(&mut self, chunk: &[u8], fault: Fault, out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(chunk);
+        let mut at = 0;
+        loop {
+            let rest = &self.pending[at..];
+            if rest.is_empty() {
+                break;
+            }
+            if self.raw > 0 {
+                let n = self.raw.min(rest.len());
+                out.extend_from_slice(&rest[..n]);
+                self.raw -= n;
+                at += n;
+                continue;
+            }
+            let framed = if rest[0] == RESPONSE_MAGIC {
+                frame_binary(rest, fault, out)
+            } else {
+                frame_ascii(rest, fault, out)
+            };
+            match framed {
+                Some((n, raw)) => {
+                    at += n;
+                    self.raw = raw;
+                }
+                None if rest.len() > MAX_PENDING => {
+                    out.extend_from_slice(rest);
+                    at += rest.len();
+                }
+                None => break,
+            }
+        }
+        self.pending.drain(..at);
+    }
+}
+
+/// Frames one ASCII line: the bytes used, and those of the data block that follows a `VALUE`
+/// line. `None` until the line is complete.
+fn frame_ascii(rest: &[u8], fault: Fault, out: &mut Vec<u8>) -> Option<(usize, usize)> {
+    let end = rest.windows(2).position(|w| w == b"\r\n")? + 2;
+    let line = &rest[..end];
+    let Some(fields) = line.strip_prefix(b"VALUE ") else {
+        out.extend_from_slice(line);
+        return Some((end, 0));
+    };
+    let fields: Vec<&[u8]> = fields[..fields.len() - 2].split(|&b| b == b' ').collect();
+    let len: Option<usize> = fields
+        .get(2)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse().ok());
+    let (Some(key), Some(len)) = (fields.first(), len) else {
+        out.extend_from_slice(line);
+        return Some((end, 0));
+    };
+    let mut key = key.to_vec();
+    let mut told = len;
+    match fault {
+        Fault::WrongKey => other_key(&mut key),
+        Fault::LyingLength(by) => told = (len as i64 + i64::from(by)).max(0) as usize,
+        _ => {}
+    }
+    out.extend_from_slice(b"VALUE ");
+    out.extend_from_slice(&key);
+    out.extend_from_slice(format!(" {} {told}", String::from_utf8_lossy(fields[1])).as_bytes());
+    for field in &fields[3..] {
+        out.push(b' ');
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(b"\r\n");
+    Some((end, len + 2))
+}
+
+/// Frames one binary response: the bytes used (its header, with the extras and key of a value
+/// reply), and the rest of its body. `None` until they are complete.
+fn frame_binary(rest: &[u8], fault: Fault, out: &mut Vec<u8>) -> Option<(usize, usize)> {
+    if rest.len() < 24 {
+        return None;
+    }
+    let opcode = rest[1];
+    let key_len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+    let extras = usize::from(rest[4]);
+    let status = u16::from_be_bytes([rest[6], rest[7]]);
+    let body = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+    let rewrite = status == 0 && VALUE_OPCODES.contains(&opcode);
+    let head = 24 + extras + key_len;
+    if !rewrite || body < extras + key_len {
+        out.extend_from_slice(&rest[..24]);
+        return Some((24, body));
+    }
+    if rest.len() < head {
+        return None;
+    }
+    let mut framed = rest[..head].to_vec();
+    match fault {
+        Fault::WrongKey if key_len > 0 => other_key(&mut framed[24 + extras..head]),
+        Fault::LyingLength(by) => {
+            let told = (body as i64 + i64::from(by)).max((extras + key_len) as i64);
+            framed[8..12].copy_from_slice(&(told as u32).to_be_bytes());
+        }
+        _ => {}
+    }
+    out.extend_from_slice(&framed);
+    Some((head, body - extras - key_len))
+}
+
+/// Another key of the same length: the last byte's lowest bit flipped (kept printable).
+fn other_key(key: &mut [u8]) {
+    if let Some(last) = key.last_mut() {
+        let flipped = *last ^ 1;
+        *last = if flipped.is_ascii_graphic() {
+            flipped
+        } else {
+            b'A' + (*last % 2)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(fault: Fault, pieces: &[&[u8]]) -> Vec<u8> {
+        let mut framer = Framer::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            framer.feed(piece, fault, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn ascii_value_lines_are_rewritten_across_pieces() {
+        let reply: &[u8] = b"VALUE key0 5 3\r\nabc\r\nVALUE key3 0 2 77\r\nEN\r\nEND\r\n";
+        let pieces = [&reply[..3], &reply[3..18], &reply[18..]];
+        assert_eq!(
+            framed(Fault::WrongKey, &pieces),
+            b"VALUE key1 5 3\r\nabc\r\nVALUE key2 0 2 77\r\nEN\r\nEND\r\n"
+        );
+        assert_eq!(
+            framed(Fault::LyingLength(-2), &[reply]),
+            b"VALUE key0 5 1\r\nabc\r\nVALUE key3 0 0 77\r\nEN\r\nEND\r\n"
+        );
+        assert_eq!(framed(Fault::WrongKey, &[b"STORED\r\n"]), b"STORED\r\n");
+    }
+
+    #[test]
+    fn binary_get_responses_are_rewritten() {
+        // GETKQ response: 4 bytes of extras (flags), key "k0", value "xyz".
+        let mut packet = vec![RESPONSE_MAGIC, 0x0d, 0, 2, 4, 0, 0, 0, 0, 0, 0, 9];
+        packet.extend_from_slice(&[0; 12]);
+        packet.extend_from_slice(&[0, 0, 0, 1]);
+        packet.extend_from_slice(b"k0xyz");
+        let mut noop = vec![RESPONSE_MAGIC, 0x0a];
+        noop.resize(24, 0);
+        let stream = [packet.clone(), noop.clone()].concat();
+
+        let mut wrong = packet.clone();
+        wrong[24 + 4 + 1] = b'1';
+        assert_eq!(
+            framed(
+                Fault::WrongKey,
+                &[&stream[..10], &stream[10..30], &stream[30..]]
+            ),
+            [wrong, noop.clone()].concat()
+        );
+        let mut longer = packet.clone();
+        longer[11] = 12;
+        assert_eq!(
+            framed(Fault::LyingLength(3), &[&stream]),
+            [longer, noop].concat()
+        );
+    }
+
+    #[test]
+    fn a_reset_is_a_tcp_reset() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+        proxy.set_fault(Fault::Reset);
+        let mut client = TcpStream::connect(proxy.spec()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(b"get k\r\n").unwrap();
+        let error = client.read(&mut [0; 16]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(proxy.connections(), 1);
+    }
+
+    #[test]
+    fn garbage_is_one_line_that_starts_no_reply() {
+        let mut random = Random::new(7);
+        for len in [1, 40, 10_000] {
+            let line = random.garbage(len);
+            assert!((34..=514).contains(&line.len()));
+            assert!(line[0].is_ascii_lowercase());
+            assert!(line.ends_with(b"\r\n"));
+            assert!(!line[..line.len() - 2].contains(&b'\n'));
+        }
+    }
+}
