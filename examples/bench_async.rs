@@ -5,15 +5,19 @@
 //! ```sh
 //! cargo run --release --features async --example bench_async
 //! cargo run --release --features async --example bench_async -- --seconds 1 --rounds 5
+//! cargo run --release --features async --example bench_async -- --only merged --tasks 256 --mix gets
 //! ```
 //!
 //! One memcached (started here), 10 000 keys of 15 bytes with 100-byte values; 1, 16, 64 and
 //! 256 tasks on a multi-thread tokio runtime; gets only, and 90 % gets with 10 % sets. Each
-//! measurement runs for `--seconds` (default 0.6) after a short warm-up; rounds are interleaved
-//! and the median is printed. Peak RSS is the process's high-water mark during the measurement
-//! (reset before it through `/proc/self/clear_refs`). Prints Markdown tables.
+//! measurement runs in a process of its own (this program, re-run with `--child`), so that its
+//! peak RSS (VmHWM) is its own: a short warm-up, then `--seconds` (default 0.6) of counting.
+//! Rounds are interleaved and the median is printed, with the CPU time the client process and
+//! the server used per operation (from the scheduler's per-thread counters), and the
+//! `AsyncClient`'s batch sizes. Prints Markdown tables.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -52,6 +56,17 @@ const IMPLS: [Impl; 5] = [
 ];
 
 impl Impl {
+    /// The name `--only` takes.
+    fn flag(self) -> &'static str {
+        match self {
+            Impl::Merged => "merged",
+            Impl::Unmerged => "unmerged",
+            Impl::AsyncMemcached => "async-memcached",
+            Impl::Pool => "pool",
+            Impl::Blocking => "blocking",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Impl::Merged => "AsyncClient",
@@ -70,12 +85,82 @@ struct Run {
     sets: u64,
     secs: f64,
     peak_rss_kib: u64,
-    engine: Option<EngineStats>,
+    /// CPU time of this process and of the server during the run, in nanoseconds.
+    client_cpu_ns: u64,
+    server_cpu_ns: u64,
+    engine: Option<Batches>,
+}
+
+/// What an `AsyncClient`'s engine did during a run.
+#[derive(Debug, Clone, Default)]
+struct Batches {
+    batches: u64,
+    batch_keys: u64,
+    gets: u64,
+    max_batch_keys: usize,
+    batch_sizes: [u64; 11],
 }
 
 impl Run {
+    /// The run as a line for the parent: `RUN gets sets secs rss cpu cpu [batches keys gets
+    /// max sizes...]`.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "RUN {} {} {} {} {} {}",
+            self.gets,
+            self.sets,
+            self.secs,
+            self.peak_rss_kib,
+            self.client_cpu_ns,
+            self.server_cpu_ns
+        );
+        if let Some(e) = &self.engine {
+            line += &format!(
+                " {} {} {} {}",
+                e.batches, e.batch_keys, e.gets, e.max_batch_keys
+            );
+            for n in e.batch_sizes {
+                line += &format!(" {n}");
+            }
+        }
+        line
+    }
+
+    fn parse(line: &str) -> Option<Run> {
+        let mut words = line.strip_prefix("RUN ")?.split_whitespace();
+        let mut next = || words.next()?.parse::<f64>().ok();
+        let mut run = Run {
+            gets: next()? as u64,
+            sets: next()? as u64,
+            secs: next()?,
+            peak_rss_kib: next()? as u64,
+            client_cpu_ns: next()? as u64,
+            server_cpu_ns: next()? as u64,
+            engine: None,
+        };
+        if let Some(batches) = next() {
+            run.engine = Some(Batches {
+                batches: batches as u64,
+                batch_keys: next()? as u64,
+                gets: next()? as u64,
+                max_batch_keys: next()? as usize,
+                batch_sizes: std::array::from_fn(|_| next().unwrap_or(0.0) as u64),
+            });
+        }
+        Some(run)
+    }
+
     fn gets_per_sec(&self) -> f64 {
         self.gets as f64 / self.secs
+    }
+
+    /// CPU microseconds per operation: (client, server).
+    fn cpu_per_op(&self) -> (f64, f64) {
+        let ops = (self.gets + self.sets).max(1) as f64;
+        (
+            self.client_cpu_ns as f64 / ops / 1000.0,
+            self.server_cpu_ns as f64 / ops / 1000.0,
+        )
     }
 }
 
@@ -84,56 +169,96 @@ struct Bench {
     port: u16,
     keys: Arc<[String]>,
     value: Arc<[u8]>,
-    merged: AsyncClient,
-    unmerged: AsyncClient,
+    /// The `AsyncClient` under test, if it is one.
+    mc: Option<AsyncClient>,
+}
+
+/// The command line: durations and what to run.
+struct Args {
+    seconds: f64,
+    rounds: usize,
+    only: Option<String>,
+    tasks: Option<usize>,
+    mix: Option<String>,
+    /// `AsyncClient` workers (default: its default).
+    workers: Option<usize>,
+    /// In a child: the server's spec and pid.
+    child: Option<(String, u32)>,
+}
+
+impl Args {
+    fn runs(&self, which: Impl, tasks: usize, mix: Mix) -> bool {
+        self.only.as_deref().is_none_or(|only| only == which.flag())
+            && self.tasks.is_none_or(|t| t == tasks)
+            && self.mix.as_deref().is_none_or(|m| m == mix.flag())
+    }
+}
+
+impl Mix {
+    fn flag(self) -> &'static str {
+        match self {
+            Mix::Gets => "gets",
+            Mix::Mixed => "mixed",
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (seconds, rounds) = parse_args();
+    let args = parse_args();
+    if let Some((spec, pid)) = &args.child {
+        return child(&args, spec, *pid);
+    }
+    let (seconds, rounds) = (args.seconds, args.rounds);
     let server = Memcached::builder()
         .arg("-m")
         .arg("256")
         .arg("-c")
         .arg("4096")
         .start()?;
-    let port = server.port().expect("a TCP server");
     let client = Client::new([server.spec()])?;
-    let keys: Arc<[String]> = (0..KEYS).map(|i| format!("bench:{i:09}")).collect();
-    let value: Arc<[u8]> = vec![b'v'; VALUE_LEN].into();
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i:09}")).collect();
+    let value = [b'v'; VALUE_LEN];
     for chunk in keys.chunks(500) {
         let failed = client.set_multi(chunk.iter().map(|k| (k.as_str(), &value[..])), 0)?;
         assert!(failed.is_empty());
     }
-    let bench = Arc::new(Bench {
-        port,
-        merged: AsyncClient::new(client.try_clone()?)?,
-        unmerged: AsyncClient::builder(client.try_clone()?)
-            .max_batch(1)
-            .build()?,
-        keys,
-        value,
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let duration = Duration::from_secs_f64(seconds);
+    let workers = args.workers.unwrap_or(libmemcached::DEFAULT_WORKERS);
     eprintln!(
-        "{} cores; tokio multi-thread runtime; {} s per measurement, {} rounds",
+        "{} cores; tokio multi-thread runtime; AsyncClient with {workers} workers; {seconds} s per \
+         measurement, {rounds} rounds",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        seconds,
-        rounds
     );
 
+    let exe = std::env::current_exe()?;
+    let pid = server.pid().expect("a running server");
     let mut runs: BTreeMap<(Mix, usize, Impl), Vec<Run>> = BTreeMap::new();
     let started = Instant::now();
     for round in 0..rounds {
         for mix in [Mix::Gets, Mix::Mixed] {
             for tasks in TASKS {
                 for which in IMPLS {
-                    if which == Impl::Blocking && tasks != 1 {
+                    if (which == Impl::Blocking && tasks != 1) || !args.runs(which, tasks, mix) {
                         continue;
                     }
-                    let run = measure(&runtime, &bench, &client, which, mix, tasks, duration)?;
+                    let output = Command::new(&exe)
+                        .args(["--child", &server.spec(), &pid.to_string()])
+                        .args(["--only", which.flag(), "--mix", mix.flag()])
+                        .args([
+                            "--tasks",
+                            &tasks.to_string(),
+                            "--seconds",
+                            &seconds.to_string(),
+                        ])
+                        .args(["--workers", &workers.to_string()])
+                        .output()?;
+                    let stdout = String::from_utf8_lossy(&output.stdout);
+                    let Some(run) = stdout.lines().find_map(Run::parse) else {
+                        return Err(format!(
+                            "{which:?} {mix:?} {tasks} failed: {}",
+                            String::from_utf8_lossy(&output.stderr)
+                        )
+                        .into());
+                    };
                     eprintln!(
                         "round {round}: {mix:?} {tasks:>3} tasks {:<45} {:>9.0} gets/s",
                         which.name(),
@@ -156,74 +281,134 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn parse_args() -> (f64, usize) {
-    let mut seconds: f64 = 0.6;
-    let mut rounds: usize = 3;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_default();
-        match arg.as_str() {
-            "--seconds" => seconds = value.parse().expect("--seconds takes a number"),
-            "--rounds" => rounds = value.parse().expect("--rounds takes a whole number"),
-            other => panic!("unknown argument {other}: use --seconds S --rounds N"),
+fn parse_args() -> Args {
+    let mut args = Args {
+        seconds: 0.6,
+        rounds: 3,
+        only: None,
+        tasks: None,
+        mix: None,
+        workers: None,
+        child: None,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let value = words.next().unwrap_or_default();
+        match word.as_str() {
+            "--child" => {
+                let pid = words.next().and_then(|pid| pid.parse().ok());
+                args.child = Some((value, pid.expect("--child takes a spec and a pid")));
+            }
+            "--seconds" => args.seconds = value.parse().expect("--seconds takes a number"),
+            "--rounds" => args.rounds = value.parse().expect("--rounds takes a whole number"),
+            "--only" => args.only = Some(value),
+            "--tasks" => args.tasks = Some(value.parse().expect("--tasks takes a whole number")),
+            "--mix" => args.mix = Some(value),
+            "--workers" => {
+                args.workers = Some(value.parse().expect("--workers takes a whole number"));
+            }
+            other => panic!(
+                "unknown argument {other}: use --seconds S --rounds N --only IMPL --tasks N \
+                 --mix gets|mixed --workers N"
+            ),
         }
     }
-    (seconds.clamp(0.05, 10.0), rounds.clamp(1, 9))
+    args.seconds = args.seconds.clamp(0.05, 10.0);
+    args.rounds = args.rounds.clamp(1, 9);
+    args
+}
+
+/// One measurement, in a process of its own: prints its `Run` on stdout.
+fn child(args: &Args, spec: &str, server_pid: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let which = IMPLS
+        .into_iter()
+        .find(|i| args.only.as_deref() == Some(i.flag()))
+        .ok_or("--child needs --only")?;
+    let mix = match args.mix.as_deref() {
+        Some("mixed") => Mix::Mixed,
+        _ => Mix::Gets,
+    };
+    let tasks = args.tasks.unwrap_or(1);
+    let duration = Duration::from_secs_f64(args.seconds);
+    let client = Client::new([spec])?;
+    let workers = args.workers.unwrap_or(libmemcached::DEFAULT_WORKERS);
+    let mc = match which {
+        Impl::Merged => Some(
+            AsyncClient::builder(client.try_clone()?)
+                .workers(workers)
+                .build()?,
+        ),
+        Impl::Unmerged => Some(
+            AsyncClient::builder(client.try_clone()?)
+                .workers(workers)
+                .max_batch(1)
+                .build()?,
+        ),
+        _ => None,
+    };
+    let bench = Arc::new(Bench {
+        port: spec
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or("a TCP spec")?,
+        keys: (0..KEYS).map(|i| format!("bench:{i:09}")).collect(),
+        value: vec![b'v'; VALUE_LEN].into(),
+        mc,
+    });
+    let mut run = if which == Impl::Blocking {
+        blocking(&bench, &client, mix, WARM_UP);
+        let cpu = Cpu::now(server_pid);
+        let mut run = blocking(&bench, &client, mix, duration);
+        cpu.charge(&mut run);
+        run
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(measure(
+            &bench, &client, which, mix, tasks, duration, server_pid,
+        ))?
+    };
+    run.peak_rss_kib = peak_rss_kib();
+    println!("{}", run.line());
+    Ok(())
 }
 
 /// Warms up, then runs `tasks` tasks for `duration` and counts.
-fn measure(
-    runtime: &tokio::runtime::Runtime,
+async fn measure(
     bench: &Arc<Bench>,
     client: &Client,
     which: Impl,
     mix: Mix,
     tasks: usize,
     duration: Duration,
+    server_pid: u32,
 ) -> Result<Run, Box<dyn std::error::Error>> {
-    if which == Impl::Blocking {
-        blocking(bench, client, mix, WARM_UP);
-        reset_peak_rss();
-        let mut run = blocking(bench, client, mix, duration);
-        run.peak_rss_kib = peak_rss_kib();
-        return Ok(run);
+    // Connections (and for the pool, clients) of the measurement's own, made and warmed before
+    // the clock starts.
+    let mut conns = Vec::new();
+    if which == Impl::AsyncMemcached {
+        for _ in 0..tasks {
+            let dsn = format!("tcp://127.0.0.1:{}", bench.port);
+            conns.push(async_memcached::Client::new(dsn).await?);
+        }
     }
-    runtime.block_on(async {
-        // Connections (and for the pool, clients) of the measurement's own, made and warmed
-        // before the clock starts.
-        let conns = match which {
-            Impl::AsyncMemcached => {
-                let mut conns = Vec::with_capacity(tasks);
-                for _ in 0..tasks {
-                    let dsn = format!("tcp://127.0.0.1:{}", bench.port);
-                    conns.push(async_memcached::Client::new(dsn).await?);
-                }
-                conns
-            }
-            _ => Vec::new(),
-        };
-        let pool = match which {
-            Impl::Pool => Some(Arc::new(ClientPool::new(client.try_clone()?, tasks)?)),
-            _ => None,
-        };
-        let conns = run_tasks(bench, which, mix, tasks, WARM_UP, conns, pool.clone())
-            .await?
-            .1;
-        reset_peak_rss();
-        let before = engine(bench, which).map(AsyncClient::engine_stats);
-        let (mut run, _) = run_tasks(bench, which, mix, tasks, duration, conns, pool).await?;
-        run.peak_rss_kib = peak_rss_kib();
-        run.engine = before.map(|b| delta(&engine(bench, which).unwrap().engine_stats(), &b));
-        Ok(run)
-    })
-}
-
-fn engine(bench: &Bench, which: Impl) -> Option<&AsyncClient> {
-    match which {
-        Impl::Merged => Some(&bench.merged),
-        Impl::Unmerged => Some(&bench.unmerged),
+    let pool = match which {
+        Impl::Pool => Some(Arc::new(ClientPool::new(client.try_clone()?, tasks)?)),
         _ => None,
-    }
+    };
+    let conns = run_tasks(bench, which, mix, tasks, WARM_UP, conns, pool.clone())
+        .await?
+        .1;
+    let before = bench.mc.as_ref().map(AsyncClient::engine_stats);
+    let cpu = Cpu::now(server_pid);
+    let (mut run, _) = run_tasks(bench, which, mix, tasks, duration, conns, pool).await?;
+    cpu.charge(&mut run);
+    run.engine = before
+        .zip(bench.mc.as_ref())
+        .map(|(b, mc)| delta(&mc.engine_stats(), &b));
+    Ok(run)
 }
 
 type Conns = Vec<async_memcached::Client>;
@@ -249,7 +434,7 @@ async fn run_tasks(
             let mut ops = Ops::new(seed, mix);
             match which {
                 Impl::Merged | Impl::Unmerged => {
-                    let mc = engine(&bench, which).unwrap();
+                    let mc = bench.mc.as_ref().unwrap();
                     while !stop.load(Ordering::Relaxed) {
                         let (key, set) = ops.next(&bench.keys);
                         if set {
@@ -370,30 +555,60 @@ impl Ops {
 }
 
 /// The counters' growth between two snapshots.
-fn delta(after: &EngineStats, before: &EngineStats) -> EngineStats {
-    let mut d = after.clone();
-    d.batches -= before.batches;
-    d.batch_keys -= before.batch_keys;
-    d.gets -= before.gets;
-    d.requests -= before.requests;
-    for (a, b) in d.batch_sizes.iter_mut().zip(before.batch_sizes) {
+fn delta(after: &EngineStats, before: &EngineStats) -> Batches {
+    let mut sizes = after.batch_sizes;
+    for (a, b) in sizes.iter_mut().zip(before.batch_sizes) {
         *a -= b;
     }
-    // The largest batch of this measurement is the highest bucket it filled.
-    d.max_batch_keys = d
-        .batch_size_buckets()
-        .filter(|(_, n)| *n > 0)
-        .map(|(range, _)| *range.start())
-        .max()
-        .unwrap_or(0);
-    d
+    // The largest batch of this run is in the highest bucket it filled.
+    let max_batch_keys = sizes.iter().rposition(|&n| n > 0).map_or(0, |i| 1 << i);
+    Batches {
+        batches: after.batches - before.batches,
+        batch_keys: after.batch_keys - before.batch_keys,
+        gets: after.gets - before.gets,
+        max_batch_keys,
+        batch_sizes: sizes,
+    }
 }
 
-/// Resets the process's peak RSS (VmHWM) to its current RSS.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// CPU time used so far by this process and by the server, from the scheduler's per-thread
+/// counters (nanoseconds; threads that exit during a run take theirs with them).
+struct Cpu {
+    client: u64,
+    server: u64,
+    server_pid: u32,
 }
 
+impl Cpu {
+    fn now(server_pid: u32) -> Cpu {
+        Cpu {
+            client: cpu_ns("self"),
+            server: cpu_ns(&server_pid.to_string()),
+            server_pid,
+        }
+    }
+
+    /// Charges the CPU time since `self` to `run`.
+    fn charge(self, run: &mut Run) {
+        let now = Cpu::now(self.server_pid);
+        run.client_cpu_ns = now.client.saturating_sub(self.client);
+        run.server_cpu_ns = now.server.saturating_sub(self.server);
+    }
+}
+
+/// The CPU time of every thread of process `pid`, in nanoseconds.
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The process's peak RSS so far (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -461,6 +676,26 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
         println!();
     }
 
+    println!(
+        "\nCPU per operation, µs (this process + the server), over the whole machine's 2 cores:\n"
+    );
+    print!("| workload | tasks |");
+    for which in IMPLS {
+        print!(" {} |", which.name());
+    }
+    println!("\n|---|---:|{}", "---:|".repeat(IMPLS.len()));
+    for &(mix, tasks) in &rows {
+        print!("| {} | {tasks} |", mix_name(mix));
+        for which in IMPLS {
+            let cpu = |r: &Run| {
+                let (client, server) = r.cpu_per_op();
+                format!("{client:.1} + {server:.1}")
+            };
+            print!(" {} |", cell(mix, tasks, which, &cpu));
+        }
+        println!();
+    }
+
     println!("\nAsyncClient's batches (distinct keys per multi-get):\n");
     let buckets = [
         "1",
@@ -474,7 +709,7 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
         "256–511",
         "512+",
     ];
-    print!("| workload | tasks | gets per batch | keys per batch | largest |");
+    print!("| workload | tasks | gets per batch | keys per batch | largest (bucket) |");
     for b in buckets {
         print!(" {b} |");
     }
@@ -493,7 +728,7 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
             "| {} | {tasks} | {:.1} | {:.1} | {} |",
             mix_name(mix),
             e.gets as f64 / e.batches.max(1) as f64,
-            e.mean_batch_keys(),
+            e.batch_keys as f64 / e.batches.max(1) as f64,
             e.max_batch_keys
         );
         for (i, _) in buckets.iter().enumerate() {

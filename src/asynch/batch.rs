@@ -2,6 +2,8 @@
 //! raw items with one [`Client::get_multi_each`], and answered one by one, each decoded into
 //! its own caller's type.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use futures_channel::oneshot;
@@ -62,16 +64,21 @@ impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>
     }
 }
 
+/// No further request for the same key.
+const END: u32 = u32::MAX;
+
 /// A worker's buffers for batches, kept between batches so that a batch allocates little.
 #[derive(Default)]
 pub(crate) struct Batch {
     /// The requests taken from the queue, in the order taken.
     pub requests: Vec<GetRequest>,
-    /// After sorting: every request's key, and its waiter until answered.
+    /// Every request's key, and its waiter until answered, in the order taken.
     keys: Vec<Box<[u8]>>,
     waiters: Vec<Option<Box<dyn Waiter>>>,
-    /// Where each distinct key's run of requests starts in `keys`, and `keys.len()` last.
-    starts: Vec<usize>,
+    /// The next request for the same key, or `END`.
+    next: Vec<u32>,
+    /// The first request of each distinct key, in the order the keys are sent.
+    firsts: Vec<u32>,
 }
 
 impl Batch {
@@ -94,35 +101,36 @@ impl Batch {
     }
 
     fn serve_many(&mut self, client: &Client, counters: &Counters) {
-        self.requests.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        self.keys.clear();
-        self.waiters.clear();
-        self.starts.clear();
-        for GetRequest { key, waiter } in self.requests.drain(..) {
-            if self.keys.last() != Some(&key) {
-                self.starts.push(self.keys.len());
-            }
-            self.keys.push(key);
-            self.waiters.push(Some(waiter));
-        }
-        let distinct = self.starts.len();
-        self.starts.push(self.keys.len());
-        counters.batch(self.keys.len(), distinct);
-
         let Batch {
+            requests,
             keys,
             waiters,
-            starts,
-            ..
+            next,
+            firsts,
         } = self;
-        let (keys, starts) = (&*keys, &*starts);
+        keys.clear();
+        waiters.clear();
+        for GetRequest { key, waiter } in requests.drain(..) {
+            keys.push(key);
+            waiters.push(Some(waiter));
+        }
+        let groups = group(keys, next, firsts);
+        counters.batch(keys.len(), firsts.len());
+
+        let (keys, next, firsts) = (&*keys, &*next, &*firsts);
         let mut gone = 0;
-        let unique = starts[..distinct].iter().map(|&i| &*keys[i]);
+        // Replies mostly come in the order the keys were sent: try the next key first.
+        let mut cursor = 0;
+        let unique = firsts.iter().map(|&i| &*keys[i as usize]);
         let result = client.get_multi_each(unique, |item| {
-            for waiter in run(keys, starts, item.key()) {
-                if let Some(waiter) = waiters[waiter].take() {
-                    gone += usize::from(!waiter.found(&item));
-                }
+            let expected = firsts.get(cursor).map(|&i| &*keys[i as usize]);
+            let group = match expected == Some(item.key()) {
+                true => Some(cursor),
+                false => groups.get(item.key()).map(|&(group, _)| group as usize),
+            };
+            if let Some(group) = group {
+                cursor = group + 1;
+                gone += answer(waiters, next, firsts[group], |w| w.found(&item));
             }
         });
         // Keys not answered yet: misses, or the keys of a failed server, or all of them if the
@@ -133,10 +141,10 @@ impl Batch {
             Err(Error::Multi { failures }) => {
                 for failure in failures {
                     for key in &failure.keys {
-                        for waiter in run(keys, starts, key) {
-                            if let Some(waiter) = waiters[waiter].take() {
-                                gone += usize::from(!waiter.failed(copy(&failure.error)));
-                            }
+                        if let Some(&(group, _)) = groups.get(key.as_slice()) {
+                            let first = firsts[group as usize];
+                            gone +=
+                                answer(waiters, next, first, |w| w.failed(copy(&failure.error)));
                         }
                     }
                 }
@@ -154,14 +162,51 @@ impl Batch {
     }
 }
 
-/// The positions in `keys` (sorted) of the requests for `key`: empty for a key nobody asked
-/// for.
-fn run(keys: &[Box<[u8]>], starts: &[usize], key: &[u8]) -> std::ops::Range<usize> {
-    let distinct = &starts[..starts.len() - 1];
-    match distinct.binary_search_by(|&i| (*keys[i]).cmp(key)) {
-        Ok(at) => starts[at]..starts[at + 1],
-        Err(_) => 0..0,
+/// Groups requests by key: fills `firsts` with each distinct key's first request (in the order
+/// taken) and chains the requests of a key through `next`. Returns, per distinct key, its group
+/// (its index in `firsts`) and its last request.
+fn group<'k>(
+    keys: &'k [Box<[u8]>],
+    next: &mut Vec<u32>,
+    firsts: &mut Vec<u32>,
+) -> HashMap<&'k [u8], (u32, u32)> {
+    next.clear();
+    next.resize(keys.len(), END);
+    firsts.clear();
+    let mut groups: HashMap<&[u8], (u32, u32)> = HashMap::with_capacity(keys.len());
+    for (i, key) in (0u32..).zip(keys) {
+        match groups.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let (_, last) = entry.get_mut();
+                next[*last as usize] = i;
+                *last = i;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert((firsts.len() as u32, i));
+                firsts.push(i);
+            }
+        }
     }
+    groups
+}
+
+/// Answers, with `reply`, every request still waiting in the chain that starts at `first`;
+/// returns how many callers had gone.
+fn answer(
+    waiters: &mut [Option<Box<dyn Waiter>>],
+    next: &[u32],
+    first: u32,
+    mut reply: impl FnMut(Box<dyn Waiter>) -> bool,
+) -> usize {
+    let mut gone = 0;
+    let mut i = first;
+    while i != END {
+        if let Some(waiter) = waiters[i as usize].take() {
+            gone += usize::from(!reply(waiter));
+        }
+        i = next[i as usize];
+    }
+    gone
 }
 
 /// The same error again, for another caller of the same key or server. Errors that carry a
@@ -203,17 +248,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_find_every_request_for_a_key() {
-        let keys: Vec<Box<[u8]>> = ["a", "b", "b", "b", "c"]
+    fn requests_are_grouped_by_key_in_the_order_taken() {
+        let keys: Vec<Box<[u8]>> = ["b", "a", "b", "c", "b"]
             .iter()
             .map(|k| k.as_bytes().into())
             .collect();
-        let starts = [0, 1, 4, 5];
-        assert_eq!(run(&keys, &starts, b"a"), 0..1);
-        assert_eq!(run(&keys, &starts, b"b"), 1..4);
-        assert_eq!(run(&keys, &starts, b"c"), 4..5);
-        assert_eq!(run(&keys, &starts, b"d"), 0..0);
-        assert_eq!(run(&keys, &starts, b""), 0..0);
+        let (mut next, mut firsts) = (Vec::new(), Vec::new());
+        let groups = group(&keys, &mut next, &mut firsts);
+        assert_eq!(
+            firsts,
+            [0, 1, 3],
+            "b, a, c: each key once, first seen first"
+        );
+        assert_eq!(next, [2, END, 4, END, END], "b's requests chained");
+        assert_eq!(groups[&b"b"[..]], (0, 4));
+        assert_eq!(groups[&b"c"[..]], (2, 3));
+        assert!(!groups.contains_key(&b"d"[..]));
     }
 
     #[test]
