@@ -2,7 +2,7 @@
 //! concurrent gets into multi-gets.
 //!
 //! - `client`: the handle, its builder and [`AsyncCall`], the future of every call.
-//! - `ops`, `multi`: the operations other than `get`, each run by a worker as the blocking
+//! - `ops`: the operations other than `get`, listed once, each run by a worker as the blocking
 //!   [`Client`](crate::Client) runs it.
 //! - `engine`: the bounded queue and the worker threads.
 //! - `batch`: gets merged into one multi-get and answered one by one.
@@ -11,7 +11,6 @@
 mod batch;
 mod client;
 mod engine;
-mod multi;
 mod ops;
 mod stats;
 

@@ -1,177 +1,262 @@
-//! Single-key operations other than `get`, and server-level ones: each runs on a worker as the
-//! blocking [`Client`] method of the same name runs it, alone.
+//! Every operation but `get`, listed once: each runs on a worker as one call of the blocking
+//! [`Client`] method of the same name, with the same results, strict and partial forms alike.
 //!
-//! Arguments are taken by value (keys are copied, values moved) so that the futures borrow only
-//! the client. Values are encoded on the worker by the client itself, so compression and each
-//! command's rules (cas and append never compress) are exactly the blocking client's.
+//! Arguments are taken by value and made ready for the worker before the future exists (keys
+//! copied, key lists collected, expirations converted), so that the futures borrow only the
+//! client. Values are encoded on the worker by the client itself, so compression and each
+//! command's rules (cas and append never compress) are the blocking client's by construction.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::client::Client;
 use crate::expiration::Expiration;
+use crate::keyspace::Partial;
 use crate::server::Address;
 use crate::stats::ServerStats;
 use crate::value::{FromValue, ToValue};
 
 use super::{AsyncCall, AsyncClient};
 
-/// A key copied for the worker.
-pub(super) fn owned(key: impl AsRef<[u8]>) -> Box<[u8]> {
-    key.as_ref().into()
+/// Defines each operation as a method of [`AsyncClient`] that readies its arguments (each
+/// through the function after `=>`) and queues the client method of the same name. Generic
+/// parameters go in `[...]`, bounds in `where [...]`.
+macro_rules! on_a_worker {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
+            -> $ret:ty $(where [$($bound:tt)*])?;
+    )*) => {
+        impl AsyncClient {
+            $(
+                $(#[$doc])*
+                pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<'_, $ret>
+                $(where $($bound)*)?
+                {
+                    $(let $arg = $ready($arg);)*
+                    self.call(move |client| client.$name($($arg),*))
+                }
+            )*
+        }
+    };
 }
 
-impl AsyncClient {
+/// How arguments are readied for the worker.
+mod ready {
+    use crate::expiration::Expiration;
+
+    /// A key, copied.
+    pub(super) fn key(key: impl AsRef<[u8]>) -> Box<[u8]> {
+        key.as_ref().into()
+    }
+
+    /// Keys or items, collected.
+    pub(super) fn list<T>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+        items.into_iter().collect()
+    }
+
+    /// An expiration, converted.
+    pub(super) fn exp(exp: impl Into<Expiration>) -> Expiration {
+        exp.into()
+    }
+
+    /// Anything else, as it is.
+    pub(super) fn moved<T>(value: T) -> T {
+        value
+    }
+}
+
+on_a_worker! {
+    // ---- one key ----------------------------------------------------------------------------
+
     /// The value of `key` and its CAS token, or `None`: [`Client::gets`]. Not merged with
     /// other gets (a multi-get carries no tokens here).
-    pub fn gets<V: FromValue + Send + 'static>(
-        &self,
-        key: impl AsRef<[u8]>,
-    ) -> AsyncCall<'_, Option<(V, u64)>> {
-        let key = owned(key);
-        self.call(move |c| c.gets(&key))
-    }
+    fn gets[V: FromValue + Send + 'static](key: impl AsRef<[u8]> => ready::key) -> Option<(V, u64)>;
 
     /// Stores `value` under `key`: [`Client::set`].
-    pub fn set(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, ()> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.set(&key, value, exp))
-    }
+    fn set(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> ();
 
     /// Stores `value` only if `key` does not exist; `false` if it does: [`Client::add`].
-    pub fn add(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, bool> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.add(&key, value, exp))
-    }
+    fn add(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
 
     /// Stores `value` only if `key` exists; `false` if it does not: [`Client::replace`].
-    pub fn replace(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, bool> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.replace(&key, value, exp))
-    }
+    fn replace(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
 
     /// Appends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::append`].
-    pub fn append(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-    ) -> AsyncCall<'_, bool> {
-        let key = owned(key);
-        self.call(move |c| c.append(&key, value))
-    }
+    fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+        -> bool;
 
     /// Prepends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::prepend`].
-    pub fn prepend(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-    ) -> AsyncCall<'_, bool> {
-        let key = owned(key);
-        self.call(move |c| c.prepend(&key, value))
-    }
+    fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+        -> bool;
 
     /// Stores `value` only if `key` still has the CAS token `cas`; `false` if it changed or is
     /// gone: [`Client::cas`].
-    pub fn cas(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl ToValue + Send + 'static,
-        cas: u64,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, bool> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.cas(&key, value, cas, exp))
-    }
+    fn cas(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        cas: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
 
     /// Deletes `key`; `false` if it did not exist: [`Client::delete`].
-    pub fn delete(&self, key: impl AsRef<[u8]>) -> AsyncCall<'_, bool> {
-        let key = owned(key);
-        self.call(move |c| c.delete(&key))
-    }
+    fn delete(key: impl AsRef<[u8]> => ready::key) -> bool;
 
     /// Sets a new expiration on `key`; `false` if it does not exist: [`Client::touch`].
-    pub fn touch(&self, key: impl AsRef<[u8]>, exp: impl Into<Expiration>) -> AsyncCall<'_, bool> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.touch(&key, exp))
-    }
+    fn touch(key: impl AsRef<[u8]> => ready::key, exp: impl Into<Expiration> => ready::exp) -> bool;
 
     /// Adds `delta` to the counter under `key`: [`Client::incr`]. A missing key is
     /// [`Error::NotFound`](crate::Error::NotFound).
-    pub fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> AsyncCall<'_, u64> {
-        let key = owned(key);
-        self.call(move |c| c.incr(&key, delta))
-    }
+    fn incr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
 
     /// Subtracts `delta` from the counter under `key`, stopping at 0: [`Client::decr`].
-    pub fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> AsyncCall<'_, u64> {
-        let key = owned(key);
-        self.call(move |c| c.decr(&key, delta))
-    }
+    fn decr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
 
     /// [`AsyncClient::incr`] that creates a missing counter with `initial`:
     /// [`Client::incr_with_initial`].
-    pub fn incr_with_initial(
-        &self,
-        key: impl AsRef<[u8]>,
-        delta: u64,
-        initial: u64,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, u64> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.incr_with_initial(&key, delta, initial, exp))
-    }
+    fn incr_with_initial(
+        key: impl AsRef<[u8]> => ready::key,
+        delta: u64 => ready::moved,
+        initial: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> u64;
 
     /// [`AsyncClient::decr`] that creates a missing counter with `initial`:
     /// [`Client::decr_with_initial`].
-    pub fn decr_with_initial(
-        &self,
-        key: impl AsRef<[u8]>,
-        delta: u64,
-        initial: u64,
-        exp: impl Into<Expiration>,
-    ) -> AsyncCall<'_, u64> {
-        let (key, exp) = (owned(key), exp.into());
-        self.call(move |c| c.decr_with_initial(&key, delta, initial, exp))
-    }
+    fn decr_with_initial(
+        key: impl AsRef<[u8]> => ready::key,
+        delta: u64 => ready::moved,
+        initial: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> u64;
 
     /// The server `key` maps to now: [`Client::server_for_key`].
-    pub fn server_for_key(&self, key: impl AsRef<[u8]>) -> AsyncCall<'_, Address> {
-        let key = owned(key);
-        self.call(move |c| c.server_for_key(&key))
-    }
+    fn server_for_key(key: impl AsRef<[u8]> => ready::key) -> Address;
 
-    // ---- servers ---------------------------------------------------------------------------
+    // ---- many keys --------------------------------------------------------------------------
 
+    /// The values of the keys that exist: [`Client::get_multi`]. One multi-get of its own
+    /// (not merged with [`AsyncClient::get`]s); a failed server fails the call with
+    /// [`Error::Multi`](crate::Error::Multi).
+    fn get_multi[K, V](keys: impl IntoIterator<Item = K> => ready::list) -> HashMap<K, V>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static, V: FromValue + Send + 'static];
+
+    /// The values found and, per failed server, its error and keys:
+    /// [`Client::get_multi_partial`].
+    fn get_multi_partial[K, V](keys: impl IntoIterator<Item = K> => ready::list)
+        -> Partial<HashMap<K, V>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static, V: FromValue + Send + 'static];
+
+    /// Stores every item; returns the keys not stored: [`Client::set_multi`].
+    fn set_multi[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// [`AsyncClient::set_multi`] that returns what failed beside the keys not stored:
+    /// [`Client::set_multi_partial`].
+    fn set_multi_partial[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// Stores each item whose key does not exist yet; returns the keys that existed:
+    /// [`Client::add_multi`].
+    fn add_multi[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// [`AsyncClient::add_multi`] that returns what failed beside the keys that existed:
+    /// [`Client::add_multi_partial`].
+    fn add_multi_partial[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// Deletes every key; returns the keys that did not exist: [`Client::delete_multi`].
+    fn delete_multi[K](keys: impl IntoIterator<Item = K> => ready::list) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static];
+
+    /// [`AsyncClient::delete_multi`] that returns what failed beside the keys that did not
+    /// exist: [`Client::delete_multi_partial`].
+    fn delete_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static];
+
+    /// Adds `delta` to every counter; each key maps to its new value, or `None` if it does not
+    /// exist: [`Client::incr_multi`].
+    fn incr_multi[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// [`AsyncClient::incr_multi`] that returns what failed beside the new values:
+    /// [`Client::incr_multi_partial`].
+    fn incr_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> Partial<HashMap<K, Option<u64>>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Adds each key's own delta to its counter: [`Client::incr_multi_by`].
+    fn incr_multi_by[K](items: impl IntoIterator<Item = (K, u64)> => ready::list)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Subtracts `delta` from every counter, stopping at 0: [`Client::decr_multi`].
+    fn decr_multi[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// [`AsyncClient::decr_multi`] that returns what failed beside the new values:
+    /// [`Client::decr_multi_partial`].
+    fn decr_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> Partial<HashMap<K, Option<u64>>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Subtracts each key's own delta from its counter: [`Client::decr_multi_by`].
+    fn decr_multi_by[K](items: impl IntoIterator<Item = (K, u64)> => ready::list)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Stores many items without a reply per item: [`Client::bulk_set`] (noreply and buffered
+    /// over ASCII, on a second connection per server of the worker's client).
+    fn bulk_set[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> ()
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    // ---- servers ----------------------------------------------------------------------------
+
+    /// Each server's version, asked afresh on one worker's connections: [`Client::version`].
+    fn version() -> Vec<(Address, String)>;
+
+    /// Removes every item from every server, after `delay` if given: [`Client::flush_all`].
+    fn flush_all(delay: Option<Duration> => ready::moved) -> ();
+}
+
+impl AsyncClient {
     /// Every stat of every server (`arg`: a stats group such as `"items"`):
     /// [`Client::stats`].
     pub fn stats(&self, arg: Option<&str>) -> AsyncCall<'_, Vec<ServerStats>> {
         let arg = arg.map(str::to_owned);
-        self.call(move |c| c.stats(arg.as_deref()))
-    }
-
-    /// Each server's version, asked afresh on one worker's connections: [`Client::version`].
-    pub fn version(&self) -> AsyncCall<'_, Vec<(Address, String)>> {
-        self.call(Client::version)
-    }
-
-    /// Removes every item from every server, after `delay` if given: [`Client::flush_all`].
-    pub fn flush_all(&self, delay: Option<Duration>) -> AsyncCall<'_, ()> {
-        self.call(move |c| c.flush_all(delay))
+        self.call(move |client: &Client| client.stats(arg.as_deref()))
     }
 }
