@@ -97,7 +97,6 @@ struct Batches {
     batches: u64,
     batch_keys: u64,
     gets: u64,
-    max_batch_keys: usize,
     batch_sizes: [u64; 11],
 }
 
@@ -115,10 +114,7 @@ impl Run {
             self.server_cpu_ns
         );
         if let Some(e) = &self.engine {
-            line += &format!(
-                " {} {} {} {}",
-                e.batches, e.batch_keys, e.gets, e.max_batch_keys
-            );
+            line += &format!(" {} {} {}", e.batches, e.batch_keys, e.gets);
             for n in e.batch_sizes {
                 line += &format!(" {n}");
             }
@@ -143,7 +139,6 @@ impl Run {
                 batches: batches as u64,
                 batch_keys: next()? as u64,
                 gets: next()? as u64,
-                max_batch_keys: next()? as usize,
                 batch_sizes: std::array::from_fn(|_| next().unwrap_or(0.0) as u64),
             });
         }
@@ -561,12 +556,10 @@ fn delta(after: &EngineStats, before: &EngineStats) -> Batches {
         *a -= b;
     }
     // The largest batch of this run is in the highest bucket it filled.
-    let max_batch_keys = sizes.iter().rposition(|&n| n > 0).map_or(0, |i| 1 << i);
     Batches {
         batches: after.batches - before.batches,
         batch_keys: after.batch_keys - before.batch_keys,
         gets: after.gets - before.gets,
-        max_batch_keys,
         batch_sizes: sizes,
     }
 }
@@ -709,14 +702,11 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
         "256–511",
         "512+",
     ];
-    print!("| workload | tasks | gets per batch | keys per batch | largest (bucket) |");
+    print!("| workload | tasks | gets per batch | keys per batch |");
     for b in buckets {
         print!(" {b} |");
     }
-    println!(
-        "\n|---|---:|---:|---:|---:|{}",
-        "---:|".repeat(buckets.len())
-    );
+    println!("\n|---|---:|---:|---:|{}", "---:|".repeat(buckets.len()));
     for &(mix, tasks) in &rows {
         let Some(e) = runs
             .get(&(mix, tasks, Impl::Merged))
@@ -725,11 +715,10 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
             continue;
         };
         print!(
-            "| {} | {tasks} | {:.1} | {:.1} | {} |",
+            "| {} | {tasks} | {:.1} | {:.1} |",
             mix_name(mix),
             e.gets as f64 / e.batches.max(1) as f64,
             e.batch_keys as f64 / e.batches.max(1) as f64,
-            e.max_batch_keys
         );
         for (i, _) in buckets.iter().enumerate() {
             // The last column folds the buckets of 512 keys and more together.
