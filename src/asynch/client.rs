@@ -39,9 +39,10 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// by one multi-get: the more concurrent callers, the fewer round trips per key. Everything else
 /// runs as the blocking client runs it, one call at a time per worker.
 ///
-/// The handle is cheap to clone and `Send + Sync`; the workers stop when the last handle is
-/// dropped. Dropping a call's future at any point is safe: a call a worker has taken is
-/// finished and its answer thrown away, so a timeout around a call
+/// The handle is cheap to clone and `Send + Sync`. Dropping the last handle closes the queue
+/// and waits for the workers to finish what is queued (at most a queue's worth of calls), close
+/// their connections and stop. Dropping a call's future at any point is safe: a call a worker
+/// has taken is finished and its answer thrown away, so a timeout around a call
 /// (`tokio::time::timeout(d, mc.get(..))`) never leaves a connection out of step.
 ///
 /// ```no_run
