@@ -137,6 +137,10 @@ pub enum Error {
         size: usize,
     },
 
+    /// An `AsyncClient` (feature `async`) could not answer: its worker threads had stopped.
+    #[error("the async client's workers have stopped")]
+    Shutdown,
+
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[source] BoxError),

@@ -53,6 +53,16 @@
     not(feature = "testing"),
     doc = "- `testing`, with the `testing` feature: real memcached processes for tests."
 )]
+#![cfg_attr(
+    feature = "async",
+    doc = "- [`AsyncClient`] (feature `async`): async calls served by worker threads, with no \
+           runtime of its own; concurrent gets are merged into multi-gets."
+)]
+#![cfg_attr(
+    not(feature = "async"),
+    doc = "- `AsyncClient`, with the `async` feature: async calls served by worker threads, with \
+           no runtime of its own; concurrent gets are merged into multi-gets."
+)]
 //! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
 //!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
 
@@ -60,6 +70,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(rust_2018_idioms)]
 
+#[cfg(feature = "async")]
+mod asynch;
 mod behavior;
 mod builder;
 mod client;
@@ -83,6 +95,12 @@ mod stats;
 pub mod testing;
 pub mod value;
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use asynch::{
+    AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_WORKERS, EngineStats,
+};
 pub use behavior::{
     Behavior, BehaviorInfo, BehaviorValue, Distribution, Hash, all_behaviors, distributions,
     hashers,

@@ -1,0 +1,288 @@
+//! Gets merged into one multi-get: the requests a worker took, deduplicated by key, fetched as
+//! raw items with one [`Client::get_multi_each`], and answered one by one, each decoded into
+//! its own caller's type.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use futures_channel::oneshot;
+
+use crate::client::Client;
+use crate::error::{Error, ReturnCode};
+use crate::keyspace::Fetched;
+use crate::value::FromValue;
+
+use super::stats::Counters;
+
+/// What a call gets back: its result, or the panic of the user code (a decoder, an encoder) the
+/// worker ran for it, to be resumed on the caller's side.
+pub(crate) type Outcome<T> = std::thread::Result<crate::Result<T>>;
+
+/// One caller's get: a key already checked against the client's rules, and where to answer.
+pub(crate) struct GetRequest {
+    pub key: Box<[u8]>,
+    pub waiter: Box<dyn Waiter>,
+}
+
+/// A caller waiting for one key's value, whatever type it decodes into. Each method answers
+/// the caller and says whether it was still there to take the answer.
+pub(crate) trait Waiter: Send {
+    /// The caller dropped its future.
+    fn is_gone(&self) -> bool;
+    /// The only get of its batch: a plain `get`, decoded as the blocking client decodes.
+    fn alone(self: Box<Self>, client: &Client, key: &[u8]) -> bool;
+    /// The key's value, fetched raw (decoded here, for this caller alone).
+    fn found(self: Box<Self>, item: &Fetched<'_>) -> bool;
+    /// The server said the key is not there.
+    fn missed(self: Box<Self>) -> bool;
+    /// The call failed for this key.
+    fn failed(self: Box<Self>, error: Error) -> bool;
+}
+
+impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>>> {
+    fn is_gone(&self) -> bool {
+        self.is_canceled()
+    }
+
+    fn alone(self: Box<Self>, client: &Client, key: &[u8]) -> bool {
+        let outcome = catch_unwind(AssertUnwindSafe(|| client.get::<V>(key)));
+        self.send(outcome).is_ok()
+    }
+
+    fn found(self: Box<Self>, item: &Fetched<'_>) -> bool {
+        let outcome = catch_unwind(AssertUnwindSafe(|| item.decode::<V>().map(Some)));
+        self.send(outcome).is_ok()
+    }
+
+    fn missed(self: Box<Self>) -> bool {
+        self.send(Ok(Ok(None))).is_ok()
+    }
+
+    fn failed(self: Box<Self>, error: Error) -> bool {
+        self.send(Ok(Err(error))).is_ok()
+    }
+}
+
+/// No further request for the same key.
+const END: u32 = u32::MAX;
+
+/// A worker's buffers for batches, kept between batches so that a batch allocates little.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// The requests taken from the queue, in the order taken.
+    pub requests: Vec<GetRequest>,
+    /// Every request's key, and its waiter until answered, in the order taken.
+    keys: Vec<Box<[u8]>>,
+    waiters: Vec<Option<Box<dyn Waiter>>>,
+    /// The next request for the same key, or `END`.
+    next: Vec<u32>,
+    /// The first request of each distinct key, in the order the keys are sent.
+    firsts: Vec<u32>,
+}
+
+impl Batch {
+    /// Serves every request taken: drops those whose callers have gone, then one plain get
+    /// for a lone request, or one multi-get for the distinct keys of several.
+    pub(crate) fn serve(&mut self, client: &Client, counters: &Counters) {
+        let taken = self.requests.len();
+        self.requests.retain(|request| !request.waiter.is_gone());
+        counters.abandoned(taken - self.requests.len());
+        counters.served(taken);
+        match self.requests.len() {
+            0 => {}
+            1 => {
+                let GetRequest { key, waiter } = self.requests.remove(0);
+                counters.batch(1, 1);
+                counters.discarded(usize::from(!waiter.alone(client, &key)));
+            }
+            _ => self.serve_many(client, counters),
+        }
+    }
+
+    fn serve_many(&mut self, client: &Client, counters: &Counters) {
+        let Batch {
+            requests,
+            keys,
+            waiters,
+            next,
+            firsts,
+        } = self;
+        keys.clear();
+        waiters.clear();
+        for GetRequest { key, waiter } in requests.drain(..) {
+            keys.push(key);
+            waiters.push(Some(waiter));
+        }
+        let groups = group(keys, next, firsts);
+        counters.batch(keys.len(), firsts.len());
+
+        let (keys, next, firsts) = (&*keys, &*next, &*firsts);
+        let mut gone = 0;
+        // Replies mostly come in the order the keys were sent: try the next key first.
+        let mut cursor = 0;
+        let unique = firsts.iter().map(|&i| &*keys[i as usize]);
+        let result = client.get_multi_each(unique, |item| {
+            let expected = firsts.get(cursor).map(|&i| &*keys[i as usize]);
+            let group = match expected == Some(item.key()) {
+                true => Some(cursor),
+                false => groups.get(item.key()).map(|&(group, _)| group as usize),
+            };
+            if let Some(group) = group {
+                cursor = group + 1;
+                gone += answer(waiters, next, firsts[group], |w| w.found(&item));
+            }
+        });
+        // Keys not answered yet: misses, or the keys of a failed server, or all of them if the
+        // call failed as a whole.
+        let mut whole = None;
+        match result {
+            Ok(()) => {}
+            Err(Error::Multi { failures }) => {
+                for failure in failures {
+                    for key in &failure.keys {
+                        if let Some(&(group, _)) = groups.get(key.as_slice()) {
+                            let first = firsts[group as usize];
+                            gone +=
+                                answer(waiters, next, first, |w| w.failed(copy(&failure.error)));
+                        }
+                    }
+                }
+            }
+            Err(error) => whole = Some(error),
+        }
+        for waiter in waiters.iter_mut().filter_map(Option::take) {
+            let delivered = match &whole {
+                None => waiter.missed(),
+                Some(error) => waiter.failed(copy(error)),
+            };
+            gone += usize::from(!delivered);
+        }
+        counters.discarded(gone);
+    }
+}
+
+/// Groups requests by key: fills `firsts` with each distinct key's first request (in the order
+/// taken) and chains the requests of a key through `next`. Returns, per distinct key, its group
+/// (its index in `firsts`) and its last request.
+fn group<'k>(
+    keys: &'k [Box<[u8]>],
+    next: &mut Vec<u32>,
+    firsts: &mut Vec<u32>,
+) -> HashMap<&'k [u8], (u32, u32)> {
+    next.clear();
+    next.resize(keys.len(), END);
+    firsts.clear();
+    let mut groups: HashMap<&[u8], (u32, u32)> = HashMap::with_capacity(keys.len());
+    for (i, key) in (0u32..).zip(keys) {
+        match groups.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let (_, last) = entry.get_mut();
+                next[*last as usize] = i;
+                *last = i;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert((firsts.len() as u32, i));
+                firsts.push(i);
+            }
+        }
+    }
+    groups
+}
+
+/// Answers, with `reply`, every request still waiting in the chain that starts at `first`;
+/// returns how many callers had gone.
+fn answer(
+    waiters: &mut [Option<Box<dyn Waiter>>],
+    next: &[u32],
+    first: u32,
+    mut reply: impl FnMut(Box<dyn Waiter>) -> bool,
+) -> usize {
+    let mut gone = 0;
+    let mut i = first;
+    while i != END {
+        if let Some(waiter) = waiters[i as usize].take() {
+            gone += usize::from(!reply(waiter));
+        }
+        i = next[i as usize];
+    }
+    gone
+}
+
+/// The same error again, for another caller of the same key or server. Errors that carry a
+/// decoder's boxed source cannot be cloned; those become a [`ReturnCode::Failure`] with the
+/// same message (a multi-get's server failures never do).
+pub(crate) fn copy(error: &Error) -> Error {
+    match error {
+        Error::NotFound => Error::NotFound,
+        Error::TooBig { len, server } => Error::TooBig {
+            len: *len,
+            server: server.clone(),
+        },
+        Error::Memcached {
+            code,
+            message,
+            server,
+        } => Error::Memcached {
+            code: *code,
+            message: message.clone(),
+            server: server.clone(),
+        },
+        Error::InvalidKey { key, reason } => Error::InvalidKey {
+            key: key.clone(),
+            reason: *reason,
+        },
+        Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
+        Error::InvalidArgument(why) => Error::InvalidArgument(why.clone()),
+        Error::Shutdown => Error::Shutdown,
+        other => Error::Memcached {
+            code: other.code().unwrap_or(ReturnCode::Failure),
+            message: other.to_string(),
+            server: other.server().cloned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_grouped_by_key_in_the_order_taken() {
+        let keys: Vec<Box<[u8]>> = ["b", "a", "b", "c", "b"]
+            .iter()
+            .map(|k| k.as_bytes().into())
+            .collect();
+        let (mut next, mut firsts) = (Vec::new(), Vec::new());
+        let groups = group(&keys, &mut next, &mut firsts);
+        assert_eq!(
+            firsts,
+            [0, 1, 3],
+            "b, a, c: each key once, first seen first"
+        );
+        assert_eq!(next, [2, END, 4, END, END], "b's requests chained");
+        assert_eq!(groups[&b"b"[..]], (0, 4));
+        assert_eq!(groups[&b"c"[..]], (2, 3));
+        assert!(!groups.contains_key(&b"d"[..]));
+    }
+
+    #[test]
+    fn copies_keep_code_message_and_server() {
+        let error = Error::Memcached {
+            code: ReturnCode::ConnectionFailure,
+            message: "refused".into(),
+            server: Some("127.0.0.1:1".parse().unwrap()),
+        };
+        let copied = copy(&error);
+        assert_eq!(copied.to_string(), error.to_string());
+        assert_eq!(copied.code(), error.code());
+        assert_eq!(copied.server(), error.server());
+        let decode = Error::Decode {
+            key: b"k".to_vec(),
+            flags: 0,
+            source: "bad".into(),
+        };
+        assert_eq!(copy(&decode).to_string(), decode.to_string());
+        assert!(matches!(copy(&Error::Shutdown), Error::Shutdown));
+    }
+}

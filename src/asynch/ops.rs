@@ -1,0 +1,262 @@
+//! Every operation but `get`, listed once: each runs on a worker as one call of the blocking
+//! [`Client`] method of the same name, with the same results, strict and partial forms alike.
+//!
+//! Arguments are taken by value and made ready for the worker before the future exists (keys
+//! copied, key lists collected, expirations converted), so that the futures borrow only the
+//! client. Values are encoded on the worker by the client itself, so compression and each
+//! command's rules (cas and append never compress) are the blocking client's by construction.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::expiration::Expiration;
+use crate::keyspace::Partial;
+use crate::server::Address;
+use crate::stats::ServerStats;
+use crate::value::{FromValue, ToValue};
+
+use super::{AsyncCall, AsyncClient};
+
+/// Defines each operation as a method of [`AsyncClient`] that readies its arguments (each
+/// through the function after `=>`) and queues the client method of the same name. Generic
+/// parameters go in `[...]`, bounds in `where [...]`.
+macro_rules! on_a_worker {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
+            -> $ret:ty $(where [$($bound:tt)*])?;
+    )*) => {
+        impl AsyncClient {
+            $(
+                $(#[$doc])*
+                pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<'_, $ret>
+                $(where $($bound)*)?
+                {
+                    $(let $arg = $ready($arg);)*
+                    self.call(move |client| client.$name($($arg),*))
+                }
+            )*
+        }
+    };
+}
+
+/// How arguments are readied for the worker.
+mod ready {
+    use crate::expiration::Expiration;
+
+    /// A key, copied.
+    pub(super) fn key(key: impl AsRef<[u8]>) -> Box<[u8]> {
+        key.as_ref().into()
+    }
+
+    /// Keys or items, collected.
+    pub(super) fn list<T>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+        items.into_iter().collect()
+    }
+
+    /// An expiration, converted.
+    pub(super) fn exp(exp: impl Into<Expiration>) -> Expiration {
+        exp.into()
+    }
+
+    /// Anything else, as it is.
+    pub(super) fn moved<T>(value: T) -> T {
+        value
+    }
+}
+
+on_a_worker! {
+    // ---- one key ----------------------------------------------------------------------------
+
+    /// The value of `key` and its CAS token, or `None`: [`Client::gets`]. Not merged with
+    /// other gets (a multi-get carries no tokens here).
+    fn gets[V: FromValue + Send + 'static](key: impl AsRef<[u8]> => ready::key) -> Option<(V, u64)>;
+
+    /// Stores `value` under `key`: [`Client::set`].
+    fn set(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> ();
+
+    /// Stores `value` only if `key` does not exist; `false` if it does: [`Client::add`].
+    fn add(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
+
+    /// Stores `value` only if `key` exists; `false` if it does not: [`Client::replace`].
+    fn replace(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
+
+    /// Appends `value`'s bytes to the value of `key`; `false` if it does not exist:
+    /// [`Client::append`].
+    fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+        -> bool;
+
+    /// Prepends `value`'s bytes to the value of `key`; `false` if it does not exist:
+    /// [`Client::prepend`].
+    fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+        -> bool;
+
+    /// Stores `value` only if `key` still has the CAS token `cas`; `false` if it changed or is
+    /// gone: [`Client::cas`].
+    fn cas(
+        key: impl AsRef<[u8]> => ready::key,
+        value: impl ToValue + Send + 'static => ready::moved,
+        cas: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> bool;
+
+    /// Deletes `key`; `false` if it did not exist: [`Client::delete`].
+    fn delete(key: impl AsRef<[u8]> => ready::key) -> bool;
+
+    /// Sets a new expiration on `key`; `false` if it does not exist: [`Client::touch`].
+    fn touch(key: impl AsRef<[u8]> => ready::key, exp: impl Into<Expiration> => ready::exp) -> bool;
+
+    /// Adds `delta` to the counter under `key`: [`Client::incr`]. A missing key is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    fn incr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
+
+    /// Subtracts `delta` from the counter under `key`, stopping at 0: [`Client::decr`].
+    fn decr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
+
+    /// [`AsyncClient::incr`] that creates a missing counter with `initial`:
+    /// [`Client::incr_with_initial`].
+    fn incr_with_initial(
+        key: impl AsRef<[u8]> => ready::key,
+        delta: u64 => ready::moved,
+        initial: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> u64;
+
+    /// [`AsyncClient::decr`] that creates a missing counter with `initial`:
+    /// [`Client::decr_with_initial`].
+    fn decr_with_initial(
+        key: impl AsRef<[u8]> => ready::key,
+        delta: u64 => ready::moved,
+        initial: u64 => ready::moved,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> u64;
+
+    /// The server `key` maps to now: [`Client::server_for_key`].
+    fn server_for_key(key: impl AsRef<[u8]> => ready::key) -> Address;
+
+    // ---- many keys --------------------------------------------------------------------------
+
+    /// The values of the keys that exist: [`Client::get_multi`]. One multi-get of its own
+    /// (not merged with [`AsyncClient::get`]s); a failed server fails the call with
+    /// [`Error::Multi`](crate::Error::Multi).
+    fn get_multi[K, V](keys: impl IntoIterator<Item = K> => ready::list) -> HashMap<K, V>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static, V: FromValue + Send + 'static];
+
+    /// The values found and, per failed server, its error and keys:
+    /// [`Client::get_multi_partial`].
+    fn get_multi_partial[K, V](keys: impl IntoIterator<Item = K> => ready::list)
+        -> Partial<HashMap<K, V>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static, V: FromValue + Send + 'static];
+
+    /// Stores every item; returns the keys not stored: [`Client::set_multi`].
+    fn set_multi[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// [`AsyncClient::set_multi`] that returns what failed beside the keys not stored:
+    /// [`Client::set_multi_partial`].
+    fn set_multi_partial[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// Stores each item whose key does not exist yet; returns the keys that existed:
+    /// [`Client::add_multi`].
+    fn add_multi[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// [`AsyncClient::add_multi`] that returns what failed beside the keys that existed:
+    /// [`Client::add_multi_partial`].
+    fn add_multi_partial[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    /// Deletes every key; returns the keys that did not exist: [`Client::delete_multi`].
+    fn delete_multi[K](keys: impl IntoIterator<Item = K> => ready::list) -> Vec<K>
+        where [K: AsRef<[u8]> + Send + 'static];
+
+    /// [`AsyncClient::delete_multi`] that returns what failed beside the keys that did not
+    /// exist: [`Client::delete_multi_partial`].
+    fn delete_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list) -> Partial<Vec<K>>
+        where [K: AsRef<[u8]> + Send + 'static];
+
+    /// Adds `delta` to every counter; each key maps to its new value, or `None` if it does not
+    /// exist: [`Client::incr_multi`].
+    fn incr_multi[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// [`AsyncClient::incr_multi`] that returns what failed beside the new values:
+    /// [`Client::incr_multi_partial`].
+    fn incr_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> Partial<HashMap<K, Option<u64>>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Adds each key's own delta to its counter: [`Client::incr_multi_by`].
+    fn incr_multi_by[K](items: impl IntoIterator<Item = (K, u64)> => ready::list)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Subtracts `delta` from every counter, stopping at 0: [`Client::decr_multi`].
+    fn decr_multi[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// [`AsyncClient::decr_multi`] that returns what failed beside the new values:
+    /// [`Client::decr_multi_partial`].
+    fn decr_multi_partial[K](keys: impl IntoIterator<Item = K> => ready::list, delta: u64 => ready::moved)
+        -> Partial<HashMap<K, Option<u64>>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Subtracts each key's own delta from its counter: [`Client::decr_multi_by`].
+    fn decr_multi_by[K](items: impl IntoIterator<Item = (K, u64)> => ready::list)
+        -> HashMap<K, Option<u64>>
+        where [K: AsRef<[u8]> + Eq + Hash + Send + 'static];
+
+    /// Stores many items without a reply per item: [`Client::bulk_set`] (noreply and buffered
+    /// over ASCII, on a second connection per server of the worker's client).
+    fn bulk_set[K, V](
+        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        exp: impl Into<Expiration> => ready::exp,
+    ) -> ()
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+
+    // ---- servers ----------------------------------------------------------------------------
+
+    /// Each server's version, asked afresh on one worker's connections: [`Client::version`].
+    fn version() -> Vec<(Address, String)>;
+
+    /// Removes every item from every server, after `delay` if given: [`Client::flush_all`].
+    fn flush_all(delay: Option<Duration> => ready::moved) -> ();
+}
+
+impl AsyncClient {
+    /// Every stat of every server (`arg`: a stats group such as `"items"`):
+    /// [`Client::stats`].
+    pub fn stats(&self, arg: Option<&str>) -> AsyncCall<'_, Vec<ServerStats>> {
+        let arg = arg.map(str::to_owned);
+        self.call(move |client: &Client| client.stats(arg.as_deref()))
+    }
+}

@@ -1,0 +1,827 @@
+//! `AsyncClient` against real memcached processes: merged gets give every caller its own key's
+//! result (values, misses, a dead server's errors, decode failures, panics), hot keys reach every
+//! caller, cancelled calls never hand a reply to anyone else, a full queue makes callers wait,
+//! dropping the last handle stops the workers, and every operation works under tokio's
+//! multi-thread and current-thread runtimes and under a plain `block_on`.
+//!
+//! Tests that need requests to pile up hold the workers with a [`Gate`]: a value whose encoder
+//! blocks the worker running it until the test opens the gate. Nothing waits on a clock.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libmemcached::testing::Memcached;
+use libmemcached::{
+    AsyncClient, Behavior, BoxError, Client, Compression, Encoded, Error, FromValue, ToValue, Value,
+};
+use tokio::task::JoinHandle;
+
+// ---- helpers ------------------------------------------------------------------------------
+
+fn async_client(specs: &[String], workers: usize) -> AsyncClient {
+    AsyncClient::builder(common::client(specs, false))
+        .workers(workers)
+        .build()
+        .unwrap()
+}
+
+/// Waits (asynchronously, at most ten seconds) until `done` holds.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A value whose encoder tells the test it runs, then blocks the worker running it until the
+/// gate opens, then refuses to encode (so the gate's own call sends nothing).
+struct Gate {
+    entered: mpsc::Sender<()>,
+    open: mpsc::Receiver<()>,
+}
+
+impl ToValue for Gate {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        self.entered.send(())?;
+        self.open
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the gate was never opened")?;
+        Err("gate".into())
+    }
+}
+
+/// Workers held by gates.
+struct Held {
+    gates: Vec<mpsc::Sender<()>>,
+    calls: Vec<JoinHandle<libmemcached::Result<()>>>,
+}
+
+/// Holds `workers` workers: each takes one gate (after finishing whatever it was doing) and
+/// blocks on it. Gates are queued one at a time, each once the previous one is held, so that
+/// no worker takes two (one that drains the queue for a batch takes the calls behind it).
+async fn hold(mc: &AsyncClient, workers: usize) -> Held {
+    let mut held = Held {
+        gates: Vec::new(),
+        calls: Vec::new(),
+    };
+    for _ in 0..workers {
+        let (entered, entries) = mpsc::channel();
+        let (gate, open) = mpsc::channel();
+        let mc = mc.clone();
+        held.gates.push(gate);
+        held.calls.push(tokio::spawn(async move {
+            mc.set("gate", Gate { entered, open }, 0).await
+        }));
+        wait_until("a worker holds the gate", || entries.try_recv().is_ok()).await;
+    }
+    held
+}
+
+impl Held {
+    async fn open(self) {
+        for gate in self.gates {
+            gate.send(()).unwrap();
+        }
+        for call in self.calls {
+            let result = call.await.unwrap();
+            assert!(matches!(result, Err(Error::Encode(_))), "{result:?}");
+        }
+    }
+}
+
+/// Spawns one get per key, each task asking for its own key's value as a `String`.
+fn spawn_gets(
+    mc: &AsyncClient,
+    keys: &[String],
+) -> Vec<JoinHandle<libmemcached::Result<Option<String>>>> {
+    keys.iter()
+        .map(|key| {
+            let (mc, key) = (mc.clone(), key.clone());
+            tokio::spawn(async move { mc.get::<String>(key).await })
+        })
+        .collect()
+}
+
+fn keys(tag: &str, n: usize) -> Vec<String> {
+    let base = common::key(tag);
+    (0..n).map(|i| format!("{base}:{i}")).collect()
+}
+
+/// The unique value stored under `key`, generation `generation`.
+fn value_of(key: &str, generation: u32) -> String {
+    format!("{key}=v{generation}")
+}
+
+// ---- merging ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_gets_become_one_multi_get_and_each_caller_gets_its_own_result() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let stored = keys("merge", 300);
+    let missing = keys("merge-miss", 50);
+    for key in &stored {
+        blocking.set(key, value_of(key, 1), 0).unwrap();
+    }
+    blocking.set(&stored[0], &[0xffu8, 0x00][..], 0).unwrap();
+
+    let held = hold(&mc, 1).await;
+    let all: Vec<String> = stored.iter().chain(&missing).cloned().collect();
+    // Three decoded types in one batch: text, bytes, and pylibmc-style `Value`s.
+    let mut texts = spawn_gets(&mc, &all[1..]);
+    let (first, first_key) = (mc.clone(), all[0].clone());
+    let bytes = tokio::spawn(async move { first.get::<Vec<u8>>(first_key).await });
+    let (third, third_key) = (mc.clone(), all[1].clone());
+    let value = tokio::spawn(async move { third.get::<Value>(third_key).await });
+    wait_until("every get is queued", || {
+        mc.engine_stats().queue_depth == all.len() + 1
+    })
+    .await;
+    held.open().await;
+
+    assert_eq!(bytes.await.unwrap().unwrap(), Some(vec![0xff, 0x00]));
+    let expected = Value::Text(value_of(&all[1], 1));
+    assert_eq!(value.await.unwrap().unwrap(), Some(expected));
+    for (i, task) in texts.drain(..).enumerate() {
+        let key = &all[i + 1];
+        let got = task.await.unwrap().unwrap();
+        match i + 1 < stored.len() {
+            true => assert_eq!(got, Some(value_of(key, 1)), "{key}"),
+            false => assert_eq!(got, None, "{key}: a miss"),
+        }
+    }
+    let stats = mc.engine_stats();
+    assert_eq!(stats.gets, all.len() as u64 + 1);
+    assert_eq!(stats.batches, 1, "{stats:?}");
+    assert_eq!(stats.batch_keys, all.len() as u64, "{stats:?}");
+    assert_eq!(stats.max_batch_keys, all.len());
+    assert_eq!(stats.batch_sizes[8], 1, "one batch of 256 to 511 keys");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_with_unique_values_each_get_their_own() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 2);
+    let stored = keys("many", 500);
+    for key in &stored {
+        blocking.set(key, value_of(key, 7), 0).unwrap();
+    }
+    let tasks: Vec<_> = (0..2000)
+        .map(|i| {
+            let (mc, key) = (mc.clone(), stored[(i * 7919) % stored.len()].clone());
+            tokio::spawn(async move {
+                let got: Option<String> = mc.get(&key).await.unwrap();
+                assert_eq!(got, Some(value_of(&key, 7)));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = mc.engine_stats();
+    assert_eq!(stats.gets, 2000);
+    assert!(stats.batches < 2000, "some gets were merged: {stats:?}");
+    assert!(stats.max_batch_keys > 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_keys_reach_every_caller() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let hot = keys("hot", 3);
+    for key in &hot {
+        blocking.set(key, value_of(key, 3), 0).unwrap();
+    }
+    let held = hold(&mc, 1).await;
+    let asked: Vec<String> = (0..300).map(|i| hot[i % 3].clone()).collect();
+    let tasks = spawn_gets(&mc, &asked);
+    wait_until("every get is queued", || {
+        mc.engine_stats().queue_depth == 300
+    })
+    .await;
+    held.open().await;
+    for (task, key) in tasks.into_iter().zip(&asked) {
+        assert_eq!(task.await.unwrap().unwrap(), Some(value_of(key, 3)));
+    }
+    let stats = mc.engine_stats();
+    assert_eq!((stats.gets, stats.batches, stats.batch_keys), (300, 1, 3));
+
+    // Without holding anything: a thousand tasks on one key, over two workers.
+    let mc = async_client(server.specs(), 2);
+    let one = vec![hot[0].clone(); 1000];
+    for task in spawn_gets(&mc, &one) {
+        assert_eq!(task.await.unwrap().unwrap(), Some(value_of(&hot[0], 3)));
+    }
+    let stats = mc.engine_stats();
+    assert_eq!(stats.gets, 1000);
+    assert!(stats.batch_keys < 1000, "callers shared fetches: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_off_sends_a_get_per_call() {
+    let server = common::server();
+    let mc = AsyncClient::builder(common::client(server.specs(), false))
+        .workers(1)
+        .max_batch(1)
+        .build()
+        .unwrap();
+    let asked = keys("off", 20);
+    let held = hold(&mc, 1).await;
+    let tasks = spawn_gets(&mc, &asked);
+    wait_until("every get is queued", || {
+        mc.engine_stats().queue_depth == 20
+    })
+    .await;
+    held.open().await;
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), None);
+    }
+    let stats = mc.engine_stats();
+    assert_eq!(
+        (stats.gets, stats.batches, stats.max_batch_keys),
+        (20, 20, 1)
+    );
+}
+
+// ---- per-caller failures ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_fails_only_its_keys() {
+    let mut servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let client = || {
+        Client::builder()
+            .servers(&specs)
+            .unwrap()
+            .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
+            .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
+            .build()
+            .unwrap()
+    };
+    let blocking = client();
+    let all = keys("dead", 90);
+    for key in &all {
+        blocking.set(key, key.as_str(), 0).unwrap();
+    }
+    servers[1].stop();
+    let dead = specs[1].clone();
+    let on_dead: BTreeSet<&String> = all
+        .iter()
+        .filter(|k| blocking.server_for_key(k).unwrap().to_string() == dead)
+        .collect();
+    assert!(!on_dead.is_empty() && on_dead.len() < all.len());
+
+    let mc = AsyncClient::builder(client()).workers(1).build().unwrap();
+    for round in 0..2 {
+        let held = hold(&mc, 1).await;
+        let tasks = spawn_gets(&mc, &all);
+        wait_until("every get is queued", || {
+            mc.engine_stats().queue_depth == all.len()
+        })
+        .await;
+        held.open().await;
+        for (task, key) in tasks.into_iter().zip(&all) {
+            match task.await.unwrap() {
+                Ok(value) => {
+                    assert!(
+                        !on_dead.contains(key),
+                        "round {round}: {key} on the dead server"
+                    );
+                    assert_eq!(value.as_ref(), Some(key), "round {round}");
+                }
+                Err(error) => {
+                    assert!(on_dead.contains(key), "round {round}: {key}: {error}");
+                    assert!(error.is_connection(), "round {round}: {error}");
+                    let server = error.server().map(ToString::to_string);
+                    assert_eq!(server.as_deref(), Some(dead.as_str()), "round {round}");
+                }
+            }
+        }
+    }
+    assert_eq!(mc.engine_stats().batches, 2, "one multi-get per round");
+
+    // The strict and partial multi-key forms say the same.
+    let partial = mc
+        .get_multi_partial::<_, String>(all.clone())
+        .await
+        .unwrap();
+    assert_eq!(partial.ok.len(), all.len() - on_dead.len());
+    let failed: BTreeSet<Vec<u8>> = partial.failed_keys().map(<[u8]>::to_vec).collect();
+    let expected: BTreeSet<Vec<u8>> = on_dead.iter().map(|k| k.as_bytes().to_vec()).collect();
+    assert_eq!(failed, expected);
+    let strict = mc.get_multi::<_, String>(all.clone()).await.unwrap_err();
+    assert!(strict.is_connection(), "{strict}");
+}
+
+/// Decodes like `u64`, but panics on the value `"boom"`.
+#[derive(Debug, PartialEq)]
+struct Touchy(u64);
+
+impl FromValue for Touchy {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        assert_ne!(data, b"boom", "a decoder that panics");
+        u64::from_value(data, flags).map(Touchy)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_fails_to_decode_fails_or_panics_its_caller_alone() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let [text, boom, number] = ["text", "boom", "number"].map(common::key);
+    blocking.set(&text, "abc", 0).unwrap();
+    blocking.set(&boom, "boom", 0).unwrap();
+    blocking.set(&number, 42u64, 0).unwrap();
+
+    let held = hold(&mc, 1).await;
+    let as_text = spawn_gets(&mc, &[text.clone(), text.clone(), boom.clone()]);
+    let spawn_touchy = |key: &String| {
+        let (mc, key) = (mc.clone(), key.clone());
+        tokio::spawn(async move { mc.get::<Touchy>(key).await })
+    };
+    let as_number = [&text, &boom, &number, &number].map(spawn_touchy);
+    wait_until("every get is queued", || mc.engine_stats().queue_depth == 7).await;
+    held.open().await;
+
+    let [t1, t2, t3] = <[_; 3]>::try_from(as_text).ok().unwrap();
+    assert_eq!(t1.await.unwrap().unwrap().as_deref(), Some("abc"));
+    assert_eq!(t2.await.unwrap().unwrap().as_deref(), Some("abc"));
+    assert_eq!(t3.await.unwrap().unwrap().as_deref(), Some("boom"));
+    let [n_text, n_boom, n1, n2] = as_number;
+    let error = n_text.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&error, Error::Decode { key, .. } if key == text.as_bytes()),
+        "{error}"
+    );
+    let panic = n_boom.await.unwrap_err();
+    assert!(panic.is_panic(), "the decoder's panic reaches its caller");
+    assert_eq!(n1.await.unwrap().unwrap(), Some(Touchy(42)));
+    assert_eq!(n2.await.unwrap().unwrap(), Some(Touchy(42)));
+    assert_eq!(mc.engine_stats().batches, 1);
+    // The worker survived the panic.
+    assert_eq!(mc.get::<u64>(&number).await.unwrap(), Some(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_values_inflate_for_every_caller() {
+    let server = common::server();
+    let client = Client::builder()
+        .servers(server.specs())
+        .unwrap()
+        .compression(Compression::new(100))
+        .build()
+        .unwrap();
+    let mc = AsyncClient::builder(client).workers(1).build().unwrap();
+    let key = common::key("zlib");
+    let long = "compressible ".repeat(200);
+    mc.set(&key, long.clone(), 0).await.unwrap();
+    let (flags, stored) = common::raw_get(&server.spec(), &key).unwrap();
+    assert!(
+        flags & 8 != 0 && stored.len() < long.len(),
+        "stored compressed"
+    );
+
+    let held = hold(&mc, 1).await;
+    let tasks = spawn_gets(&mc, &vec![key.clone(); 10]);
+    wait_until("every get is queued", || {
+        mc.engine_stats().queue_depth == 10
+    })
+    .await;
+    held.open().await;
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().as_ref(), Some(&long));
+    }
+    assert_eq!(mc.get::<String>(&key).await.unwrap(), Some(long), "alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keys_fail_before_they_are_queued() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 1);
+    let error = mc.get::<String>("a key with spaces").await.unwrap_err();
+    assert!(matches!(error, Error::InvalidKey { .. }), "{error}");
+    assert!(mc.get::<String>("").await.unwrap_err().is_invalid_input());
+    assert_eq!(mc.engine_stats().requests, 0, "nothing queued");
+    let error = mc.set("bad key", "v", 0).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidKey { .. }), "{error}");
+    for (workers, max_batch, capacity) in [(0, 1, 1), (1, 0, 1), (1, 1, 0)] {
+        let built = AsyncClient::builder(common::client(server.specs(), false))
+            .workers(workers)
+            .max_batch(max_batch)
+            .queue_capacity(capacity)
+            .build();
+        assert!(matches!(built, Err(Error::InvalidConfig(_))));
+    }
+}
+
+// ---- cancellation -------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_never_hand_a_reply_to_another_caller() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 2);
+    let all = keys("cancel", 200);
+    for key in &all {
+        blocking.set(key, value_of(key, 0), 0).unwrap();
+    }
+    let tasks: Vec<JoinHandle<(u32, u32)>> = (0..64u32)
+        .map(|task| {
+            let (mc, all) = (mc.clone(), all.clone());
+            tokio::spawn(async move {
+                let (mut done, mut cancelled) = (0, 0);
+                let mut state = 0x9e37_79b9u32 ^ task.wrapping_mul(0x85eb_ca6b);
+                for i in 0..100u32 {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    let key = &all[state as usize % all.len()];
+                    // From "cancelled right after being queued" to "after up to 2 ms".
+                    let limit =
+                        Duration::from_micros(u64::from(state >> 8) % 2000 * (i % 2) as u64);
+                    let finished = match state % 4 {
+                        0 => tokio::time::timeout(limit, mc.set(key, value_of(key, i + 1), 0))
+                            .await
+                            .map(|r| r.unwrap()),
+                        1 => tokio::time::timeout(limit, mc.gets::<String>(key))
+                            .await
+                            .map(|r| {
+                                let (v, _) = r.unwrap().unwrap();
+                                assert!(v.starts_with(&format!("{key}=")), "{key}: {v}");
+                            }),
+                        _ => tokio::time::timeout(limit, mc.get::<String>(key))
+                            .await
+                            .map(|r| {
+                                let v = r.unwrap().unwrap();
+                                assert!(v.starts_with(&format!("{key}=")), "{key}: {v}");
+                            }),
+                    };
+                    match finished {
+                        Ok(()) => done += 1,
+                        Err(_) => cancelled += 1,
+                    }
+                }
+                (done, cancelled)
+            })
+        })
+        .collect();
+    let (mut done, mut cancelled) = (0, 0);
+    for task in tasks {
+        let (d, c) = task.await.unwrap();
+        done += d;
+        cancelled += c;
+    }
+    assert!(
+        done > 0 && cancelled > 0,
+        "{done} done, {cancelled} cancelled"
+    );
+    let stats = mc.engine_stats();
+    assert!(stats.abandoned + stats.discarded > 0, "{stats:?}");
+
+    // Calls abandoned in the queue still run: once both workers have reached a gate queued
+    // after them, they are all done.
+    hold(&mc, 2).await.open().await;
+    assert_eq!(mc.engine_stats().queue_depth, 0);
+
+    // Every later read, merged or not, async or blocking, gets its own key's value.
+    let tasks = spawn_gets(&mc, &all);
+    for (task, key) in tasks.into_iter().zip(&all) {
+        let value = task.await.unwrap().unwrap().unwrap();
+        assert!(value.starts_with(&format!("{key}=")), "{key}: {value}");
+        let direct: String = blocking.get(key).unwrap().unwrap();
+        assert_eq!(direct, value);
+    }
+    let found = mc.get_multi::<_, String>(all.clone()).await.unwrap();
+    assert_eq!(found.len(), all.len());
+    assert!(found.iter().all(|(k, v)| v.starts_with(&format!("{k}="))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_get_is_skipped_and_dropped_writes_still_run_in_order() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let [read, written] = ["read", "written"].map(common::key);
+    let held = hold(&mc, 1).await;
+    // Each future is polled once (queued), then dropped.
+    let once = Duration::ZERO;
+    assert!(
+        tokio::time::timeout(once, mc.get::<String>(&read))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(once, mc.set(&written, "a", 0))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(once, mc.append(&written, "b"))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(once, mc.append(&written, "c"))
+            .await
+            .is_err()
+    );
+    assert_eq!(mc.engine_stats().queue_depth, 4);
+    held.open().await;
+    // The gate, then the four requests.
+    wait_until("the queue is served", || mc.engine_stats().requests == 5).await;
+    let stats = mc.engine_stats();
+    assert_eq!(stats.abandoned, 1, "{stats:?}");
+    assert_eq!(stats.discarded, 3, "{stats:?}");
+    let value: Option<String> = blocking.get(&written).unwrap();
+    assert_eq!(value.as_deref(), Some("abc"), "the writes ran, in order");
+}
+
+// ---- backpressure and shutdown -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_makes_callers_wait() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = AsyncClient::builder(common::client(server.specs(), false))
+        .workers(1)
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    let all = keys("full", 20);
+    for key in &all {
+        blocking.set(key, value_of(key, 2), 0).unwrap();
+    }
+    let held = hold(&mc, 1).await;
+    let tasks = spawn_gets(&mc, &all);
+    wait_until("sixteen callers wait for room", || {
+        mc.engine_stats().queue_full_waits == 16
+    })
+    .await;
+    assert_eq!(
+        mc.engine_stats().queue_depth,
+        4,
+        "never more than the capacity"
+    );
+    held.open().await;
+    for (task, key) in tasks.into_iter().zip(&all) {
+        assert_eq!(task.await.unwrap().unwrap(), Some(value_of(key, 2)));
+    }
+    let stats = mc.engine_stats();
+    assert!(stats.max_queue_depth <= 4, "{stats:?}");
+    assert_eq!((stats.queue_full_waits, stats.queue_depth), (16, 0));
+    assert_eq!(stats.gets, 20);
+}
+
+/// This process's established TCP connections to `port` on the loopback (from /proc/net/tcp):
+/// closed as soon as the client closes them, unlike the server's own count.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections() {
+    let server = common::own_server();
+    let port = server.port().unwrap();
+    assert_eq!(connections_to(port), 0);
+    let mc = async_client(&[server.spec()], 2);
+    let key = common::key("last");
+    // Each worker connects: hold one, so that the other serves a call, then the other way round.
+    let first = hold(&mc, 1).await;
+    mc.set(&key, "warm", 0).await.unwrap();
+    let second = hold(&mc, 1).await;
+    first.open().await;
+    mc.set(&key, "warm", 0).await.unwrap();
+    second.open().await;
+    assert_eq!(
+        connections_to(port),
+        2,
+        "one connection per worker: {}",
+        std::fs::read_to_string("/proc/net/tcp").unwrap()
+    );
+
+    let clone = mc.clone();
+    drop(mc);
+    assert_eq!(
+        clone.get::<String>(&key).await.unwrap().as_deref(),
+        Some("warm")
+    );
+    assert_eq!(connections_to(port), 2, "a clone keeps the workers");
+
+    // A write queued and then abandoned by its caller is still done before the drop returns,
+    // and the workers' connections are closed by then.
+    let held = hold(&clone, 2).await;
+    assert!(
+        tokio::time::timeout(Duration::ZERO, clone.set(&key, "last", 0))
+            .await
+            .is_err()
+    );
+    held.open().await;
+    drop(clone);
+    assert_eq!(
+        connections_to(port),
+        0,
+        "the workers closed their connections"
+    );
+    let blocking = common::client(&[server.spec()], false);
+    let value: Option<String> = blocking.get(&key).unwrap();
+    assert_eq!(value.as_deref(), Some("last"));
+}
+
+// ---- every operation, under each kind of executor ------------------------------------------
+
+async fn every_operation(mc: &AsyncClient) {
+    let base = common::key("ops");
+    let k = |name: &str| format!("{base}:{name}");
+
+    mc.set(k("a"), "alpha", 0).await.unwrap();
+    assert_eq!(
+        mc.get::<String>(k("a")).await.unwrap().as_deref(),
+        Some("alpha")
+    );
+    assert_eq!(mc.get::<String>(k("missing")).await.unwrap(), None);
+    assert!(!mc.add(k("a"), "again", 0).await.unwrap());
+    assert!(mc.add(k("b"), "beta", 0).await.unwrap());
+    assert!(mc.replace(k("b"), "BETA", 0).await.unwrap());
+    assert!(!mc.replace(k("missing"), "x", 0).await.unwrap());
+    assert!(mc.append(k("b"), "!").await.unwrap());
+    assert!(mc.prepend(k("b"), "<").await.unwrap());
+    assert!(!mc.append(k("missing"), "x").await.unwrap());
+    assert_eq!(
+        mc.get::<String>(k("b")).await.unwrap().as_deref(),
+        Some("<BETA!")
+    );
+    let (value, token) = mc.gets::<String>(k("a")).await.unwrap().unwrap();
+    assert_eq!(value, "alpha");
+    assert!(mc.cas(k("a"), "ALPHA", token, 0).await.unwrap());
+    assert!(!mc.cas(k("a"), "late", token, 0).await.unwrap());
+    assert!(mc.touch(k("a"), 3600).await.unwrap());
+    assert!(!mc.touch(k("missing"), 3600).await.unwrap());
+
+    mc.set(k("n"), 10u64, 0).await.unwrap();
+    assert_eq!(mc.incr(k("n"), 5).await.unwrap(), 15);
+    assert_eq!(mc.decr(k("n"), 20).await.unwrap(), 0);
+    assert!(mc.incr(k("missing"), 1).await.unwrap_err().is_not_found());
+    assert_eq!(mc.incr_with_initial(k("i"), 1, 7, 0).await.unwrap(), 7);
+    assert_eq!(mc.incr_with_initial(k("i"), 1, 7, 0).await.unwrap(), 8);
+    assert_eq!(mc.decr_with_initial(k("d"), 1, 3, 0).await.unwrap(), 3);
+    assert_eq!(mc.decr_with_initial(k("d"), 1, 3, 0).await.unwrap(), 2);
+    let server = mc.server_for_key(k("a")).await.unwrap();
+    assert!(mc.servers().contains(&server));
+    assert!(mc.delete(k("a")).await.unwrap());
+    assert!(!mc.delete(k("a")).await.unwrap());
+
+    let [x, y, z] = [k("x"), k("y"), k("z")];
+    let items = vec![(x.clone(), 1u64), (y.clone(), 2u64)];
+    assert!(mc.set_multi(items.clone(), 0).await.unwrap().is_empty());
+    assert!(
+        mc.set_multi_partial(items.clone(), 0)
+            .await
+            .unwrap()
+            .is_complete()
+    );
+    assert_eq!(
+        mc.add_multi(items.clone(), 0).await.unwrap(),
+        vec![x.clone(), y.clone()]
+    );
+    let added = mc
+        .add_multi_partial(vec![(z.clone(), 3u64)], 0)
+        .await
+        .unwrap();
+    assert!(added.is_complete() && added.ok.is_empty());
+    let found: HashMap<String, u64> = mc
+        .get_multi([x.clone(), y.clone(), k("none")])
+        .await
+        .unwrap();
+    assert_eq!(found, HashMap::from([(x.clone(), 1), (y.clone(), 2)]));
+    let partial = mc
+        .get_multi_partial::<_, u64>([&x, &z].map(String::clone))
+        .await
+        .unwrap();
+    assert_eq!(partial.into_result().unwrap()[&z], 3);
+
+    let both = || [x.clone(), y.clone()];
+    let up = mc.incr_multi(both(), 10).await.unwrap();
+    assert_eq!(
+        up,
+        HashMap::from([(x.clone(), Some(11)), (y.clone(), Some(12))])
+    );
+    let up = mc.incr_multi_partial([k("none")], 1).await.unwrap();
+    assert_eq!(up.into_result().unwrap()[&k("none")], None);
+    let up = mc
+        .incr_multi_by([(x.clone(), 1), (y.clone(), 2)])
+        .await
+        .unwrap();
+    assert_eq!(up[&x], Some(12));
+    let down = mc.decr_multi(both(), 2).await.unwrap();
+    assert_eq!(
+        down,
+        HashMap::from([(x.clone(), Some(10)), (y.clone(), Some(12))])
+    );
+    let down = mc.decr_multi_partial(both(), 10).await.unwrap();
+    assert_eq!(down.into_result().unwrap()[&x], Some(0));
+    let down = mc.decr_multi_by([(y.clone(), 1)]).await.unwrap();
+    assert_eq!(down[&y], Some(1));
+    assert_eq!(
+        mc.delete_multi([x.clone(), k("none")]).await.unwrap(),
+        vec![k("none")]
+    );
+    assert!(
+        mc.delete_multi_partial([y.clone()])
+            .await
+            .unwrap()
+            .is_complete()
+    );
+
+    let bulk: Vec<(String, String)> = (0..50)
+        .map(|i| (k(&format!("bulk{i}")), i.to_string()))
+        .collect();
+    mc.bulk_set(bulk.clone(), 0).await.unwrap();
+    let back: HashMap<String, String> = mc
+        .get_multi(bulk.iter().map(|(k, _)| k.clone()))
+        .await
+        .unwrap();
+    assert_eq!(back, bulk.into_iter().collect());
+
+    let stats = mc.stats(None).await.unwrap();
+    assert_eq!(stats.len(), mc.servers().len());
+    assert!(stats[0].version().is_some());
+    assert!(!mc.stats(Some("settings")).await.unwrap()[0].is_empty());
+    let versions = mc.version().await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert!(
+        versions[0]
+            .1
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    );
+    mc.flush_all(None).await.unwrap();
+    assert_eq!(mc.get::<String>(k("b")).await.unwrap(), None, "flushed");
+
+    // Concurrent gets under this executor too.
+    let keys: Vec<String> = (0..100).map(|i| k(&format!("c{i}"))).collect();
+    mc.set_multi(keys.iter().map(|key| (key.clone(), key.clone())), 0)
+        .await
+        .unwrap();
+    let gets = keys.iter().map(|key| mc.get::<String>(key));
+    let values = futures::future::join_all(gets).await;
+    for (value, key) in values.into_iter().zip(&keys) {
+        assert_eq!(value.unwrap().as_ref(), Some(key));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_under_tokio_multi_thread() {
+    let server = common::own_server();
+    every_operation(&async_client(&[server.spec()], 2)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_operation_under_tokio_current_thread() {
+    let server = common::own_server();
+    every_operation(&async_client(&[server.spec()], 2)).await;
+}
+
+#[test]
+fn every_operation_under_a_plain_block_on() {
+    let server = common::own_server();
+    let mc = async_client(&[server.spec()], 2);
+    futures::executor::block_on(every_operation(&mc));
+    assert!(mc.engine_stats().requests > 40);
+}
+
+#[test]
+fn a_handle_is_shared_by_threads_without_a_runtime() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 2);
+    let key = common::key("threads");
+    futures::executor::block_on(mc.set(&key, 5u64, 0)).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let got = futures::executor::block_on(mc.get::<u64>(&key)).unwrap();
+                    assert_eq!(got, Some(5));
+                }
+            });
+        }
+    });
+    assert_eq!(mc.engine_stats().gets, 200);
+}
