@@ -263,7 +263,8 @@ fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
             "configuration files (INCLUDE, --CONFIGURE-FILE) are not read: pass their text",
         );
     }
-    if text.split_whitespace().any(|w| w == "debug") {
+    // The statement needs no space after it (`DEBUG#` turns tracing on too).
+    if text.split_whitespace().any(|w| w.starts_with("debug")) {
         return Err(
             "DEBUG turns libmemcached's parser tracing on, on stderr, for the whole process",
         );

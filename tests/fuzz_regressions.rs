@@ -186,6 +186,7 @@ fn configurations_libmemcached_would_abort_on_are_refused() {
         "--SERVER=h1 --CONFIGURE-FILE=/etc/hostname".to_owned(),
         "--SERVER=h1 INCLUDE \"/etc/hostname\"".to_owned(),
         "--SERVER=h1 DEBUG".to_owned(),
+        "--SERVER=h1 DEBUG#".to_owned(),
     ] {
         let err = Client::from_config(&config).unwrap_err();
         assert!(err.is_invalid_input(), "{err}");

@@ -1,9 +1,13 @@
 //! ElastiCache configurations: `ClusterConfig::parse` never panics; a configuration it accepts
 //! has nodes whose specs parse as TCP servers with the node's port, prints (version line, then
-//! the nodes) as text that parses back to it, and builds a client with a server per node.
+//! the nodes) as text that parses back to it, and builds a client with a server per node (for
+//! clusters of up to eight nodes).
 
 use libmemcached::elasticache::ClusterConfig;
 use libmemcached::{ServerSpec, Transport};
+
+/// Clusters of up to this many nodes are also built into clients.
+const MAX_BUILT: usize = 8;
 
 /// Checks one input.
 pub fn check(data: &[u8]) {
@@ -29,9 +33,15 @@ pub fn check(data: &[u8]) {
     let back = ClusterConfig::parse(text.as_bytes())
         .unwrap_or_else(|e| panic!("{config:?} prints as {text:?}, which fails: {e}"));
     assert_eq!(back, config, "{text:?}");
-    // Building makes no connection and resolves no name.
-    match config.builder().and_then(|builder| builder.build()) {
-        Ok(client) => assert_eq!(client.servers().len(), config.nodes().len()),
-        Err(e) => panic!("{config:?}: no client: {e}"),
+    // Building makes no connection and resolves no name. (Small clusters only: libmemcached
+    // keeps 16 KiB of buffers per server and grows its array a server at a time, which under
+    // AddressSanitizer costs a fresh mapping per input for large ones.)
+    if config.nodes().len() <= MAX_BUILT {
+        match config.builder().and_then(|builder| builder.build()) {
+            Ok(client) => assert_eq!(client.servers().len(), config.nodes().len()),
+            Err(e) => panic!("{config:?}: no client: {e}"),
+        }
+    } else if let Err(e) = config.builder() {
+        panic!("{config:?}: no builder: {e}");
     }
 }
