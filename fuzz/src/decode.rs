@@ -146,8 +146,9 @@ pub fn check_stored<D: Decoder>(stored: &[u8], flags: u32, decoder: &D) {
     let json = agrees::<Json<serde_json::Value>>(stored, flags, &plain, decoder, via(6));
 
     // And the types agree with each other.
+    // The crate's own PHP marker bit makes a value a PHP one, never plain.
     let plain_type = matches!(
-        type_flags & flags::TYPE_MASK,
+        type_flags & (flags::TYPE_MASK | flags::PHP),
         flags::BYTES | flags::TEXT | flags::INTEGER | flags::LONG
     );
     assert_eq!(bytes.as_ref(), plain_type.then_some(&plain), "Vec<u8>");
@@ -161,14 +162,19 @@ pub fn check_stored<D: Decoder>(stored: &[u8], flags: u32, decoder: &D) {
     assert_eq!(unsigned, digits.and_then(|d| d.parse().ok()), "u64");
     assert_eq!(signed, digits.and_then(|d| d.parse().ok()), "i64");
     let small = digits.and_then(|d| d.parse::<u8>().ok());
-    assert_eq!(
-        boolean,
-        small.filter(|n| *n <= 1).map(|n| n == 1),
-        "bool is 0 or 1"
-    );
+    // A PHP bool (the crate's PHP marker with kind 3) reads as PHP reads it, tested against PHP
+    // itself in tests/php.rs; every other bool is 0 or 1.
+    if type_flags & flags::PHP == 0 {
+        assert_eq!(
+            boolean,
+            small.filter(|n| *n <= 1).map(|n| n == 1),
+            "bool is 0 or 1"
+        );
+    }
     if let Some(Json(_)) = &json {
         assert!(
-            [flags::BYTES, flags::TEXT, flags::JSON].contains(&type_flags),
+            // The top 16 bits are PHP's user flags, which Json ignores.
+            [flags::BYTES, flags::TEXT, flags::JSON].contains(&(type_flags & 0xffff)),
             "JSON from flags {type_flags}"
         );
     }
@@ -190,6 +196,10 @@ pub fn check_stored<D: Decoder>(stored: &[u8], flags: u32, decoder: &D) {
         }
         (None, flags::INTEGER | flags::LONG) => {
             assert!(signed.is_none() && unsigned.is_none());
+        }
+        // The crate's PHP marker bit: a PHP value of the kind in bits 8 to 11.
+        (Some(Value::Php { data, .. }), _) if type_flags & flags::PHP != 0 => {
+            assert_eq!(data, &plain);
         }
         (Some(Value::Other { flags: f, data }), _) => {
             assert_eq!(*f, type_flags);

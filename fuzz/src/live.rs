@@ -372,12 +372,27 @@ pub fn check(data: &[u8], live: &Live) {
 
     // Everything, through both protocols.
     for mc in &views {
+        // memcached pads a counter that shrank with spaces when it rewrites the item in place,
+        // and writes a new item without them otherwise (which depends on its reference
+        // counts): compare counters without the padding.
+        let unpadded = |(k, (mut v, f)): (&'static str, Raw)| {
+            if v.iter().any(|b| *b != b' ') && v.iter().all(|b| b.is_ascii_digit() || *b == b' ') {
+                while v.last() == Some(&b' ') {
+                    v.pop();
+                }
+            }
+            (k, (v, f))
+        };
         let got: HashMap<&str, Raw> = mc
             .get_multi(KEYS)
-            .unwrap_or_else(|e| panic!("final get_multi: {e}\n{}", log.join("\n")));
+            .unwrap_or_else(|e| panic!("final get_multi: {e}\n{}", log.join("\n")))
+            .into_iter()
+            .map(unpadded)
+            .collect();
         let want: HashMap<&str, Raw> = KEYS
             .iter()
             .filter_map(|k| model.value(k).map(|v| (*k, v)))
+            .map(unpadded)
             .collect();
         assert_eq!(got, want, "final state\n{}", log.join("\n"));
     }
