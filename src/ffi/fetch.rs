@@ -12,6 +12,10 @@
 //! call: the values it sent before may be the ones that broke the stream (a length that lies
 //! swallows the next reply into the value). `memcached_get` checks none of this: it reads one
 //! reply and leaves the END for later, so `get` goes through here too.
+//!
+//! Over 600 lines because the loop and the bookkeeping that attributes each failure to its
+//! server and keys only make sense read together: splitting them would spread one invariant
+//! over two files.
 
 use std::collections::HashMap;
 use std::ffi::c_char;

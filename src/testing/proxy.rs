@@ -1,5 +1,8 @@
 //! [`FaultProxy`]: a loopback TCP proxy in front of a real memcached that misbehaves on demand,
 //! for tests of what a client does on a server's worst day.
+//!
+//! Over 600 lines: each fault mode rewrites the reply stream of both protocols, and the modes
+//! share one relay loop; they read best side by side.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
