@@ -16,6 +16,7 @@ mod fetch;
 mod handle;
 mod internals;
 mod ops;
+mod replies;
 mod stats;
 
 pub(crate) use code::Rc;

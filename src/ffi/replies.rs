@@ -1,0 +1,347 @@
+//! Telling what a multi-get's replies mean: which servers still owe replies and which failed
+//! ([`Pending`]), which requested key a reply belongs to and whether it came in order
+//! ([`KeyIndex`], [`Order`]), and which keys each failure cost ([`Failures`]).
+
+use std::collections::HashMap;
+
+use libmemcached_sys as sys;
+
+use super::{Handle, Rc, ReturnCode};
+use crate::error::{Error, KeyFailure};
+
+/// Which servers still owe replies, and the newest error libmemcached logged, to tell which
+/// servers failed during each fetch call. Checked after every call, so it stays cheap: one
+/// pointer compare, and a count per server.
+pub(super) struct Pending<'a> {
+    pub(super) handle: &'a Handle,
+    pub(super) counts: Vec<u32>,
+    pub(super) last_error: usize,
+    /// The servers whose replies ended at the last check without a logged error.
+    pub(super) ended: Vec<usize>,
+}
+
+impl<'a> Pending<'a> {
+    pub(super) fn new(handle: &'a Handle) -> Self {
+        let mut pending = Self {
+            handle,
+            counts: vec![0; handle.server_count()],
+            last_error: 0,
+            ended: Vec::new(),
+        };
+        pending.refresh(|_| {});
+        pending.last_error = handle.error_log_top();
+        pending
+    }
+
+    /// Updates the counts, calling `ended` for each server whose replies ended since the last.
+    pub(super) fn refresh(&mut self, mut ended: impl FnMut(usize)) {
+        for (i, owed) in self.counts.iter_mut().enumerate() {
+            let count = self.handle.replies_owed(i);
+            if *owed > 0 && count == 0 {
+                ended(i);
+            }
+            *owed = count;
+        }
+    }
+
+    /// If the last fetch call logged an error: the error, and the servers whose replies ended
+    /// in that call (the failed one among them; a server that ended normally in the same call
+    /// cannot be told apart, so its missing keys are reported too).
+    #[inline]
+    pub(super) fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
+        // With one server there is nobody else to tell apart: counts are read when needed.
+        if self.counts.len() == 1 && self.handle.error_log_top() == self.last_error {
+            return None;
+        }
+        self.new_failure_among_servers()
+    }
+
+    pub(super) fn new_failure_among_servers(&mut self) -> Option<(Error, Vec<usize>)> {
+        let logged = self.handle.error_log_top();
+        if logged == self.last_error {
+            let mut ended = std::mem::take(&mut self.ended);
+            ended.clear();
+            self.refresh(|i| ended.push(i));
+            self.ended = ended;
+            return None;
+        }
+        self.last_error = logged;
+        let mut ended = Vec::new();
+        self.refresh(|i| ended.push(i));
+        let code = self.handle.last_error();
+        (code != ReturnCode::Success)
+            .then(|| (self.handle.describe_error(Rc(code.to_raw()), None), ended))
+    }
+
+    /// The servers whose replies ended in the last fetch call (with one server, that one).
+    pub(super) fn ended(&self) -> Vec<usize> {
+        match self.counts.len() {
+            1 => vec![0],
+            _ => self.ended.clone(),
+        }
+    }
+
+    pub(super) fn is_idle(&self, server: usize) -> bool {
+        self.counts[server] == 0
+    }
+
+    pub(super) fn all_idle(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+    }
+}
+
+/// Maps returned keys to the index of the requested key. Replies mostly come in request order,
+/// so a cursor finds them; a map is built only when they do not.
+pub(super) struct KeyIndex<'k> {
+    pub(super) keys: &'k [&'k [u8]],
+    pub(super) next: usize,
+    pub(super) map: Option<HashMap<&'k [u8], usize>>,
+}
+
+impl<'k> KeyIndex<'k> {
+    pub(super) fn new(keys: &'k [&'k [u8]]) -> Self {
+        Self {
+            keys,
+            next: 0,
+            map: None,
+        }
+    }
+
+    /// The index of a requested key not found yet that `key` names (the first, if the caller
+    /// asked for a key twice).
+    #[inline]
+    pub(super) fn find(&mut self, key: &[u8], found: &[bool]) -> Option<usize> {
+        let i = self.next;
+        if i < self.keys.len() && same_bytes(self.keys[i], key) && !found[i] {
+            self.next = i + 1;
+            return Some(i);
+        }
+        self.find_out_of_order(key, found)
+    }
+
+    #[cold]
+    pub(super) fn find_out_of_order(&mut self, key: &[u8], found: &[bool]) -> Option<usize> {
+        let keys = self.keys;
+        let map = self.map.get_or_insert_with(|| {
+            let mut map = HashMap::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate().rev() {
+                map.insert(*k, i);
+            }
+            map
+        });
+        let first = *map.get(key)?;
+        // A key asked for twice is answered twice: the next copy not found yet.
+        let i = (first..keys.len()).find(|&i| !found[i] && keys[i] == key)?;
+        self.next = i + 1;
+        Some(i)
+    }
+}
+
+/// Checks that each server's replies come in the order its keys were asked: memcached answers
+/// a multi-get in request order, so anything else means the stream is not what was asked
+/// (a proxy or server that mixes up replies). Free while replies come in request order, which
+/// they do with one server; with several, each server's keys are looked up once, at the first
+/// reply that comes out of the overall order.
+pub(super) struct Order<'h> {
+    /// One past the highest index accepted so far.
+    pub(super) high: usize,
+    /// Per server, the highest index accepted (tracked from the first reply out of order).
+    pub(super) last: Option<Vec<Option<usize>>>,
+    /// Out of order is normal: replicas serve keys from other servers.
+    pub(super) any: bool,
+    pub(super) handle: &'h Handle,
+}
+
+impl<'h> Order<'h> {
+    pub(super) fn new(handle: &'h Handle) -> Self {
+        Self {
+            high: 0,
+            last: None,
+            any: false,
+            handle,
+        }
+    }
+
+    /// Whether the reply for key `i` may come now (`found`: the keys found so far).
+    #[inline]
+    pub(super) fn accepts(
+        &mut self,
+        i: usize,
+        found: &[bool],
+        failures: &mut Failures<'_>,
+    ) -> bool {
+        if i >= self.high && self.last.is_none() {
+            self.high = i + 1;
+            return true;
+        }
+        self.accepts_among_servers(i, found, failures)
+    }
+
+    #[cold]
+    pub(super) fn accepts_among_servers(
+        &mut self,
+        i: usize,
+        found: &[bool],
+        f: &mut Failures<'_>,
+    ) -> bool {
+        let (handle, failures) = (self.handle, f);
+        if self.any {
+            return true;
+        }
+        if self.last.is_none() {
+            if handle.server_count() == 1 {
+                return false;
+            }
+            if handle.behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) > 0 {
+                self.any = true;
+                return true;
+            }
+            // Each server's replies so far came in order (they did overall): its last is its
+            // highest key found.
+            let servers = failures.server_indexes();
+            let mut last = vec![None; handle.server_count()];
+            for (k, _) in found.iter().enumerate().filter(|(_, f)| **f) {
+                last[servers[k]] = Some(k);
+            }
+            self.last = Some(last);
+        }
+        let server = failures.server_indexes()[i];
+        let Some(last) = self.last.as_mut() else {
+            return false;
+        };
+        if last[server].is_some_and(|l| l > i) {
+            return false;
+        }
+        last[server] = Some(i);
+        self.high = self.high.max(i + 1);
+        true
+    }
+}
+
+/// `a == b`, inline for keys of 8 to 16 bytes (most keys), where a call to `memcmp` would cost
+/// more than the comparison.
+#[inline]
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    // The first and last eight bytes, overlapping below 16.
+    (word(a, 0) ^ word(b, 0)) | (word(a, n - 8) ^ word(b, n - 8)) == 0
+}
+
+/// The servers that failed during one fetch, with the keys they cost.
+pub(super) struct Failures<'a> {
+    pub(super) handle: &'a Handle,
+    pub(super) keys: &'a [&'a [u8]],
+    pub(super) prefix_len: usize,
+    /// The server index of each key, computed when first needed.
+    pub(super) servers: Option<Vec<usize>>,
+    pub(super) failures: Vec<KeyFailure>,
+    /// Keys already in a failure, by index (allocated at the first failure).
+    pub(super) reported: Vec<bool>,
+}
+
+impl<'a> Failures<'a> {
+    pub(super) fn new(handle: &'a Handle, keys: &'a [&'a [u8]], prefix_len: usize) -> Self {
+        Self {
+            handle,
+            keys,
+            prefix_len,
+            servers: None,
+            failures: Vec::new(),
+            reported: Vec::new(),
+        }
+    }
+
+    /// After the mget: the servers that hold requested keys but owe no reply, which it never
+    /// reached (libmemcached skips servers it cannot connect to), with their errors.
+    pub(super) fn unreached_servers(&mut self, pending: &Pending<'_>) -> Vec<(usize, Error)> {
+        let idle: Vec<usize> = (0..pending.counts.len())
+            .filter(|&i| pending.is_idle(i))
+            .collect();
+        if idle.is_empty() {
+            return Vec::new();
+        }
+        let servers = self.server_indexes();
+        let idle: Vec<usize> = idle.into_iter().filter(|i| servers.contains(i)).collect();
+        idle.into_iter()
+            .map(|i| {
+                let skipped = (
+                    ReturnCode::ConnectionFailure,
+                    "the multi-get skipped this server: no connection",
+                );
+                (i, self.handle.server_error(i, skipped))
+            })
+            .collect()
+    }
+
+    /// Records that `error` cost the keys on `servers` that were not found.
+    pub(super) fn push(&mut self, error: Error, servers: &[usize], found: &[bool]) {
+        let keys = self.keys_of(servers, Some(found));
+        if !keys.is_empty() {
+            self.failures.push(KeyFailure { error, keys });
+        }
+    }
+
+    /// `error` happened while the servers `suspects` ended their replies: their keys that did
+    /// not arrive are lost, and every key of the server the error names, since the values it
+    /// sent before breaking off cannot be trusted.
+    pub(super) fn servers_failed(&mut self, error: Error, suspects: &[usize], found: &[bool]) {
+        let named = error
+            .server()
+            .and_then(|named| self.handle.servers().iter().position(|s| s == named));
+        let mut blamed = suspects.to_vec();
+        blamed.extend(named.filter(|n| !suspects.contains(n)));
+        if blamed.is_empty() {
+            // Nobody to blame: every key not found is in doubt.
+            blamed = (0..self.handle.server_count()).collect();
+        }
+        let mut keys = match named {
+            Some(named) => self.keys_of(&[named], None),
+            None => Vec::new(),
+        };
+        keys.extend(self.keys_of(&blamed, Some(found)));
+        if !keys.is_empty() {
+            self.failures.push(KeyFailure { error, keys });
+        }
+    }
+
+    /// The keys (without the prefix) on `on` that were not found and not reported yet.
+    pub(super) fn keys_of(&mut self, on: &[usize], found: Option<&[bool]>) -> Vec<Vec<u8>> {
+        self.server_indexes();
+        let servers = self.servers.as_deref().unwrap_or_default();
+        self.reported.resize(self.keys.len(), false);
+        let mut keys = Vec::new();
+        for k in 0..self.keys.len() {
+            if on.contains(&servers[k]) && found.is_none_or(|f| !f[k]) && !self.reported[k] {
+                self.reported[k] = true;
+                keys.push(self.keys[k][self.prefix_len..].to_vec());
+            }
+        }
+        keys
+    }
+
+    /// A reply for a key that was not requested (or not then), or one that cannot be a value:
+    /// report it with every key not yet reported, since libmemcached does not say which server
+    /// sent it, so nothing read in this call can be trusted.
+    pub(super) fn stray(&mut self, error: Error) {
+        let all: Vec<usize> = (0..self.handle.server_count()).collect();
+        let keys = self.keys_of(&all, None);
+        self.failures.push(KeyFailure { error, keys });
+    }
+
+    pub(super) fn server_indexes(&mut self) -> &[usize] {
+        let (handle, keys) = (self.handle, self.keys);
+        self.servers
+            .get_or_insert_with(|| keys.iter().map(|k| handle.server_index(k)).collect())
+    }
+}
