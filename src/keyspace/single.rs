@@ -398,10 +398,18 @@ impl Client {
         self.check_replies("incr and decr")?;
         if self.is_binary() {
             self.check_auth_before_counter(key)?;
-            let (rc, value) =
-                self.handle
-                    .arith(counter, key, delta, Some((initial, exp.to_wire())));
-            return self.check(rc, Some(key)).map(|()| value);
+            // When another client creates the counter between the server's miss and its add,
+            // the server answers NOT_STORED; the counter exists then, so ask again.
+            let initial = Some((initial, exp.to_wire()));
+            let mut attempts = 0;
+            loop {
+                let (rc, value) = self.handle.arith(counter, key, delta, initial);
+                match self.handle.check(rc, &[ReturnCode::NotStored], Some(key))? {
+                    ReturnCode::NotStored if attempts < 3 => attempts += 1,
+                    ReturnCode::NotStored => return Err(self.error(rc, Some(key))),
+                    _ => return Ok(value),
+                }
+            }
         }
         // ASCII has no such command: add the initial value when the counter is missing. If
         // another client adds it first, our add fails and the counter now exists.
