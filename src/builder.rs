@@ -195,6 +195,11 @@ impl ClientBuilder {
 
     /// Creates the client. No connection is opened yet.
     pub fn build(self) -> Result<Client> {
+        self.build_client()
+            .inspect_err(crate::trace::config_refused)
+    }
+
+    fn build_client(self) -> Result<Client> {
         if let Some(credentials) = &self.sasl {
             credentials.check(&self.servers)?;
         }

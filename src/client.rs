@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libmemcached_sys as sys;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{self, Handle, Rc, ReturnCode, clean_message};
 use crate::key;
+use crate::metrics::Counters;
 use crate::server::Address;
 
 /// A memcached client: one libmemcached handle and its connections.
@@ -37,6 +39,8 @@ pub struct Client {
     pub(crate) bulk: RefCell<Option<Box<crate::keyspace::Bulk>>>,
     /// Servers found not to demand SASL (see `sasl::AuthProbe`).
     pub(crate) auth_probe: crate::sasl::AuthProbe,
+    /// What it counts (see [`Client::metrics`]), shared with the pool that holds it.
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// What the client does itself, beside libmemcached: compression and its limits, and the
@@ -85,6 +89,10 @@ impl Client {
     /// Options that can abort the process or desynchronise connections (`--BUFFER-REQUESTS`,
     /// `--NOREPLY` with the binary protocol) are refused.
     pub fn from_config(config: &str) -> Result<Client> {
+        Client::parse_config(config).inspect_err(crate::trace::config_refused)
+    }
+
+    fn parse_config(config: &str) -> Result<Client> {
         let invalid = |why: String| Error::InvalidConfig(format!("{why} in {config:?}"));
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
@@ -128,6 +136,7 @@ impl Client {
             settings: Settings::default(),
             bulk: RefCell::new(None),
             auth_probe: Default::default(),
+            counters: Counters::new(),
         }
     }
 
@@ -135,13 +144,23 @@ impl Client {
 
     /// Removes every item from every server, after `delay` if given.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
+        let _span = crate::trace::span("flush_all");
         let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
-        self.check(self.handle.flush(delay), None)
+        let result = self.check(self.handle.flush(delay), None);
+        self.observe("flush_all", &result);
+        result
     }
 
     /// Each server's version, in server order, asked afresh (the connections are reopened).
     /// An unreachable server is an error naming it.
     pub fn version(&self) -> Result<Vec<(Address, String)>> {
+        let _span = crate::trace::span("version");
+        let result = self.ask_versions();
+        self.observe("version", &result);
+        result
+    }
+
+    fn ask_versions(&self) -> Result<Vec<(Address, String)>> {
         self.refuse_over_udp("version")?;
         // libmemcached asks only servers whose version it does not know yet, and forgets it
         // when a connection closes: start afresh, so a server that died since answers (or not).
@@ -190,6 +209,11 @@ impl Client {
     /// Sets a behavior. Changing some behaviors (the protocol, TCP options) closes the
     /// connections.
     pub fn set_behavior(&self, behavior: Behavior) -> Result<()> {
+        self.apply_behavior(behavior)
+            .inspect_err(crate::trace::config_refused)
+    }
+
+    fn apply_behavior(&self, behavior: Behavior) -> Result<()> {
         let Some((flag, value)) = behavior.prepare(self)? else {
             return Ok(());
         };

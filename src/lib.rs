@@ -45,6 +45,10 @@
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
 //! - [`Client::stats`]: every stat line of every server.
+//! - [`Client::metrics`]: the client's own counters ([`Metrics`]: operations, hits, misses,
+//!   bytes, errors by [`ErrorKind`] and by server), summed by the pools; with the `tracing`
+//!   feature, events and spans through `tracing` (never values or credentials, keys only at the
+//!   trace level).
 #![cfg_attr(
     feature = "testing",
     doc = "- [`testing`]: real memcached processes for tests."
@@ -85,6 +89,8 @@ mod format;
 mod json;
 mod key;
 mod keyspace;
+mod metrics;
+mod observe;
 pub mod php;
 mod pool;
 mod sasl;
@@ -93,6 +99,7 @@ mod stats;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod trace;
 pub mod value;
 
 #[cfg(feature = "async")]
@@ -108,7 +115,7 @@ pub use behavior::{
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
-pub use error::{BoxError, Error, InvalidKeyReason, KeyFailure, Result, ReturnCode};
+pub use error::{BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode};
 pub use expiration::Expiration;
 pub use format::ValueFormat;
 #[cfg(feature = "serde")]
@@ -119,6 +126,7 @@ pub use key::MAX_KEY_LEN;
 /// the process beyond it, so the crate refuses more with an [`Error::InvalidConfig`].
 pub const MAX_CONSISTENT_SERVERS: usize = ffi::MAX_CONSISTENT_SERVERS;
 pub use keyspace::{Fetched, Partial, Prefixed};
+pub use metrics::{ErrorCounts, Metrics, ServerMetrics};
 pub use pool::{ClientPool, MAX_POOL_SIZE, PooledClient, ThreadClient, ThreadMappedPool};
 pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};
 pub use stats::ServerStats;

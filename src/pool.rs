@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::metrics::{Group, Metrics};
+use crate::trace;
 
 /// The most clients a [`ClientPool`] holds. Each may keep a connection to every server, and an
 /// operating system runs out of sockets long before this.
@@ -64,6 +66,7 @@ pub struct ClientPool {
     idle: Mutex<Vec<Client>>,
     returned: Condvar,
     size: usize,
+    counters: Group,
 }
 
 impl ClientPool {
@@ -80,11 +83,21 @@ impl ClientPool {
             clients.push(client.try_clone()?);
         }
         clients.push(client);
+        let counters = Group::default();
+        for client in &clients {
+            counters.join(&client.counters);
+        }
         Ok(ClientPool {
             idle: Mutex::new(clients),
             returned: Condvar::new(),
             size,
+            counters,
         })
+    }
+
+    /// The sum of the metrics of the pool's clients (see [`Client::metrics`]).
+    pub fn metrics(&self) -> Metrics {
+        self.counters.snapshot()
     }
 
     /// How many clients the pool holds.
@@ -100,11 +113,16 @@ impl ClientPool {
     /// A client, waiting as long as it takes for one to be free.
     pub fn reserve(&self) -> Result<PooledClient<'_>> {
         let mut idle = self.lock();
+        if let Some(client) = idle.pop() {
+            return Ok(self.lend(client));
+        }
+        let started = Instant::now();
         loop {
+            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
             if let Some(client) = idle.pop() {
+                trace::pool_wait(started.elapsed(), self.size, true);
                 return Ok(self.lend(client));
             }
-            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -114,18 +132,25 @@ impl ClientPool {
             // Longer than the clock can count: no deadline at all.
             return self.reserve();
         };
+        let started = Instant::now();
         let mut idle = self.lock();
+        let mut waited = false;
         loop {
             if let Some(client) = idle.pop() {
+                if waited {
+                    trace::pool_wait(started.elapsed(), self.size, true);
+                }
                 return Ok(self.lend(client));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                trace::pool_wait(started.elapsed(), self.size, false);
                 return Err(Error::PoolTimeout {
                     waited: timeout,
                     size: self.size,
                 });
             }
+            waited = true;
             idle = self
                 .returned
                 .wait_timeout(idle, left)
@@ -232,6 +257,7 @@ fn reset_if_failed(client: &Client) {
 pub struct ThreadMappedPool {
     master: Mutex<Client>,
     id: usize,
+    counters: Group,
 }
 
 /// Pools alive now, so threads can drop the clients of pools that are gone.
@@ -255,7 +281,14 @@ impl ThreadMappedPool {
         ThreadMappedPool {
             master: Mutex::new(master),
             id,
+            counters: Group::default(),
         }
+    }
+
+    /// The sum of the metrics of the clients made for threads so far, including those of
+    /// threads that have ended (see [`Client::metrics`]).
+    pub fn metrics(&self) -> Metrics {
+        self.counters.snapshot()
     }
 
     /// This thread's client, cloned from the master on first use. A nested reserve in the same
@@ -281,11 +314,12 @@ impl ThreadMappedPool {
         });
         let client = match mine.ok().flatten() {
             Some(client) => client,
-            None => self
-                .master
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_clone()?,
+            None => {
+                let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+                let client = master.try_clone()?;
+                self.counters.join(&client.counters);
+                client
+            }
         };
         Ok(ThreadClient {
             pool: self,

@@ -116,6 +116,7 @@ impl Batch {
         }
         let groups = group(keys, next, firsts);
         counters.batch(keys.len(), firsts.len());
+        crate::trace::batch(keys.len(), firsts.len());
 
         let (keys, next, firsts) = (&*keys, &*next, &*firsts);
         let mut gone = 0;

@@ -107,6 +107,13 @@ impl AsyncClient {
         AsyncCall::queue(&self.inner.engine, request, answer)
     }
 
+    /// The sum of the metrics of the workers' clients (see
+    /// [`Client::metrics`](crate::Client::metrics)). Gets merged into one multi-get count as
+    /// one operation; hits and misses are per key.
+    pub fn metrics(&self) -> crate::Metrics {
+        self.inner.engine.metrics.snapshot()
+    }
+
     /// What the engine has done so far: batches, keys per batch, queue depth, requests served.
     pub fn engine_stats(&self) -> EngineStats {
         let engine = &self.inner.engine;

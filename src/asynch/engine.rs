@@ -14,6 +14,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::client::Client;
 use crate::error::{Error, Result, ReturnCode};
+use crate::metrics::Group;
 
 use super::batch::{Batch, GetRequest};
 use super::stats::{Counters, Shape};
@@ -36,6 +37,8 @@ pub(crate) struct Engine {
     // Fields drop in order: the queue closes before the workers are joined.
     pub(crate) queue: flume::Sender<Request>,
     pub(crate) counters: Arc<Counters>,
+    /// The workers' clients' counters (see `AsyncClient::metrics`).
+    pub(crate) metrics: Group,
     pub(crate) shape: Shape,
     _workers: Workers,
 }
@@ -53,7 +56,12 @@ impl Engine {
             clients.push(client.try_clone()?);
         }
         clients.push(client);
+        let metrics = Group::default();
+        // Workers report to the subscriber of the thread that started them.
+        let subscriber = crate::trace::Subscriber::current();
         for (i, client) in clients.into_iter().enumerate() {
+            metrics.join(&client.counters);
+            let subscriber = subscriber.clone();
             let worker = Worker {
                 client,
                 requests: requests.clone(),
@@ -62,7 +70,7 @@ impl Engine {
             };
             let handle = thread::Builder::new()
                 .name(format!("memcached-async-{i}"))
-                .spawn(move || worker.run())
+                .spawn(move || subscriber.within(|| worker.run()))
                 .map_err(|err| Error::Memcached {
                     code: ReturnCode::Errno,
                     message: format!("cannot start an AsyncClient worker thread: {err}"),
@@ -73,6 +81,7 @@ impl Engine {
         Ok(Engine {
             queue,
             counters,
+            metrics,
             shape,
             _workers: workers,
         })

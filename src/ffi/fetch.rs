@@ -134,7 +134,7 @@ pub(crate) fn fetch(
     }
     if !failures.failures.is_empty() {
         // Whatever a failed server left unread must not answer a later request.
-        handle.quit();
+        handle.reset_connections(&"a server failed in a multi-get");
         // A key reported failed is not found, even if a value for it arrived.
         for (found, &reported) in found.iter_mut().zip(&failures.reported) {
             *found &= !reported;
@@ -189,7 +189,7 @@ fn read_one<T>(
         let (fetched, rc) = result.fetch(handle);
         if handle.error_log_top() != logged {
             let error = handle.logged_error(rc, key);
-            handle.quit();
+            handle.reset_connections(&error.kind());
             return Err(error);
         }
         if !fetched {
@@ -211,7 +211,7 @@ fn read_one<T>(
             },
             Err(malformed) => malformed_error(malformed, handle.server_for_key(key).ok()),
         };
-        handle.quit();
+        handle.reset_connections(&error.kind());
         return Err(error);
     }
 }
@@ -286,7 +286,8 @@ struct ResetOnUnwind<'a>(&'a Handle);
 
 impl Drop for ResetOnUnwind<'_> {
     fn drop(&mut self) {
-        self.0.quit();
+        self.0
+            .reset_connections(&"a panic in a multi-get's callback");
     }
 }
 

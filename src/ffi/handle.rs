@@ -340,6 +340,14 @@ impl Handle {
         unsafe { sys::memcached_quit(self.as_ptr()) }
     }
 
+    /// Closes every connection because their replies may be out of step (`why`); the next
+    /// operation reconnects.
+    #[cold]
+    pub(crate) fn reset_connections(&self, why: &dyn std::fmt::Display) {
+        self.quit();
+        crate::trace::reconnect(why);
+    }
+
     // ---- return codes ---------------------------------------------------------------------
 
     /// The one place a return code becomes a `Result`. Success codes are `Ok(Success)`; the
@@ -382,7 +390,7 @@ impl Handle {
     pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
         let error = self.describe_error(rc, key);
         if rc.code().needs_reset() {
-            self.quit();
+            self.reset_connections(&rc.code());
         }
         error
     }

@@ -26,6 +26,16 @@ pub(crate) enum Counter {
     Decr,
 }
 
+impl Counter {
+    /// The name of the operation with an initial value.
+    pub(crate) fn with_initial(self) -> &'static str {
+        match self {
+            Counter::Incr => "incr_with_initial",
+            Counter::Decr => "decr_with_initial",
+        }
+    }
+}
+
 /// A storage command's C function (`memcached_set_by_key` and its siblings).
 type StoreFn = unsafe extern "C" fn(
     *mut sys::memcached_st,

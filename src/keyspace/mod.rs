@@ -29,8 +29,9 @@ pub(crate) struct Keys<'a> {
 
 impl<'a> Keys<'a> {
     /// The key sent for `key`: the prefix and the key, checked against the client's rules.
-    #[inline]
+    #[inline(always)]
     fn full<'k>(&self, key: &'k [u8]) -> Result<Cow<'k, [u8]>> {
+        crate::trace::key(key);
         if !self.prefix.is_empty() {
             return self.prefixed(key).map(Cow::Owned);
         }
@@ -104,7 +105,7 @@ impl Client {
 }
 
 /// Defines each key operation once, as a method of both [`Client`] and [`Prefixed`] that calls
-/// [`Keys`]' method of the same name. Generic parameters go in `[...]`, bounds in `where [...]`.
+/// [`Keys`]' method of the same name in a span, and counts the call (`Client::observe`). Generic parameters go in `[...]`, bounds in `where [...]`.
 macro_rules! key_operations {
     ($(
         $(#[$doc:meta])*
@@ -118,7 +119,10 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
-                    self.keys().$name($($arg),*)
+                    let _span = crate::trace::span(stringify!($name));
+                    let result = self.keys().$name($($arg),*);
+                    self.observe(stringify!($name), &result);
+                    result
                 }
             )*
         }
@@ -130,7 +134,10 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
-                    self.keys().$name($($arg),*)
+                    let _span = crate::trace::span(stringify!($name));
+                    let result = self.keys().$name($($arg),*);
+                    self.client.observe(stringify!($name), &result);
+                    result
                 }
             )*
         }

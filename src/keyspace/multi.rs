@@ -150,14 +150,36 @@ impl Keys<'_> {
             owned.iter().map(Vec::as_slice).collect()
         };
         client.refuse_over_udp("get_multi")?;
+        crate::trace::keys(keys);
+        let mut received = 0;
         let Fetch {
             found,
             mut failures,
-        } = fetch(&client.handle, &sent, self.prefix.len(), &mut each)?;
+        } = fetch(
+            &client.handle,
+            &sent,
+            self.prefix.len(),
+            &mut |i, item: Item<'_>| {
+                received += item.value.len();
+                each(i, item)
+            },
+        )?;
+        client.counters.bytes_received.add(received as u64);
         let missed = (0..keys.len())
             .filter(|&i| !found[i])
             .map(|i| (sent[i], keys[i].as_ref()));
         failures.extend(client.check_auth_after_misses(missed));
+        let hits = found.iter().filter(|&&f| f).count();
+        let failed = failures.iter().map(|f| f.keys.len()).sum();
+        client.count_reads(keys.len(), hits, failed);
+        if client.counters.any_failing() {
+            client.answered_many(
+                sent.iter()
+                    .zip(&found)
+                    .filter(|(_, f)| **f)
+                    .map(|(k, _)| *k),
+            );
+        }
         Ok(Fetch { found, failures })
     }
 

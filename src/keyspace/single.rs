@@ -7,7 +7,7 @@ use crate::expiration::Expiration;
 use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch_one};
 use crate::server::Address;
 use crate::value::{Encoded, FromValue, ToValue, flags};
-use crate::{ValueFormat, php};
+use crate::{ValueFormat, php, trace};
 
 use super::Keys;
 
@@ -19,13 +19,11 @@ impl Keys<'_> {
         client.refuse_over_udp("get")?;
         // Not memcached_get, which takes any reply for this key's and stops before the END.
         let found = fetch_one(&client.handle, &sent, |item| {
+            client.counters.bytes_received.add(item.value.len() as u64);
             client.decode(key, item.value, item.flags)
         })
         .map_err(|error| client.explain_auth_error(&sent, error))?;
-        match found {
-            Some(decoded) => decoded.map(Some),
-            None => client.check_auth_after_miss(&sent).map(|()| None),
-        }
+        client.read_one(&sent, found)
     }
 
     pub(crate) fn gets<V: FromValue>(&self, key: impl AsRef<[u8]>) -> Result<Option<(V, u64)>> {
@@ -35,14 +33,12 @@ impl Keys<'_> {
         client.refuse_over_udp("gets")?;
         let _cas = CasTokens::on(client)?;
         let found = fetch_one(&client.handle, &sent, |item| {
+            client.counters.bytes_received.add(item.value.len() as u64);
             let cas = item.cas();
             client.decode(key, item.value, item.flags).map(|v| (v, cas))
         })
         .map_err(|error| client.explain_auth_error(&sent, error))?;
-        match found {
-            Some(decoded) => decoded.map(Some),
-            None => client.check_auth_after_miss(&sent).map(|()| None),
-        }
+        client.read_one(&sent, found)
     }
 
     pub(crate) fn set(
@@ -105,6 +101,7 @@ impl Keys<'_> {
             )));
         }
         let encoded = client.encode(&value, "cas", Compress::Never)?;
+        client.counters.bytes_sent.add(encoded.data.len() as u64);
         let rc = client.handle.cas(
             &sent,
             &encoded.data,
@@ -256,6 +253,7 @@ impl Client {
     /// Sends one storage command for an encoded value.
     #[inline]
     pub(crate) fn send(&self, op: Store, key: &[u8], value: &Encoded<'_>, exp: Expiration) -> Rc {
+        self.counters.bytes_sent.add(value.data.len() as u64);
         self.handle
             .store(op, key, &value.data, exp.to_wire(), value.flags)
     }
@@ -271,7 +269,7 @@ impl Client {
     }
 
     /// Encodes a value, compressing it where the command allows.
-    #[inline]
+    #[inline(always)]
     fn encode<'v, V: ToValue + ?Sized>(
         &self,
         value: &'v V,
@@ -364,7 +362,10 @@ impl Client {
     #[inline]
     fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
         match self.handle.check(rc, not_stored, Some(key)) {
-            Ok(code) => Ok(code == ReturnCode::Success),
+            Ok(code) => {
+                self.answered(key);
+                Ok(code == ReturnCode::Success)
+            }
             Err(error) if error.code() == Some(ReturnCode::E2Big) => Err(Error::TooBig {
                 len,
                 server: self.handle.server_for_key(key).ok(),
@@ -376,7 +377,26 @@ impl Client {
     /// `Ok(true)` on success, `Ok(false)` for a missing key, an error otherwise.
     pub(super) fn found(&self, rc: Rc, key: &[u8]) -> Result<bool> {
         let code = self.handle.check(rc, &[ReturnCode::NotFound], Some(key))?;
+        self.answered(key);
         Ok(code == ReturnCode::Success)
+    }
+
+    /// The result of a one-key read: a hit, or a miss once it is sure the server said so.
+    #[inline]
+    fn read_one<V>(&self, sent: &[u8], found: Option<Result<V>>) -> Result<Option<V>> {
+        let value = match found {
+            Some(decoded) => {
+                self.count_reads(1, 1, 0);
+                decoded.map(Some)
+            }
+            None => {
+                self.check_auth_after_miss(sent)?;
+                self.count_reads(1, 0, 0);
+                Ok(None)
+            }
+        };
+        self.answered(sent);
+        value
     }
 
     /// Moves a counter. A missing key is [`Error::NotFound`].
@@ -384,7 +404,11 @@ impl Client {
         self.check_replies("incr and decr")?;
         self.check_auth_before_counter(key)?;
         let (rc, value) = self.handle.arith(counter, key, delta, None);
-        self.check(rc, Some(key)).map(|()| value)
+        let result = self.check(rc, Some(key)).map(|()| value);
+        if matches!(result, Ok(_) | Err(Error::NotFound)) {
+            self.answered(key);
+        }
+        result
     }
 
     fn arith_with_initial(
@@ -405,7 +429,14 @@ impl Client {
             loop {
                 let (rc, value) = self.handle.arith(counter, key, delta, initial);
                 match self.handle.check(rc, &[ReturnCode::NotStored], Some(key))? {
-                    ReturnCode::NotStored if attempts < 3 => attempts += 1,
+                    ReturnCode::NotStored if attempts < 3 => {
+                        attempts += 1;
+                        trace::retry(
+                            counter.with_initial(),
+                            attempts,
+                            "created by another client",
+                        );
+                    }
                     ReturnCode::NotStored => return Err(self.error(rc, Some(key))),
                     _ => return Ok(value),
                 }
@@ -422,14 +453,19 @@ impl Client {
             // Stored with flags 0, as the binary protocol creates counters, and never
             // compressed: the server must be able to count on it.
             let digits = initial.to_string();
-            let counter = Compressed::new(
+            let digits = Compressed::new(
                 Encoded::borrowed(digits.as_bytes(), flags::BYTES),
                 Compression::OFF,
             );
-            if self.store(Store::Add, key, &counter, exp)? {
+            if self.store(Store::Add, key, &digits, exp)? {
                 return Ok(initial);
             }
             attempts += 1;
+            trace::retry(
+                counter.with_initial(),
+                attempts,
+                "created by another client",
+            );
         }
     }
 

@@ -1,0 +1,219 @@
+//! Every event and span the crate emits through `tracing` (feature `tracing`), under the target
+//! `libmemcached`. Without the feature each function here is empty and inlined away.
+//!
+//! What is never recorded: values, credentials, and keys above the `trace` level. Events name
+//! the server and libmemcached's return code; the full message of an error, which may quote a
+//! key or a server's reply, goes out at `trace` only.
+
+use std::time::Duration;
+
+use crate::error::Error;
+#[cfg(feature = "tracing")]
+use crate::error::ErrorKind;
+use crate::server::Address;
+
+/// The span of one call, at `debug`: `memcached{op=get}`. Entered until dropped; `None` when
+/// no subscriber takes `debug`.
+#[cfg(feature = "tracing")]
+pub(crate) type Span = Option<tracing::span::EnteredSpan>;
+/// The span of one call (nothing without the `tracing` feature).
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Span;
+
+/// Enters the span of operation `op`.
+#[inline(always)]
+pub(crate) fn span(op: &'static str) -> Span {
+    // One load and compare when nothing listens; the span is made out of line.
+    #[cfg(feature = "tracing")]
+    return match tracing::level_enabled!(tracing::Level::DEBUG) {
+        true => Some(enter(op)),
+        false => None,
+    };
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = op;
+        Span
+    }
+}
+
+#[cfg(feature = "tracing")]
+#[cold]
+#[inline(never)]
+fn enter(op: &'static str) -> tracing::span::EnteredSpan {
+    tracing::debug_span!(target: "libmemcached", "memcached", op).entered()
+}
+
+/// The key of a one-key call, at `trace`.
+#[inline(always)]
+pub(crate) fn key(key: &[u8]) {
+    #[cfg(feature = "tracing")]
+    if tracing::level_enabled!(tracing::Level::TRACE) {
+        key_event(key);
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = key;
+}
+
+#[cfg(feature = "tracing")]
+#[cold]
+#[inline(never)]
+fn key_event(key: &[u8]) {
+    tracing::trace!(target: "libmemcached", key = %crate::key::display(key), "key");
+}
+
+/// The keys of a multi-key read, one event each at `trace`.
+#[inline(always)]
+pub(crate) fn keys<K: AsRef<[u8]>>(keys: &[K]) {
+    #[cfg(feature = "tracing")]
+    if tracing::enabled!(target: "libmemcached", tracing::Level::TRACE) {
+        for key in keys {
+            self::key(key.as_ref());
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = keys;
+}
+
+/// A call failed. Failures of the network and of servers (connection, timeout, dead server,
+/// authentication, protocol, server errors) are `warn`; bad input and values that do not
+/// decode are the caller's and go out at `debug`. `failing` says the server just started to
+/// fail. `keys`: how many keys the failure cost (multi-key calls).
+#[cold]
+pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool) {
+    #[cfg(feature = "tracing")]
+    {
+        use tracing::{Level, event};
+        let kind = error.kind();
+        let code = error.code().map(tracing::field::display);
+        let server = error.server().map(tracing::field::display);
+        macro_rules! failed {
+            ($level:expr) => {
+                event!(target: "libmemcached", $level, op, kind = kind.as_str(), code, server,
+                       keys, "{}", what(kind))
+            };
+        }
+        match kind {
+            ErrorKind::Input | ErrorKind::Decode => failed!(Level::DEBUG),
+            _ => failed!(Level::WARN),
+        }
+        if failing {
+            let news = match kind {
+                ErrorKind::ServerDown => "server marked dead",
+                _ => "server failing",
+            };
+            event!(target: "libmemcached", Level::WARN, server, kind = kind.as_str(), "{news}");
+        }
+        event!(target: "libmemcached", Level::TRACE, op, %error, "error");
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (op, error, keys, failing);
+}
+
+/// What a failure of `kind` is called in events.
+#[cfg(feature = "tracing")]
+fn what(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connection => "connection failed",
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::ServerDown => "server is marked dead",
+        ErrorKind::Auth => "authentication failed",
+        ErrorKind::Protocol => "protocol error",
+        ErrorKind::Server => "server error",
+        ErrorKind::Input => "refused input",
+        ErrorKind::Decode => "value does not decode",
+        _ => "failed",
+    }
+}
+
+/// A server that was failing answered again, at `info`.
+#[cold]
+pub(crate) fn answers_again(server: &Address) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(target: "libmemcached", %server, "server answers again");
+    #[cfg(not(feature = "tracing"))]
+    let _ = server;
+}
+
+/// The connections were closed because their replies may be out of step; the next call
+/// reconnects. At `info`.
+#[cold]
+pub(crate) fn reconnect(why: &dyn std::fmt::Display) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(target: "libmemcached", %why, "connections reset; the next call reconnects");
+    #[cfg(not(feature = "tracing"))]
+    let _ = why;
+}
+
+/// A call is tried again (`attempt` from 1), at `debug`.
+#[cold]
+pub(crate) fn retry(op: &'static str, attempt: u32, why: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: "libmemcached", op, attempt, why, "retrying");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (op, attempt, why);
+}
+
+/// A configuration (builder, configuration string, behavior) was refused, at `warn`.
+#[cold]
+pub(crate) fn config_refused(error: &Error) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: "libmemcached", %error, "configuration refused");
+    #[cfg(not(feature = "tracing"))]
+    let _ = error;
+}
+
+/// A caller waited for a pooled client, at `debug` (`warn` when it gave up).
+#[cold]
+pub(crate) fn pool_wait(waited: Duration, size: usize, got_one: bool) {
+    #[cfg(feature = "tracing")]
+    {
+        let waited_us = waited.as_micros() as u64;
+        match got_one {
+            true => {
+                tracing::debug!(target: "libmemcached", waited_us, size, "waited for a pooled client")
+            }
+            false => {
+                tracing::warn!(target: "libmemcached", waited_us, size, "no pooled client came free")
+            }
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (waited, size, got_one);
+}
+
+/// The subscriber of the thread that made it, for threads the crate starts.
+#[cfg(feature = "async")]
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    #[cfg(feature = "tracing")]
+    dispatch: tracing::Dispatch,
+}
+
+#[cfg(feature = "async")]
+impl Subscriber {
+    /// The current thread's subscriber.
+    pub(crate) fn current() -> Subscriber {
+        Subscriber {
+            #[cfg(feature = "tracing")]
+            dispatch: tracing::dispatcher::get_default(Clone::clone),
+        }
+    }
+
+    /// Runs `f` with this subscriber as the thread's default.
+    pub(crate) fn within<T>(&self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "tracing")]
+        return tracing::dispatcher::with_default(&self.dispatch, f);
+        #[cfg(not(feature = "tracing"))]
+        f()
+    }
+}
+
+/// An async worker sent one multi-get for `keys` keys asked by `callers` calls, at `debug`.
+#[cfg(feature = "async")]
+#[inline(always)]
+pub(crate) fn batch(callers: usize, keys: usize) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: "libmemcached", callers, keys, "gets merged into one multi-get");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (callers, keys);
+}
