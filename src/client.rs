@@ -1,6 +1,6 @@
 //! [`Client`]: owns one libmemcached handle; single-key operations.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub struct Client {
     pub(crate) auth_probe: crate::sasl::AuthProbe,
     /// What it counts (see [`Client::metrics`]), shared with the pool that holds it.
     pub(crate) counters: Arc<Counters>,
+    /// Set while `get_multi_each` hands items to its callback: replies are still owed then, and
+    /// any other request on the handle would make libmemcached drop them.
+    pub(crate) streaming: Cell<bool>,
 }
 
 /// What the client does itself, beside libmemcached: compression and its limits, and the
@@ -137,6 +140,7 @@ impl Client {
             bulk: RefCell::new(None),
             auth_probe: Default::default(),
             counters: Counters::new(),
+            streaming: Cell::new(false),
         }
     }
 
@@ -144,6 +148,7 @@ impl Client {
 
     /// Removes every item from every server, after `delay` if given.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
+        self.refuse_while_streaming("flush_all")?;
         let _span = crate::trace::span("flush_all");
         let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
         let result = self.check(self.handle.flush(delay), None);
@@ -154,6 +159,7 @@ impl Client {
     /// Each server's version, in server order, asked afresh (the connections are reopened).
     /// An unreachable server is an error naming it.
     pub fn version(&self) -> Result<Vec<(Address, String)>> {
+        self.refuse_while_streaming("version")?;
         let _span = crate::trace::span("version");
         let result = self.ask_versions();
         self.observe("version", &result);
@@ -209,6 +215,7 @@ impl Client {
     /// Sets a behavior. Changing some behaviors (the protocol, TCP options) closes the
     /// connections.
     pub fn set_behavior(&self, behavior: Behavior) -> Result<()> {
+        self.refuse_while_streaming("set_behavior")?;
         self.apply_behavior(behavior)
             .inspect_err(crate::trace::config_refused)
     }
@@ -265,6 +272,25 @@ impl Client {
     #[inline]
     pub(crate) fn check(&self, rc: Rc, key: Option<&[u8]>) -> Result<()> {
         self.handle.check(rc, &[], key).map(drop)
+    }
+
+    /// Refuses a call made on this client from inside its own `get_multi_each` callback, which
+    /// would make libmemcached drop the replies the multi-get still owes (its keys would read
+    /// as misses).
+    #[inline]
+    pub(crate) fn refuse_while_streaming(&self, op: &str) -> Result<()> {
+        match self.streaming.get() {
+            false => Ok(()),
+            true => Err(Error::Memcached {
+                code: ReturnCode::FetchNotFinished,
+                message: format!(
+                    "{op} called from inside get_multi_each's callback on the same client, \
+                     whose replies are still being read: use another client (try_clone) or \
+                     act after the call returns"
+                ),
+                server: None,
+            }),
+        }
     }
 
     /// The error for `rc`, after resetting the connections if their replies may be out of step.

@@ -103,6 +103,7 @@ impl Client {
     ///
     /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
+        self.refuse_while_streaming("stats")?;
         self.refuse_over_udp("stats")?;
         let arg = arg
             .map(|arg| {

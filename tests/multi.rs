@@ -594,3 +594,41 @@ fn a_panicking_decoder_does_not_leave_the_connection_out_of_step() {
         assert!(!mc.delete(&ks[0]).unwrap());
     }
 }
+
+#[test]
+fn a_call_on_the_same_client_inside_get_multi_each_is_refused_and_loses_nothing() {
+    let a = common::own_server();
+    let b = common::own_server();
+    for (protocol, mc) in common::both_protocols(&[a.spec(), b.spec()]) {
+        let ks = keys("reentry", 40);
+        mc.set_multi(ks.iter().map(|k| (k, "v")), 0).unwrap();
+        let mut seen = 0;
+        let mut refused = Vec::new();
+        mc.get_multi_each(&ks, |item| {
+            seen += 1;
+            // Each of these would make libmemcached drop the replies still owed.
+            refused.push(mc.set(item.key(), "w", 0).unwrap_err());
+            refused.push(mc.get::<String>(item.key()).unwrap_err());
+            refused.push(mc.prefixed("p:").delete("x").unwrap_err());
+            refused.push(mc.stats(None).unwrap_err());
+            refused.push(mc.flush_all(None).unwrap_err());
+        })
+        .unwrap();
+        assert_eq!(seen, ks.len(), "{protocol}: every item still arrives");
+        for error in &refused {
+            assert_eq!(
+                error.code(),
+                Some(libmemcached::ReturnCode::FetchNotFinished)
+            );
+            assert!(
+                error.to_string().contains("inside get_multi_each"),
+                "{error}"
+            );
+        }
+        // Nothing was written, and the client works once the call returns.
+        let found: HashMap<&str, String> = mc.get_multi(ks.iter().map(String::as_str)).unwrap();
+        assert!(found.values().all(|v| v == "v") && found.len() == ks.len());
+        mc.set(&ks[0], "after", 0).unwrap();
+        assert_eq!(mc.get::<String>(&ks[0]).unwrap().as_deref(), Some("after"));
+    }
+}

@@ -119,6 +119,7 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
+                    self.refuse_while_streaming(stringify!($name))?;
                     let _span = crate::trace::span(stringify!($name));
                     let result = self.keys().$name($($arg),*);
                     self.observe(stringify!($name), &result);
@@ -134,6 +135,7 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
+                    self.client.refuse_while_streaming(stringify!($name))?;
                     let _span = crate::trace::span(stringify!($name));
                     let result = self.keys().$name($($arg),*);
                     self.client.observe(stringify!($name), &result);
@@ -258,6 +260,10 @@ key_operations! {
     /// everything the other servers sent. A failed server's keys are all in the error, even
     /// those whose items `each` saw before the server broke off: a stream that breaks (a length
     /// that lies, a timeout) may have made those wrong, so treat them as not found.
+    ///
+    /// `each` runs while replies are still owed, so a call on the same client from inside it
+    /// fails with [`ReturnCode::FetchNotFinished`](crate::ReturnCode::FetchNotFinished) instead
+    /// of making libmemcached drop them; use another client there.
     ///
     /// ```no_run
     /// # let mc = libmemcached::Client::new(["127.0.0.1:11211"])?;

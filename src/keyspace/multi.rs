@@ -75,6 +75,7 @@ impl Keys<'_> {
     ) -> Result<()> {
         let keys: Vec<K> = keys.into_iter().collect();
         let client = self.client;
+        let _streaming = Streaming::start(client);
         let failures = self
             .fetch_keys(&keys, |i, item| {
                 each(Fetched {
@@ -355,6 +356,23 @@ impl Keys<'_> {
             .filter_map(|(k, r)| Some((k, r?)))
             .collect();
         Ok(Partial { ok, failures })
+    }
+}
+
+/// Marks a client as handing items to a callback (see `Client::refuse_while_streaming`) until
+/// dropped, also when the callback panics.
+struct Streaming<'c>(&'c crate::client::Client);
+
+impl<'c> Streaming<'c> {
+    fn start(client: &'c crate::client::Client) -> Self {
+        client.streaming.set(true);
+        Streaming(client)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.streaming.set(false);
     }
 }
 
