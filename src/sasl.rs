@@ -133,7 +133,7 @@ impl Client {
     /// credentials; any other error as it is.
     #[cold]
     pub(crate) fn explain_auth_error(&self, key: &[u8], error: Error) -> Error {
-        if !error.is_auth() {
+        if !may_need_auth(&error) {
             return error;
         }
         match self.probe_auth(key) {
@@ -142,25 +142,29 @@ impl Client {
         }
     }
 
-    /// After a multi-get: each server that demands SASL, with the missed keys it holds (given
-    /// as sent, and as the caller gave them).
+    /// After a multi-get: adds to `failures` each server that demands SASL, with the missed keys
+    /// it holds (given as sent, and as the caller gave them).
     pub(crate) fn check_auth_after_misses<'k>(
         &self,
         missed: impl Iterator<Item = (&'k [u8], &'k [u8])>,
-    ) -> Vec<KeyFailure> {
-        let mut failures: Vec<KeyFailure> = Vec::new();
+        failures: &mut Vec<KeyFailure>,
+    ) {
         if !self.needs_auth_probe() {
-            return failures;
+            return;
         }
+        // A server that already failed has all its keys in its failure.
+        let failed_before = failures.len();
         for (sent, key) in missed {
             if self.auth_probe.done.get() {
                 break;
             }
             let server = self.handle.server_for_key(sent).ok();
-            if let Some(failure) = failures
-                .iter_mut()
-                .find(|f| server.is_some() && f.error.server() == server.as_ref())
-            {
+            let on_server =
+                |f: &KeyFailure| server.is_some() && f.error.server() == server.as_ref();
+            if failures[..failed_before].iter().any(on_server) {
+                continue;
+            }
+            if let Some(failure) = failures[failed_before..].iter_mut().find(|f| on_server(f)) {
                 failure.keys.push(key.to_vec());
                 continue;
             }
@@ -171,7 +175,20 @@ impl Client {
                 });
             }
         }
-        failures
+    }
+
+    /// [`Client::explain_auth_error`] for the failures of a multi-get; `prefix` is the one the
+    /// failures' keys were asked under.
+    #[cold]
+    pub(crate) fn explain_auth_failures(&self, failures: &mut [KeyFailure], prefix: &[u8]) {
+        for failure in failures.iter_mut().filter(|f| may_need_auth(&f.error)) {
+            let Some(key) = failure.keys.first() else {
+                continue;
+            };
+            if let Probe::NeedsAuth(error) = self.probe_auth(&[prefix, key].concat()) {
+                failure.error = error;
+            }
+        }
     }
 
     fn probe_auth(&self, key: &[u8]) -> Probe {
@@ -215,6 +232,20 @@ impl Client {
             Err(error) => Probe::Failed(error),
         }
     }
+}
+
+/// An error that may mean the server wants credentials this client lacks: an auth error, or a
+/// connection the server reset. memcached closes the connection after refusing an
+/// unauthenticated binary request, and when the client had already sent more (a get's NOOP),
+/// the close is a reset that can discard the refusal before the client reads it: the probe then
+/// tells an auth error from a failed server.
+fn may_need_auth(error: &Error) -> bool {
+    let reset = matches!(
+        error,
+        Error::Memcached { code, message, .. }
+            if code.is_connection() && message.contains("reset by peer")
+    );
+    reset || error.is_auth()
 }
 
 enum Probe {

@@ -250,3 +250,32 @@ fn testing_sasl_servers_report_stats_and_ignore_ascii() {
     // get_version speaks ASCII, which a SASL server ignores.
     assert!(!libmemcached::testing::is_alive(&server.spec()).0);
 }
+
+#[test]
+fn a_client_without_credentials_is_told_so_every_time_and_each_key_fails_once() {
+    if !libmemcached::support_sasl() {
+        return;
+    }
+    let server = sasl_server();
+    // memcached closes the connection after refusing an unauthenticated request; when the
+    // client had sent more (a get's NOOP), the close is a reset that can discard the refusal
+    // (about 1 in 100 gets here). Every attempt must still say what is wrong.
+    for attempt in 0..200 {
+        let mc = Client::builder()
+            .servers([server.spec()])
+            .unwrap()
+            .binary(true)
+            .build()
+            .unwrap();
+        let error = match attempt % 2 {
+            0 => mc.get::<String>("k").unwrap_err(),
+            _ => mc.get_multi::<_, String>(["a", "b", "c"]).unwrap_err(),
+        };
+        assert!(error.is_auth(), "attempt {attempt}: {error}");
+        assert!(error.to_string().contains("no credentials"), "{error}");
+        if let Error::Multi { failures } = &error {
+            let keys: usize = failures.iter().map(|f| f.keys.len()).sum();
+            assert_eq!(keys, 3, "each key once: {error}");
+        }
+    }
+}

@@ -169,7 +169,10 @@ impl Keys<'_> {
         let missed = (0..keys.len())
             .filter(|&i| !found[i])
             .map(|i| (sent[i], keys[i].as_ref()));
-        failures.extend(client.check_auth_after_misses(missed));
+        if !failures.is_empty() {
+            client.explain_auth_failures(&mut failures, self.prefix);
+        }
+        client.check_auth_after_misses(missed, &mut failures);
         let hits = found.iter().filter(|&&f| f).count();
         let failed = failures.iter().map(|f| f.keys.len()).sum();
         client.count_reads(keys.len(), hits, failed);

@@ -58,7 +58,9 @@ fn explained(err: &Error) -> String {
     let (Some(code), Some(server)) = (err.code(), err.server()) else {
         return err.to_string();
     };
+    let reset = err.to_string().contains("reset by peer");
     let what = match code {
+        Code::ConnectionFailure if reset => "the server closed the connection (reset)",
         Code::ConnectionFailure => "could not connect (refused, or nothing listens there)",
         Code::HostLookupFailure => "the host name does not resolve",
         Code::Timeout => "no answer within the poll timeout",
