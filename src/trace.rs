@@ -12,6 +12,10 @@ use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::server::Address;
 
+/// The target of every event and span.
+#[cfg(feature = "tracing")]
+const TARGET: &str = "libmemcached";
+
 /// The span of one call, at `debug`: `memcached{op=get}`. Entered until dropped; `None` when
 /// no subscriber takes `debug`.
 #[cfg(feature = "tracing")]
@@ -40,7 +44,7 @@ pub(crate) fn span(op: &'static str) -> Span {
 #[cold]
 #[inline(never)]
 fn enter(op: &'static str) -> tracing::span::EnteredSpan {
-    tracing::debug_span!(target: "libmemcached", "memcached", op).entered()
+    tracing::debug_span!(target: TARGET, "memcached", op).entered()
 }
 
 /// The key of a one-key call, at `trace`.
@@ -58,14 +62,14 @@ pub(crate) fn key(key: &[u8]) {
 #[cold]
 #[inline(never)]
 fn key_event(key: &[u8]) {
-    tracing::trace!(target: "libmemcached", key = %crate::key::display(key), "key");
+    tracing::trace!(target: TARGET, key = %crate::key::display(key), "key");
 }
 
 /// The keys of a multi-key read, one event each at `trace`.
 #[inline(always)]
 pub(crate) fn keys<K: AsRef<[u8]>>(keys: &[K]) {
     #[cfg(feature = "tracing")]
-    if tracing::enabled!(target: "libmemcached", tracing::Level::TRACE) {
+    if tracing::enabled!(target: TARGET, tracing::Level::TRACE) {
         for key in keys {
             self::key(key.as_ref());
         }
@@ -88,7 +92,7 @@ pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool)
         let server = error.server().map(tracing::field::display);
         macro_rules! failed {
             ($level:expr) => {
-                event!(target: "libmemcached", $level, op, kind = kind.as_str(), code, server,
+                event!(target: TARGET, $level, op, kind = kind.as_str(), code, server,
                        keys, "{}", what(kind))
             };
         }
@@ -101,9 +105,9 @@ pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool)
                 ErrorKind::ServerDown => "server marked dead",
                 _ => "server failing",
             };
-            event!(target: "libmemcached", Level::WARN, server, kind = kind.as_str(), "{news}");
+            event!(target: TARGET, Level::WARN, server, kind = kind.as_str(), "{news}");
         }
-        event!(target: "libmemcached", Level::TRACE, op, %error, "error");
+        event!(target: TARGET, Level::TRACE, op, %error, "error");
     }
     #[cfg(not(feature = "tracing"))]
     let _ = (op, error, keys, failing);
@@ -129,7 +133,7 @@ fn what(kind: ErrorKind) -> &'static str {
 #[cold]
 pub(crate) fn answers_again(server: &Address) {
     #[cfg(feature = "tracing")]
-    tracing::info!(target: "libmemcached", %server, "server answers again");
+    tracing::info!(target: TARGET, %server, "server answers again");
     #[cfg(not(feature = "tracing"))]
     let _ = server;
 }
@@ -139,7 +143,7 @@ pub(crate) fn answers_again(server: &Address) {
 #[cold]
 pub(crate) fn reconnect(why: &dyn std::fmt::Display) {
     #[cfg(feature = "tracing")]
-    tracing::info!(target: "libmemcached", %why, "connections reset; the next call reconnects");
+    tracing::info!(target: TARGET, %why, "connections reset; the next call reconnects");
     #[cfg(not(feature = "tracing"))]
     let _ = why;
 }
@@ -148,7 +152,7 @@ pub(crate) fn reconnect(why: &dyn std::fmt::Display) {
 #[cold]
 pub(crate) fn retry(op: &'static str, attempt: u32, why: &'static str) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(target: "libmemcached", op, attempt, why, "retrying");
+    tracing::debug!(target: TARGET, op, attempt, why, "retrying");
     #[cfg(not(feature = "tracing"))]
     let _ = (op, attempt, why);
 }
@@ -157,7 +161,7 @@ pub(crate) fn retry(op: &'static str, attempt: u32, why: &'static str) {
 #[cold]
 pub(crate) fn config_refused(error: &Error) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(target: "libmemcached", %error, "configuration refused");
+    tracing::warn!(target: TARGET, %error, "configuration refused");
     #[cfg(not(feature = "tracing"))]
     let _ = error;
 }
@@ -169,12 +173,8 @@ pub(crate) fn pool_wait(waited: Duration, size: usize, got_one: bool) {
     {
         let waited_us = waited.as_micros() as u64;
         match got_one {
-            true => {
-                tracing::debug!(target: "libmemcached", waited_us, size, "waited for a pooled client")
-            }
-            false => {
-                tracing::warn!(target: "libmemcached", waited_us, size, "no pooled client came free")
-            }
+            true => tracing::debug!(target: TARGET, waited_us, size, "waited for a pooled client"),
+            false => tracing::warn!(target: TARGET, waited_us, size, "no pooled client came free"),
         }
     }
     #[cfg(not(feature = "tracing"))]
@@ -213,7 +213,7 @@ impl Subscriber {
 #[inline(always)]
 pub(crate) fn batch(callers: usize, keys: usize) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(target: "libmemcached", callers, keys, "gets merged into one multi-get");
+    tracing::debug!(target: TARGET, callers, keys, "gets merged into one multi-get");
     #[cfg(not(feature = "tracing"))]
     let _ = (callers, keys);
 }
