@@ -28,6 +28,7 @@ use crate::server::Address;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Metrics {
     /// Calls of key operations (a multi-key call is one), `stats`, `version` and `flush_all`.
@@ -49,9 +50,11 @@ pub struct Metrics {
 
 /// One server's share of [`Metrics`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ServerMetrics {
-    /// The server.
+    /// The server (as its spec, with the `serde` feature).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "as_text"))]
     pub address: Address,
     /// Its errors, by kind.
     pub errors: ErrorCounts,
@@ -60,9 +63,22 @@ pub struct ServerMetrics {
     pub failing: bool,
 }
 
-/// Error counts by [`ErrorKind`].
+/// Error counts by [`ErrorKind`]. With the `serde` feature it serializes as a map from each
+/// kind's [name](ErrorKind::as_str) to its count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorCounts([u64; ErrorKind::ALL.len()]);
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ErrorCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter().map(|(kind, n)| (kind.as_str(), n)))
+    }
+}
+
+#[cfg(feature = "serde")]
+fn as_text<S: serde::Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(address)
+}
 
 impl ErrorCounts {
     /// The count of one kind.
@@ -313,6 +329,20 @@ mod tests {
         assert!(!c.answered(&"127.0.0.1:1".parse().unwrap()));
         assert!(!c.any_failing());
         assert!(!c.snapshot().servers[0].failing);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn metrics_serialize_with_kinds_and_servers_as_text() {
+        let c = Counters::default();
+        c.operations.add(3);
+        c.record_error(&connection_error("127.0.0.1:1"), 1);
+        let json = serde_json::to_value(c.snapshot()).unwrap();
+        assert_eq!(json["operations"], 3);
+        assert_eq!(json["errors"]["connection"], 1);
+        assert_eq!(json["errors"]["timeout"], 0);
+        assert_eq!(json["servers"][0]["address"], "127.0.0.1:1");
+        assert_eq!(json["servers"][0]["failing"], true);
     }
 
     #[test]
