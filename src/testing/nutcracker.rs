@@ -58,7 +58,7 @@ impl Default for NutcrackerBuilder {
             auto_eject_hosts: false,
             server_retry_timeout: Duration::from_secs(2),
             server_failure_limit: 1,
-            timeout: Duration::from_millis(400),
+            timeout: Duration::from_secs(2),
         }
     }
 }
@@ -93,7 +93,8 @@ impl NutcrackerBuilder {
         self
     }
 
-    /// How long twemproxy waits for a server (`timeout:`, 400 ms by default).
+    /// How long twemproxy waits for a server (`timeout:`, 2 s by default: generous, so that a
+    /// loaded test machine does not look like a failed server).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
