@@ -259,8 +259,9 @@ fn stray_error(key: &[u8], server: Option<crate::server::Address>) -> Error {
 fn out_of_order_error(key: &[u8]) -> Error {
     malformed_error(
         &format!(
-            "a reply for {} out of the order the keys were asked (twemproxy reorders a \
-             multi-get's replies after a miss: see ClientBuilder::proxy)",
+            "a reply for {}, which was not requested (or not then): it came out of the order the \
+             keys were asked (twemproxy reorders a multi-get's replies after a miss: if the \
+             server is a proxy, see ClientBuilder::proxy)",
             crate::key::display(key)
         ),
         None,
