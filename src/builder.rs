@@ -44,6 +44,7 @@ pub struct ClientBuilder {
     settings: Settings,
     namespace: Option<Vec<u8>>,
     sasl: Option<crate::sasl::Credentials>,
+    proxy: bool,
 }
 
 impl ClientBuilder {
@@ -160,6 +161,35 @@ impl ClientBuilder {
         self
     }
 
+    /// The servers are proxies that spread keys over memcached servers behind them, such as
+    /// [twemproxy](https://github.com/twitter/twemproxy) (`nutcracker`), not memcached itself.
+    ///
+    /// Key operations go through as usual: get, gets, the storage commands, cas, delete, touch,
+    /// counters and the multi-key forms. What a proxy cannot serve is refused before anything
+    /// is sent, with a [`ReturnCode::NotSupported`](crate::ReturnCode::NotSupported) error that
+    /// says it is not supported through a proxy: [`Client::stats`] and [`Client::flush_all`]
+    /// (twemproxy closes the connection on them; ask the memcached servers behind it directly).
+    /// [`build`](Self::build) refuses the binary protocol and SASL, which twemproxy does not
+    /// speak. [`Client::bulk_set`] takes memcached's default item size limit (1 MiB) instead of
+    /// asking the servers for it. [`Client::version`] is the version of the memcached server
+    /// the proxy forwarded the request to.
+    ///
+    /// A `SERVER_ERROR` the proxy sends for a key (twemproxy does when the memcached server
+    /// that holds it is down) is an error that says so, never a miss.
+    ///
+    /// ```no_run
+    /// let mc = libmemcached::Client::builder()
+    ///     .servers(["127.0.0.1:22121"])?          // twemproxy's listen address
+    ///     .proxy()
+    ///     .build()?;
+    /// mc.set("greeting", "hello", 0)?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    pub fn proxy(mut self) -> Self {
+        self.proxy = true;
+        self
+    }
+
     /// A namespace libmemcached puts in front of every key of every operation (and takes off
     /// the keys it returns). The 250-byte key limit counts it. At most 127 bytes.
     pub fn namespace(mut self, namespace: impl AsRef<[u8]>) -> Self {
@@ -206,6 +236,13 @@ impl ClientBuilder {
         if self.servers.is_empty() {
             return Err(Error::InvalidConfig("no servers given".into()));
         }
+        if self.proxy && (self.binary || self.sasl.is_some()) {
+            return Err(Error::InvalidConfig(
+                "the binary protocol (and SASL, which needs it) is not supported through a proxy: \
+                 twemproxy speaks only ASCII"
+                    .into(),
+            ));
+        }
         let udp = self
             .servers
             .iter()
@@ -234,6 +271,7 @@ impl ClientBuilder {
             credentials.apply(&client)?;
         }
         client.settings = self.settings;
+        client.handle.set_proxy(self.proxy);
         client.set_behavior(Behavior::TcpNoDelay(true))?;
         let mut behaviors = self.behaviors;
         crate::behavior::apply_order(&mut behaviors);

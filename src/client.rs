@@ -10,7 +10,7 @@ use libmemcached_sys as sys;
 use crate::behavior::Behavior;
 use crate::builder::ClientBuilder;
 use crate::compression::{Compression, DEFAULT_MAX_INFLATED_LEN};
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{self, Handle, Rc, ReturnCode, clean_message};
 use crate::key;
@@ -147,17 +147,49 @@ impl Client {
     // ---- servers -------------------------------------------------------------------------
 
     /// Removes every item from every server, after `delay` if given.
+    ///
+    /// Servers that fail make the call fail with [`Error::Multi`] naming each. Through a proxy
+    /// ([`ClientBuilder::proxy`]) it is refused before anything is sent.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
         self.refuse_while_streaming("flush_all")?;
         let _span = crate::trace::span("flush_all");
-        let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
-        let result = self.check(self.handle.flush(delay), None);
+        let result = self.flush_servers(delay);
         self.observe("flush_all", &result);
         result
     }
 
+    fn flush_servers(&self, delay: Option<Duration>) -> Result<()> {
+        self.refuse_through_proxy(
+            "flush_all",
+            "twemproxy closes the connection on it; flush each memcached server behind the proxy",
+        )?;
+        let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
+        let rc = self.handle.flush(delay);
+        if rc.code() != ReturnCode::SomeErrors {
+            return self.check(rc, None);
+        }
+        // libmemcached sums the servers' failures up as SOME ERRORS: name each.
+        let failures: Vec<KeyFailure> = (0..self.handle.server_count())
+            .filter(|&i| self.handle.server_failed(i))
+            .map(|i| KeyFailure {
+                error: explain_disconnect(
+                    self.handle
+                        .server_error(i, (ReturnCode::Failure, "flush_all failed")),
+                ),
+                keys: Vec::new(),
+            })
+            .collect();
+        self.disconnect_all();
+        if failures.is_empty() {
+            return Err(self.error(rc, None));
+        }
+        Err(Error::Multi { failures })
+    }
+
     /// Each server's version, in server order, asked afresh (the connections are reopened).
-    /// An unreachable server is an error naming it.
+    /// An unreachable server is an error naming it. Through a proxy
+    /// ([`ClientBuilder::proxy`]) it is the version of the memcached server the proxy forwarded
+    /// the request to.
     pub fn version(&self) -> Result<Vec<(Address, String)>> {
         self.refuse_while_streaming("version")?;
         let _span = crate::trace::span("version");
@@ -245,6 +277,19 @@ impl Client {
         self.handle.facts().binary
     }
 
+    /// Whether the servers are proxies ([`ClientBuilder::proxy`]).
+    pub fn is_proxy(&self) -> bool {
+        self.handle.facts().proxy
+    }
+
+    /// Refuses, before anything is sent, an operation a proxy cannot serve.
+    pub(crate) fn refuse_through_proxy(&self, operation: &str, why: &str) -> Result<()> {
+        match self.handle.facts().proxy {
+            false => Ok(()),
+            true => Err(proxy_refusal(operation, why)),
+        }
+    }
+
     // ---- internals -----------------------------------------------------------------------
 
     pub(crate) fn behavior_raw(&self, flag: sys::memcached_behavior_t) -> u64 {
@@ -296,6 +341,35 @@ impl Client {
     /// The error for `rc`, after resetting the connections if their replies may be out of step.
     pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
         self.handle.error(rc, key)
+    }
+}
+
+#[cold]
+fn proxy_refusal(operation: &str, why: &str) -> Error {
+    Error::Memcached {
+        code: ReturnCode::NotSupported,
+        message: format!("{operation} is not supported through a proxy (twemproxy): {why}"),
+        server: None,
+    }
+}
+
+/// A server that closed the connection instead of answering a server-level command (`stats`,
+/// `flush_all`): say what does that, since libmemcached's message names only the symptom.
+pub(crate) fn explain_disconnect(error: Error) -> Error {
+    match error {
+        Error::Memcached {
+            code: ReturnCode::ConnectionFailure,
+            message,
+            server,
+        } if message.contains("server has disconnected") => Error::Memcached {
+            code: ReturnCode::ConnectionFailure,
+            message: format!(
+                "{message} (the server closed the connection instead of answering; twemproxy \
+                 does so for commands it does not forward: see ClientBuilder::proxy)"
+            ),
+            server,
+        },
+        other => other,
     }
 }
 

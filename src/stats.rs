@@ -102,9 +102,23 @@ impl Client {
     /// `"slabs"`, `"items"` or `"sizes"`.
     ///
     /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
+    /// Through a proxy ([`ClientBuilder::proxy`](crate::ClientBuilder::proxy)) it is refused
+    /// before anything is sent.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
         self.refuse_while_streaming("stats")?;
+        let _span = crate::trace::span("stats");
+        let result = self.ask_stats(arg);
+        self.observe("stats", &result);
+        result
+    }
+
+    fn ask_stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
         self.refuse_over_udp("stats")?;
+        self.refuse_through_proxy(
+            "stats",
+            "twemproxy closes the connection on it; ask each memcached server behind the proxy, \
+             or twemproxy's own stats port",
+        )?;
         let arg = arg
             .map(|arg| {
                 // Printable ASCII only: no line breaks to smuggle in a second command, no NUL.
@@ -120,20 +134,23 @@ impl Client {
         let servers = self.servers();
         // A server always has general stats, but some groups are empty on a healthy server
         // (`items` with no items): then a server without lines failed only if libmemcached
-        // logged an error for it.
-        let failed =
-            |i: usize| arg.is_none() || (rc != Rc::SUCCESS && self.handle.server_failed(i));
+        // logged an error for it in this call. The call's code does not say: libmemcached runs
+        // a group on every server and returns SUCCESS whatever each did.
+        let logged = self.handle.last_error() != ReturnCode::Success;
+        let failed = |i: usize| {
+            arg.is_none() || ((rc != Rc::SUCCESS || logged) && self.handle.server_failed(i))
+        };
         let failures: Vec<KeyFailure> = (0..servers.len())
             .filter(|&i| stats[i].is_empty() && failed(i))
             .map(|i| KeyFailure {
-                error: self.handle.server_error(
+                error: crate::client::explain_disconnect(self.handle.server_error(
                     i,
                     (
                         ReturnCode::ProtocolError,
                         "no statistics came back (a reply that could not be read, or a proxy \
                          that does not pass stats on)",
                     ),
-                ),
+                )),
                 keys: Vec::new(),
             })
             .collect();
@@ -155,9 +172,15 @@ impl Client {
             .collect())
     }
 
-    /// The smallest item size limit of the servers (`item_size_max`).
+    /// The smallest item size limit of the servers (`item_size_max`); through a proxy, which
+    /// cannot be asked, memcached's default.
     pub(crate) fn item_size_limit(&self) -> Result<usize> {
-        let settings = self.stats(Some("settings"))?;
+        /// memcached's default `-I`.
+        const DEFAULT_ITEM_SIZE_MAX: usize = 1024 * 1024;
+        if self.is_proxy() {
+            return Ok(DEFAULT_ITEM_SIZE_MAX);
+        }
+        let settings = self.ask_stats(Some("settings"))?;
         settings
             .iter()
             .map(|s| s.get_u64("item_size_max").map(|n| n as usize))

@@ -94,13 +94,16 @@ pub(crate) fn fetch(
                     continue;
                 }
             };
-            let accepted = index
-                .find(key, &found)
-                .filter(|&i| order.accepts(i, &found, &mut failures));
+            let asked = index.find(key, &found);
+            let accepted = asked.filter(|&i| order.accepts(i, &found, &mut failures));
             let Some(i) = accepted else {
                 // A key nobody asked for, a second reply for one, or replies in another order
                 // than asked: the stream is out of step.
-                failures.stray(stray_error(key, None));
+                let error = match asked {
+                    Some(_) => out_of_order_error(key),
+                    None => stray_error(key, None),
+                };
+                failures.stray(error);
                 logged_failure |= note_failure(&mut pending, &mut failures, &found);
                 continue;
             };
@@ -247,6 +250,21 @@ fn stray_error(key: &[u8], server: Option<crate::server::Address>) -> Error {
             crate::key::display(key)
         ),
         server,
+    )
+}
+
+/// The error for a reply for a key that was asked, but that came before keys asked earlier
+/// from its server.
+#[cold]
+fn out_of_order_error(key: &[u8]) -> Error {
+    malformed_error(
+        &format!(
+            "a reply for {}, which was not requested (or not then): it came out of the order the \
+             keys were asked (twemproxy reorders a multi-get's replies after a miss: if the \
+             server is a proxy, see ClientBuilder::proxy)",
+            crate::key::display(key)
+        ),
+        None,
     )
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct Facts {
     /// CAS tokens are read on every get (`SUPPORT_CAS`).
     pub cas: bool,
     pub namespace_len: usize,
+    /// The servers are proxies (twemproxy) rather than memcached: set by the client, not read
+    /// from C.
+    pub proxy: bool,
 }
 
 // SAFETY: a memcached_st holds no thread-local state and shares no pointers with other handles
@@ -90,6 +93,7 @@ impl Handle {
             unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) },
             "memcached_clone",
         )?;
+        clone.set_proxy(self.facts().proxy);
         // memcached_clone turns weighted ketama on whenever a server weighs more than 1, so a
         // clone could place keys elsewhere than its original (found by fuzzing from_config).
         clone.copy_ketama_weighting(self)?;
@@ -125,6 +129,7 @@ impl Handle {
             noreply: flag(sys::MEMCACHED_BEHAVIOR_NOREPLY),
             cas: flag(sys::MEMCACHED_BEHAVIOR_SUPPORT_CAS),
             namespace_len,
+            proxy: self.facts.get().proxy,
         });
         let servers = (0..self.instance_count())
             .map(|i| self.address_of(self.instance(i), udp))
@@ -170,6 +175,14 @@ impl Handle {
             ..self.facts.get()
         });
         Rc(rc)
+    }
+
+    /// Records that the servers are proxies, which libmemcached does not know.
+    pub(crate) fn set_proxy(&self, proxy: bool) {
+        self.facts.set(Facts {
+            proxy,
+            ..self.facts.get()
+        });
     }
 
     /// Sets the namespace (libmemcached's `MEMCACHED_CALLBACK_NAMESPACE`), which it copies.
@@ -431,6 +444,13 @@ impl Handle {
             if let Some(service) = foreign_service(&message) {
                 message.push_str(&format!(": the server speaks {service}, not memcached"));
             }
+        }
+        if code == ReturnCode::ServerError && self.facts().proxy {
+            // twemproxy answers for a backend it cannot reach with SERVER_ERROR and the errno's
+            // text, which alone reads as if the proxy itself had failed.
+            message.push_str(
+                " (from the proxy: the memcached server behind it that holds the key failed)",
+            );
         }
         Error::Memcached {
             code,

@@ -147,7 +147,7 @@ pub(super) struct Order<'h> {
     pub(super) high: usize,
     /// Per server, the highest index accepted (tracked from the first reply out of order).
     pub(super) last: Option<Vec<Option<usize>>>,
-    /// Out of order is normal: replicas serve keys from other servers.
+    /// Out of order is normal: replicas serve keys from other servers, and a proxy reorders.
     pub(super) any: bool,
     pub(super) handle: &'h Handle,
 }
@@ -157,7 +157,9 @@ impl<'h> Order<'h> {
         Self {
             high: 0,
             last: None,
-            any: false,
+            // twemproxy fills each key's place in a multi-get with the next value its server
+            // sent, so after a miss the values of that server's later keys come early.
+            any: handle.facts().proxy,
             handle,
         }
     }

@@ -11,6 +11,9 @@
 //! [`FaultProxy`] sits between a client and a server and misbehaves on demand ([`Fault`]):
 //! delays, timeouts, resets, cut and dripping replies, garbage.
 //!
+//! [`Nutcracker`] starts a twemproxy (`nutcracker`) in front of memcached processes, for
+//! tests of a client that talks to a proxy.
+//!
 //! [`MemcachedBuilder::sasl`] starts a server that requires SASL. [`make_test_client`],
 //! [`is_alive`] and [`get_version`] are pylibmc's `pylibmc.test` helpers, for suites that run
 //! against a server started outside the tests (`MEMCACHED_HOST`, `MEMCACHED_PORT`).
@@ -28,6 +31,7 @@
 //! ```
 
 mod client;
+mod nutcracker;
 mod probe;
 mod process;
 mod proxy;
@@ -38,6 +42,7 @@ pub use client::{
     TestClientError, address_from_env, default_address, get_version, is_alive, make_test_client,
     make_test_client_with,
 };
+pub use nutcracker::{Nutcracker, NutcrackerBuilder};
 pub use process::{Memcached, MemcachedBuilder};
 pub use proxy::{Fault, FaultProxy, LONG_LINE_LEN};
 pub use server::{TestServer, servers_from_env};

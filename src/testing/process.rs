@@ -289,20 +289,14 @@ impl Drop for Memcached {
     fn drop(&mut self) {
         self.stop();
         if let Listen::Tcp(port) = self.listen {
-            if let Some(ports) = PORTS_IN_USE
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                ports.remove(&port);
-            }
+            release_port(port);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
 /// A loopback port nobody listens on, not handed out before by this process.
-fn free_port() -> io::Result<u16> {
+pub(super) fn free_port() -> io::Result<u16> {
     let mut ports = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     let ports = ports.get_or_insert_with(HashSet::new);
     loop {
@@ -313,7 +307,19 @@ fn free_port() -> io::Result<u16> {
     }
 }
 
-fn temp_dir() -> io::Result<PathBuf> {
+/// Gives back a port from [`free_port`] once its process is gone.
+pub(super) fn release_port(port: u16) {
+    if let Some(ports) = PORTS_IN_USE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        ports.remove(&port);
+    }
+}
+
+/// A new, empty directory of this process's own under the system's temporary directory.
+pub(super) fn temp_dir() -> io::Result<PathBuf> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "libmemcached-test-{}-{}",
