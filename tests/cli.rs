@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use libmemcached::testing::Memcached;
+use libmemcached::testing::{Memcached, Nutcracker};
 use libmemcached::{Behavior, Client, Distribution};
 
 struct Run {
@@ -609,4 +609,22 @@ fn usage_errors_exit_2_with_a_clear_message() {
         run.out()
     );
     assert!(run.out().ends_with("STORED\n"), "{}", run.out());
+}
+
+#[test]
+fn through_a_proxy_keys_work_and_what_it_cannot_serve_is_refused() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start().unwrap()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let proxy = Nutcracker::start(&specs).expect("nutcracker starts (install Debian's nutcracker)");
+    let s = proxy.spec();
+    expect(memc(&s, &["--proxy", "set", "k", "v"]), 0, "STORED\n");
+    expect(memc(&s, &["--proxy", "get", "k"]), 0, "v\n");
+    expect_error(
+        memc(&s, &["--proxy", "stats"]),
+        "not supported through a proxy",
+    );
+    expect_error(
+        memc(&s, &["--proxy", "--binary", "get", "k"]),
+        "not supported through a proxy",
+    );
 }

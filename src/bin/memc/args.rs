@@ -46,6 +46,9 @@ pub struct Options {
     /// Use the binary protocol
     #[arg(short, long)]
     pub binary: bool,
+    /// The servers are proxies such as twemproxy (ASCII only; no stats or flush)
+    #[arg(long)]
+    pub proxy: bool,
     /// SASL username; implies --binary
     #[arg(short, long, value_name = "NAME", env = "MEMCACHED_USERNAME")]
     username: Option<String>,

@@ -15,6 +15,9 @@ use crate::{monitor, ops};
 /// A client for `servers` with these options.
 pub fn client(options: &Options, servers: &[&str]) -> Result<Client, Failure> {
     let mut builder = Client::builder().servers(servers)?.binary(options.binary);
+    if options.proxy {
+        builder = builder.proxy();
+    }
     match (options.username(), options.password()) {
         (Some(user), Some(password)) => builder = builder.sasl(user, password),
         (None, None) => {}
