@@ -175,7 +175,9 @@ impl ClientBuilder {
     /// the proxy forwarded the request to.
     ///
     /// A `SERVER_ERROR` the proxy sends for a key (twemproxy does when the memcached server
-    /// that holds it is down) is an error that says so, never a miss.
+    /// that holds it is down) is an error that says so, never a miss. twemproxy fails a whole
+    /// multi-get that touches such a server; the client then asks its keys one at a time, so
+    /// that only that server's keys fail.
     ///
     /// ```no_run
     /// let mc = libmemcached::Client::builder()

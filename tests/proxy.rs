@@ -488,9 +488,10 @@ fn a_dead_server_behind_the_proxy_is_an_error_never_a_miss() {
     mc.set(alive, "v", 0).unwrap();
 
     // twemproxy answers a multi-get that touches the dead server with one SERVER_ERROR for the
-    // whole request: every key is reported failed, none is a miss.
+    // whole request. A client that knows it talks to a proxy asks those keys again one by one:
+    // only the dead server's keys fail. One that does not reports every key failed. Never a miss.
     let keys: Vec<&str> = placed.iter().map(|(k, _)| k.as_str()).collect();
-    for client in [&mc, &unaware] {
+    for (client, knows) in [(&mc, true), (&unaware, false)] {
         let err = client.get_multi::<_, String>(&keys).unwrap_err();
         let failed: BTreeSet<&[u8]> = err
             .failures()
@@ -499,15 +500,23 @@ fn a_dead_server_behind_the_proxy_is_an_error_never_a_miss() {
             .collect();
         assert!(dead.iter().all(|k| failed.contains(k.as_bytes())), "{err}");
         assert!(err.is_server(), "{err}");
+        assert_eq!(failed.len() == dead.len(), knows, "{err}");
 
         let partial = client.get_multi_partial::<_, String>(&keys).unwrap();
         let failed: BTreeSet<&[u8]> = partial.failed_keys().collect();
         assert!(dead.iter().all(|k| failed.contains(k.as_bytes())));
         assert!(partial.ok.keys().all(|k| !dead.contains(**k)));
-        assert!(
-            partial.ok.is_empty(),
-            "the whole request failed at the proxy"
-        );
+        match knows {
+            true => {
+                assert_eq!(partial.ok.len(), keys.len() - dead.len(), "every live key");
+                assert!(partial.ok.values().all(|v| v == "v"));
+                assert_eq!(failed.len(), dead.len());
+            }
+            false => assert!(
+                partial.ok.is_empty(),
+                "the whole request failed at the proxy"
+            ),
+        }
 
         // Keys of the live servers alone still come back.
         let live: Vec<&str> = keys.iter().copied().filter(|k| !dead.contains(k)).collect();

@@ -153,18 +153,17 @@ impl Keys<'_> {
         client.refuse_over_udp("get_multi")?;
         crate::trace::keys(keys);
         let mut received = 0;
+        let mut each = |i, item: Item<'_>| {
+            received += item.value.len();
+            each(i, item)
+        };
         let Fetch {
-            found,
+            mut found,
             mut failures,
-        } = fetch(
-            &client.handle,
-            &sent,
-            self.prefix.len(),
-            &mut |i, item: Item<'_>| {
-                received += item.value.len();
-                each(i, item)
-            },
-        )?;
+        } = fetch(&client.handle, &sent, self.prefix.len(), &mut each)?;
+        if client.is_proxy() && failures.iter().any(|f| f.error.is_server()) {
+            ask_one_by_one(client, keys, &sent, &mut found, &mut failures, &mut each);
+        }
         client.counters.bytes_received.add(received as u64);
         let missed = (0..keys.len())
             .filter(|&i| !found[i])
@@ -359,6 +358,38 @@ impl Keys<'_> {
             .filter_map(|(k, r)| Some((k, r?)))
             .collect();
         Ok(Partial { ok, failures })
+    }
+}
+
+/// Asks again, one at a time, the keys of a multi-get that a proxy failed whole. twemproxy
+/// answers a multi-get that touches a memcached server it cannot reach with one `SERVER_ERROR`
+/// for every key (and closes the connection): asked alone, the keys of the servers that are up
+/// come back, and only the dead server's keys fail.
+#[cold]
+fn ask_one_by_one<K: AsRef<[u8]>>(
+    client: &crate::client::Client,
+    keys: &[K],
+    sent: &[&[u8]],
+    found: &mut [bool],
+    failures: &mut Vec<KeyFailure>,
+    each: &mut impl FnMut(usize, Item<'_>),
+) {
+    let (whole, kept): (Vec<KeyFailure>, Vec<KeyFailure>) =
+        failures.drain(..).partition(|f| f.error.is_server());
+    *failures = kept;
+    let failed: std::collections::HashSet<&[u8]> = whole
+        .iter()
+        .flat_map(|f| f.keys.iter().map(Vec::as_slice))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let key = key.as_ref();
+        if found[i] || !failed.contains(key) {
+            continue;
+        }
+        match crate::ffi::fetch_one(&client.handle, sent[i], |item| each(i, item)) {
+            Ok(hit) => found[i] = hit.is_some(),
+            Err(error) => KeyFailure::record(failures, error, key.to_vec()),
+        }
     }
 }
 
