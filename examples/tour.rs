@@ -92,6 +92,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "still fine            -> {:?}",
             mc.get::<String>(key("greeting"))?
         );
+        let m = mc.metrics();
+        println!(
+            "client metrics        -> {} calls, {} hits, {} misses, {} bytes out, {} in, \
+             errors {:?}",
+            m.operations,
+            m.hits,
+            m.misses,
+            m.bytes_sent,
+            m.bytes_received,
+            m.errors.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>()
+        );
     }
 
     let mc = Client::new(&servers)?;
@@ -106,6 +117,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "a server that is down -> {}",
         describe(dead.get::<String>("k"))
     );
+    for server in dead.metrics().servers {
+        println!(
+            "  its metrics         -> {}: failing {}, errors {:?}",
+            server.address,
+            server.failing,
+            server
+                .errors
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .collect::<Vec<_>>()
+        );
+    }
     println!(
         "a malformed spec      -> {}",
         describe(Client::new(["[::1:11211"]))
