@@ -52,6 +52,13 @@ fn calls_hits_misses_and_value_bytes_are_counted() {
     );
     assert_eq!(mc.get::<String>(&a).unwrap(), Some(big));
     assert_eq!(mc.metrics().bytes_received - m.bytes_received, sent);
+
+    // bulk_set writes through a handle of its own; its bytes are the client's.
+    let before = mc.metrics();
+    mc.bulk_set([(&b, "1234"), (&c, "5678")], 0).unwrap();
+    let after = mc.metrics();
+    assert_eq!(after.operations - before.operations, 1);
+    assert_eq!(after.bytes_sent - before.bytes_sent, 8);
 }
 
 #[test]

@@ -127,7 +127,9 @@ pub(crate) struct Bulk {
 impl Bulk {
     fn new(client: &Client) -> Result<Bulk> {
         let item_limit = client.item_size_limit()?;
-        let bulk = client.try_clone()?;
+        let mut bulk = client.try_clone()?;
+        // Its bytes count as the client's: they share a thread, so the counters keep one writer.
+        bulk.counters = std::sync::Arc::clone(&client.counters);
         for flag in [
             libmemcached_sys::MEMCACHED_BEHAVIOR_NOREPLY,
             libmemcached_sys::MEMCACHED_BEHAVIOR_BUFFER_REQUESTS,
