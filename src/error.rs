@@ -503,7 +503,12 @@ mod tests {
         };
         assert_eq!(timeout.kind(), ErrorKind::Timeout);
         // Metrics index their counts by a kind's position in ALL.
-        assert!(ErrorKind::ALL.iter().enumerate().all(|(i, &k)| k as usize == i));
+        assert!(
+            ErrorKind::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, &k)| k as usize == i)
+        );
         let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), 9);
         assert!(
