@@ -219,8 +219,9 @@ impl Client {
                         code => code,
                     };
                     let fallback = (why, "no version came back (a reply that could not be read)");
+                    let error = self.handle.server_error(i, fallback);
                     self.disconnect_all();
-                    return Err(self.handle.server_error(i, fallback));
+                    return Err(error);
                 }
             }
         }

@@ -330,3 +330,43 @@ fn udp_writes_arrive_and_reads_are_refused() {
         ));
     }
 }
+
+#[test]
+fn server_level_calls_name_only_the_servers_that_failed_in_that_call() {
+    let mut a = common::own_server();
+    let mut b = common::own_server();
+    let mc = Client::builder()
+        .servers([a.spec(), b.spec()])
+        .unwrap()
+        .behavior(Behavior::RetryTimeout(Duration::ZERO))
+        .build()
+        .unwrap();
+    mc.flush_all(None).unwrap();
+    // b fails once; libmemcached keeps that error on b after b is back.
+    b.stop();
+    let failed = mc.flush_all(None).unwrap_err();
+    assert_eq!(named(&failed), [b.spec()], "{failed}");
+    b.restart().unwrap();
+    a.stop();
+    mc.disconnect_all();
+    for _ in 0..2 {
+        let failed = mc.flush_all(None).unwrap_err();
+        assert_eq!(named(&failed), [a.spec()], "b flushed fine: {failed}");
+        let failed = mc.stats(Some("settings")).unwrap_err();
+        assert_eq!(named(&failed), [a.spec()], "b answered: {failed}");
+    }
+}
+
+/// The servers an error names, one per failure.
+fn named(error: &libmemcached::Error) -> Vec<String> {
+    error
+        .failures()
+        .iter()
+        .map(|f| {
+            f.error
+                .server()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+        .collect()
+}

@@ -312,9 +312,18 @@ impl Handle {
         }
     }
 
-    /// The error libmemcached recorded for server `i`; if it recorded none, an error with
-    /// `fallback`'s code and message (never one whose code is `SUCCESS`).
+    /// The error libmemcached recorded for server `i` in the current request (see
+    /// [`Handle::server_failed`]); if it recorded none, an error with `fallback`'s code and
+    /// message (never one whose code is `SUCCESS`, nor an earlier request's error).
     pub(crate) fn server_error(&self, i: usize, fallback: (ReturnCode, &str)) -> Error {
+        let server = Some(self.servers.borrow()[i].clone());
+        if !self.server_failed(i) {
+            return Error::Memcached {
+                code: fallback.0,
+                message: fallback.1.to_owned(),
+                server,
+            };
+        }
         let instance = self.instance(i as u32);
         // SAFETY: the instance is valid during the call; its message is a NUL-terminated string
         // it owns, copied at once.
@@ -324,27 +333,29 @@ impl Handle {
                 .then(|| CStr::from_ptr(message).to_string_lossy().into_owned());
             (sys::memcached_server_error_return(instance), message)
         };
-        let server = Some(self.servers.borrow()[i].clone());
-        match ReturnCode::from_raw(rc) {
-            ReturnCode::Success => Error::Memcached {
-                code: fallback.0,
-                message: fallback.1.to_owned(),
-                server,
-            },
-            code => Error::Memcached {
-                code,
-                message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
-                server,
-            },
+        let code = ReturnCode::from_raw(rc);
+        Error::Memcached {
+            code,
+            message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
+            server,
         }
     }
 
-    /// Whether server `i` has an error recorded.
+    /// Whether server `i` failed in the current request (the last call that started one):
+    /// libmemcached keeps a server's last error until another replaces it, so an error recorded
+    /// in an earlier request does not count, where its request can be told (see
+    /// [`Handle::error_request`]).
     pub(crate) fn server_failed(&self, i: usize) -> bool {
+        let instance = self.instance(i as u32);
         // SAFETY: the instance is valid during the call.
-        unsafe {
-            sys::memcached_server_error_return(self.instance(i as u32)) != sys::MEMCACHED_SUCCESS
+        let rc = unsafe { sys::memcached_server_error_return(instance) };
+        if rc == sys::MEMCACHED_SUCCESS {
+            return false;
         }
+        // SAFETY: the handle is valid.
+        let current = unsafe { sys::memcached_query_id(self.as_ptr()) };
+        self.error_request(instance, rc)
+            .is_none_or(|request| request == current)
     }
 
     /// Closes every connection; the next operation reconnects.

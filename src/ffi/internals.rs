@@ -66,6 +66,53 @@ impl Handle {
         unsafe { (*self.as_ptr()).error_messages as usize }
     }
 
+    /// The request in which libmemcached recorded the newest error of `instance` (whose code is
+    /// `rc`, not SUCCESS), to compare with `memcached_query_id`; `None` if it cannot be told.
+    /// Relies on: `memcached_server_error` returns the `message` field of the instance's newest
+    /// error record, a `memcached_error_t` (error.cc: `root`, `query_id`, `next`, `rc`,
+    /// `local_errno`, `size`, then `message`), except for a record without a message, for which
+    /// it returns `memcached_strerror(rc)`'s static text; the record's `root` is the handle and
+    /// its `query_id` the request it was recorded in. A message that is the static text, or a
+    /// record whose `root` is not this handle, is `None`.
+    pub(crate) fn error_request(
+        &self,
+        instance: *const sys::memcached_instance_st,
+        rc: sys::memcached_return_t,
+    ) -> Option<u64> {
+        /// The fields of `memcached_error_t` before `message`.
+        #[repr(C)]
+        struct ErrorHeader {
+            root: *const sys::memcached_st,
+            query_id: u64,
+            next: *const std::ffi::c_void,
+            rc: std::ffi::c_int,
+            local_errno: std::ffi::c_int,
+            size: usize,
+        }
+        // SAFETY: the instance belongs to this handle and has an error recorded (rc is its
+        // code); both calls only read. `memcached_strerror` returns a static string per code.
+        let (message, fixed) = unsafe {
+            (
+                sys::memcached_server_error(instance),
+                sys::memcached_strerror(self.as_ptr(), rc),
+            )
+        };
+        if message.is_null() || message == fixed {
+            return None;
+        }
+        // SAFETY: per the above, a message that is not the static text is the `message` field
+        // of a live `memcached_error_t`, so the header lies right before it in the same
+        // allocation; it is read (unaligned, by value) before any other call into C.
+        let header = unsafe {
+            message
+                .cast::<u8>()
+                .sub(std::mem::size_of::<ErrorHeader>())
+                .cast::<ErrorHeader>()
+                .read_unaligned()
+        };
+        (header.root == self.as_ptr().cast_const()).then_some(header.query_id)
+    }
+
     /// How many replies server `i` still owes (`memcached_server_response_count`).
     pub(crate) fn replies_owed(&self, i: usize) -> u32 {
         // SAFETY: the instance is valid during this call (no server is added).
