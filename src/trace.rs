@@ -181,29 +181,34 @@ pub(crate) fn pool_wait(waited: Duration, size: usize, got_one: bool) {
     let _ = (waited, size, got_one);
 }
 
-/// The subscriber of the thread that made it, for threads the crate starts.
+/// The subscriber of the thread that made it, for threads the crate starts: a scoped one (or
+/// the global one) as it was then. With none at all, the threads use the global default,
+/// whenever it is set.
 #[cfg(feature = "async")]
 #[derive(Clone)]
 pub(crate) struct Subscriber {
     #[cfg(feature = "tracing")]
-    dispatch: tracing::Dispatch,
+    dispatch: Option<tracing::Dispatch>,
 }
 
 #[cfg(feature = "async")]
 impl Subscriber {
     /// The current thread's subscriber.
     pub(crate) fn current() -> Subscriber {
+        #[cfg(feature = "tracing")]
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         Subscriber {
             #[cfg(feature = "tracing")]
-            dispatch: tracing::dispatcher::get_default(Clone::clone),
+            dispatch: (!dispatch.is::<tracing::subscriber::NoSubscriber>()).then_some(dispatch),
         }
     }
 
     /// Runs `f` with this subscriber as the thread's default.
     pub(crate) fn within<T>(&self, f: impl FnOnce() -> T) -> T {
         #[cfg(feature = "tracing")]
-        return tracing::dispatcher::with_default(&self.dispatch, f);
-        #[cfg(not(feature = "tracing"))]
+        if let Some(dispatch) = &self.dispatch {
+            return tracing::dispatcher::with_default(dispatch, f);
+        }
         f()
     }
 }

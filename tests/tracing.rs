@@ -201,3 +201,32 @@ fn async_batches_are_events_of_the_subscriber_that_built_the_client() {
     assert!(text.contains("gets merged into one multi-get"), "{text}");
     assert!(text.contains("memcached-async-0"), "{text}");
 }
+
+#[test]
+fn async_workers_built_before_any_subscriber_report_to_the_global_one_set_later() {
+    let server = common::server();
+    let mc = AsyncClient::builder(common::client(server.specs(), false))
+        .workers(1)
+        .build()
+        .unwrap();
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The only global default of this test binary (the other tests scope theirs).
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let gets = (0..64).map(|i| mc.get::<String>(format!("tracing:global:{i}")));
+        for found in futures::future::join_all(gets).await {
+            assert_eq!(found.unwrap(), None);
+        }
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("gets merged into one multi-get"), "{text}");
+}
