@@ -37,7 +37,8 @@ pub struct Metrics {
     pub hits: u64,
     /// Keys a read asked for that the server said are not there (not those of failed servers).
     pub misses: u64,
-    /// Value bytes sent, as stored (after compression).
+    /// Value bytes of the writes a server answered (or, for `bulk_set`, took without an
+    /// answer), as stored: after compression.
     pub bytes_sent: u64,
     /// Value bytes received, as stored (before inflating).
     pub bytes_received: u64,

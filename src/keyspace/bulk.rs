@@ -78,6 +78,7 @@ impl Keys<'_> {
             let rc = bulk.send(Store::Set, sent, value, exp);
             match bulk.handle.check(rc, &[], Some(sent)) {
                 Ok(_) => {
+                    bulk.counters.bytes_sent.add(value.data.len() as u64);
                     last_key_per_server.insert(bulk.handle.server_index(sent), i);
                 }
                 Err(error) => KeyFailure::record(&mut failures, error, key.as_ref().to_vec()),

@@ -101,7 +101,6 @@ impl Keys<'_> {
             )));
         }
         let encoded = client.encode(&value, "cas", Compress::Never)?;
-        client.counters.bytes_sent.add(encoded.data.len() as u64);
         let rc = client.handle.cas(
             &sent,
             &encoded.data,
@@ -253,7 +252,6 @@ impl Client {
     /// Sends one storage command for an encoded value.
     #[inline]
     pub(crate) fn send(&self, op: Store, key: &[u8], value: &Encoded<'_>, exp: Expiration) -> Rc {
-        self.counters.bytes_sent.add(value.data.len() as u64);
         self.handle
             .store(op, key, &value.data, exp.to_wire(), value.flags)
     }
@@ -363,6 +361,7 @@ impl Client {
     fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
         match self.handle.check(rc, not_stored, Some(key)) {
             Ok(code) => {
+                self.counters.bytes_sent.add(len as u64);
                 self.answered(key);
                 Ok(code == ReturnCode::Success)
             }
