@@ -158,6 +158,17 @@ impl Count {
     }
 }
 
+/// What an error says about its server (see [`ServerMetrics::failing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Not a failure of the server itself, or no server is known.
+    Unchanged,
+    /// The server was answering and fails now.
+    NowFailing,
+    /// The server was failing already.
+    StillFailing,
+}
+
 /// One client's counters, shared with the pool or async client that reads them.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -188,14 +199,13 @@ impl Counters {
         self.errors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts `n` failures of one error. Returns whether its server was not failing before
-    /// and is now (a connection failure, a timeout or a dead mark).
-    pub(crate) fn record_error(&self, error: &Error, n: u64) -> bool {
+    /// Counts `n` failures of one error, and says what it means for its server's health.
+    pub(crate) fn record_error(&self, error: &Error, n: u64) -> Health {
         let kind = error.kind();
         let mut errors = self.errors();
         errors.total.0[kind as usize] += n;
         let Some(address) = error.server() else {
-            return false;
+            return Health::Unchanged;
         };
         let index = match errors.servers.iter().position(|s| &s.address == address) {
             Some(i) => i,
@@ -214,12 +224,15 @@ impl Counters {
             kind,
             ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ServerDown
         );
-        let newly = down && !server.failing;
-        if newly {
-            server.failing = true;
-            self.any_failing.store(true, Ordering::Relaxed);
+        match (down, server.failing) {
+            (false, _) => Health::Unchanged,
+            (true, true) => Health::StillFailing,
+            (true, false) => {
+                server.failing = true;
+                self.any_failing.store(true, Ordering::Relaxed);
+                Health::NowFailing
+            }
         }
-        newly
     }
 
     /// Whether any server is failing.
@@ -311,12 +324,17 @@ mod tests {
     #[test]
     fn errors_count_by_kind_and_server_and_failing_servers_come_back() {
         let c = Counters::default();
-        assert!(c.record_error(&connection_error("127.0.0.1:1"), 2));
-        assert!(
-            !c.record_error(&connection_error("127.0.0.1:1"), 1),
-            "already failing"
+        let failed = |e: &Error, n| c.record_error(e, n);
+        assert_eq!(
+            failed(&connection_error("127.0.0.1:1"), 2),
+            Health::NowFailing
         );
-        assert!(!c.record_error(&Error::InvalidArgument("x".into()), 1));
+        assert_eq!(
+            failed(&connection_error("127.0.0.1:1"), 1),
+            Health::StillFailing
+        );
+        let input = Error::InvalidArgument("x".into());
+        assert_eq!(failed(&input, 1), Health::Unchanged);
         assert!(c.any_failing());
         let m = c.snapshot();
         assert_eq!(m.errors.get(ErrorKind::Connection), 3);

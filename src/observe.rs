@@ -59,8 +59,8 @@ impl Client {
 
     #[cold]
     fn record_error(&self, op: &'static str, error: &Error, keys: usize) {
-        let failing = self.counters.record_error(error, 1);
-        trace::error(op, error, keys, failing);
+        let health = self.counters.record_error(error, 1);
+        trace::error(op, error, keys, health);
     }
 
     /// Notes that the server of `key` answered (a value, a miss, stored or not), which matters

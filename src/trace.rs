@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::error::Error;
 #[cfg(feature = "tracing")]
 use crate::error::ErrorKind;
+use crate::metrics::Health;
 use crate::server::Address;
 
 /// The target of every event and span.
@@ -79,11 +80,12 @@ pub(crate) fn keys<K: AsRef<[u8]>>(keys: &[K]) {
 }
 
 /// A call failed. Failures of the network and of servers (connection, timeout, dead server,
-/// authentication, protocol, server errors) are `warn`; bad input and values that do not
-/// decode are the caller's and go out at `debug`. `failing` says the server just started to
-/// fail. `keys`: how many keys the failure cost (multi-key calls).
+/// authentication, protocol, server errors) are `warn`, except further failures of a server
+/// already known to be failing, which would flood a log during an outage: those, bad input and
+/// values that do not decode go out at `debug`. `health`: what the failure says of its server.
+/// `keys`: how many keys the failure cost (multi-key calls).
 #[cold]
-pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool) {
+pub(crate) fn error(op: &'static str, error: &Error, keys: usize, health: Health) {
     #[cfg(feature = "tracing")]
     {
         use tracing::{Level, event};
@@ -96,11 +98,13 @@ pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool)
                        keys, "{}", what(kind))
             };
         }
-        match kind {
-            ErrorKind::Input | ErrorKind::Decode => failed!(Level::DEBUG),
+        match (kind, health) {
+            (ErrorKind::Input | ErrorKind::Decode, _) | (_, Health::StillFailing) => {
+                failed!(Level::DEBUG)
+            }
             _ => failed!(Level::WARN),
         }
-        if failing {
+        if health == Health::NowFailing {
             let news = match kind {
                 ErrorKind::ServerDown => "server marked dead",
                 _ => "server failing",
@@ -110,7 +114,7 @@ pub(crate) fn error(op: &'static str, error: &Error, keys: usize, failing: bool)
         event!(target: TARGET, Level::TRACE, op, %error, "error");
     }
     #[cfg(not(feature = "tracing"))]
-    let _ = (op, error, keys, failing);
+    let _ = (op, error, keys, health);
 }
 
 /// What a failure of `kind` is called in events.

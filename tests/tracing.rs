@@ -91,6 +91,13 @@ fn a_dead_server_its_return_and_connection_failures_are_events() {
     assert!(down.contains("connection failed"), "{down}");
     assert!(down.contains(&format!("server={spec}")), "{down}");
     assert_eq!(down.matches("server failing").count(), 1, "once: {down}");
+    // The first failure and the news are warnings; the set's, on a server known to be
+    // failing, goes out at debug rather than flood a log during an outage.
+    assert_eq!(
+        down.lines().filter(|l| l.contains("WARN")).count(),
+        2,
+        "{down}"
+    );
 
     server.restart().unwrap();
     let back = captured(Level::INFO, || {
