@@ -237,3 +237,20 @@ fn async_workers_built_before_any_subscriber_report_to_the_global_one_set_later(
     let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("gets merged into one multi-get"), "{text}");
 }
+
+#[test]
+fn a_counter_created_by_another_client_meanwhile_is_a_retry_event() {
+    let server = common::own_server();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port().unwrap())).unwrap();
+    let mc = Client::new([proxy.spec()]).unwrap();
+    mc.set("hits", "5", 0).unwrap();
+    // The server counts to 6, but the client hears NOT_FOUND, as if another client had
+    // deleted the counter; its add then finds one, so it asks again.
+    proxy.set_fault(Fault::ReplyOnce(b"NOT_FOUND\r\n"));
+    let text = captured(Level::DEBUG, || {
+        assert_eq!(mc.incr_with_initial("hits", 1, 100, 0).unwrap(), 7);
+    });
+    assert!(text.contains("retrying"), "{text}");
+    assert!(text.contains("op=\"incr_with_initial\""), "{text}");
+    assert!(text.contains("attempt=1"), "{text}");
+}

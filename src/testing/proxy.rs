@@ -63,6 +63,10 @@ pub enum Fault {
     /// nothing stops these from being replies that make libmemcached 1.1.4 abort the process
     /// (see the README's list of what the crate trusts its servers for).
     Reply(&'static [u8]),
+    /// Replaces the next piece of a reply with these bytes, then passes everything on as
+    /// [`Fault::Pass`]: one answer that differs from what the server did (a `NOT_FOUND` for a
+    /// counter that exists, as if another client had deleted it in between).
+    ReplyOnce(&'static [u8]),
 }
 
 /// A loopback TCP proxy in front of a memcached server, whose [`Fault`] can be switched while
@@ -173,11 +177,7 @@ impl FaultProxy {
 
     /// Switches to `fault`, for open connections too.
     pub fn set_fault(&self, fault: Fault) {
-        let mut state = self.shared.lock();
-        state.fault = fault;
-        state.generation += 1;
-        drop(state);
-        self.shared.changed.notify_all();
+        self.shared.set(fault);
     }
 
     /// The fault in force.
@@ -222,6 +222,15 @@ impl Shared {
 
     fn fault(&self) -> Fault {
         self.lock().fault
+    }
+
+    /// Switches to `fault`, waking whatever waits on the fault in force.
+    fn set(&self, fault: Fault) {
+        let mut state = self.lock();
+        state.fault = fault;
+        state.generation += 1;
+        drop(state);
+        self.changed.notify_all();
     }
 
     /// Waits `duration`, or less if the fault changes or the proxy stops first. Returns `false`
@@ -403,6 +412,11 @@ fn pump_replies(
                 client.write_all(&out).is_ok()
             }
             Fault::Reply(bytes) => client.write_all(bytes).is_ok(),
+            Fault::ReplyOnce(bytes) => {
+                // One reply only: the next ones pass.
+                shared.set(Fault::Pass);
+                client.write_all(bytes).is_ok()
+            }
             Fault::LongLine => {
                 let mut line = vec![b'x'; LONG_LINE_LEN];
                 line.extend_from_slice(b"\r\n");
