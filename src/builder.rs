@@ -38,8 +38,11 @@ const FAILOVER_DEAD_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct ClientBuilder {
+    /// A libmemcached configuration string to start from.
+    config: Option<String>,
     servers: Vec<ServerSpec>,
-    binary: bool,
+    /// The protocol, if chosen (ASCII otherwise, or what the configuration string says).
+    binary: Option<bool>,
     behaviors: Vec<Behavior>,
     settings: Settings,
     namespace: Option<Vec<u8>>,
@@ -69,7 +72,29 @@ impl ClientBuilder {
 
     /// Uses the binary protocol (default: ASCII). It accepts any byte in keys, and SASL needs it.
     pub fn binary(mut self, binary: bool) -> Self {
-        self.binary = binary;
+        self.binary = Some(binary);
+        self
+    }
+
+    /// Starts from a libmemcached configuration string, such as
+    /// `--SERVER=10.0.0.1:11211 --SERVER=10.0.0.2 --BINARY-PROTOCOL`, read and checked as
+    /// [`Client::from_config`] reads it. The builder's other settings apply on top: servers
+    /// added to the string's, the protocol if [`binary`](Self::binary) is given, behaviors,
+    /// namespace, SASL, and what a configuration string cannot say (compression, value
+    /// format, inflate limit, [`proxy`](Self::proxy)).
+    ///
+    /// ```no_run
+    /// use libmemcached::{Client, Compression};
+    ///
+    /// let mc = Client::builder()
+    ///     .config("--SERVER=127.0.0.1:22121 --POLL-TIMEOUT=500")
+    ///     .proxy()
+    ///     .compression(Compression::new(2048))
+    ///     .build()?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    pub fn config(mut self, config: impl Into<String>) -> Self {
+        self.config = Some(config.into());
         self
     }
 
@@ -232,19 +257,18 @@ impl ClientBuilder {
     }
 
     fn build_client(self) -> Result<Client> {
-        if let Some(credentials) = &self.sasl {
-            credentials.check(&self.servers)?;
-        }
-        if self.servers.is_empty() {
+        if self.servers.is_empty() && self.config.is_none() {
             return Err(Error::InvalidConfig("no servers given".into()));
         }
-        if self.proxy && (self.binary || self.sasl.is_some()) {
-            return Err(Error::InvalidConfig(
+        let through_proxy = |binary: bool| match self.proxy && (binary || self.sasl.is_some()) {
+            true => Err(Error::InvalidConfig(
                 "the binary protocol (and SASL, which needs it) is not supported through a proxy: \
                  twemproxy speaks only ASCII"
                     .into(),
-            ));
-        }
+            )),
+            false => Ok(()),
+        };
+        through_proxy(self.binary == Some(true))?;
         let udp = self
             .servers
             .iter()
@@ -260,18 +284,39 @@ impl ClientBuilder {
                 reason: "UDP servers cannot be mixed with TCP or unix socket servers".into(),
             });
         }
+        if let Some(udp) = self
+            .servers
+            .iter()
+            .find(|s| s.transport() == Transport::Udp)
+        {
+            if self.config.is_some() {
+                return Err(Error::InvalidServerSpec {
+                    spec: udp.to_string(),
+                    reason: "UDP servers cannot join a configuration string's servers".into(),
+                });
+            }
+        }
         for behavior in &self.behaviors {
             behavior.to_raw()?;
         }
 
-        let mut client = Client::from_handle(Handle::new()?);
+        let mut client = match &self.config {
+            Some(config) => Client::parse_config(config)?,
+            None => Client::from_handle(Handle::new()?),
+        };
         if udp != 0 {
             client.set_flag(sys::MEMCACHED_BEHAVIOR_USE_UDP, true)?;
         }
-        client.set_flag(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, self.binary)?;
+        if let Some(binary) = self.binary {
+            client.set_flag(sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, binary)?;
+        }
         if let Some(credentials) = &self.sasl {
+            let mut servers = client.servers();
+            servers.extend(self.servers.iter().map(|s| s.address().clone()));
+            credentials.check(&servers)?;
             credentials.apply(&client)?;
         }
+        through_proxy(client.is_binary())?;
         client.settings = self.settings;
         client.handle.set_proxy(self.proxy);
         client.set_behavior(Behavior::TcpNoDelay(true))?;
@@ -280,7 +325,7 @@ impl ClientBuilder {
         for behavior in behaviors {
             client.set_behavior(behavior)?;
         }
-        client.check_ring_size(false, self.servers.len())?;
+        client.check_ring_size(false, client.servers().len() + self.servers.len())?;
         for spec in &self.servers {
             add_server(&client, spec)?;
         }

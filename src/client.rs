@@ -95,7 +95,7 @@ impl Client {
         Client::parse_config(config).inspect_err(crate::trace::config_refused)
     }
 
-    fn parse_config(config: &str) -> Result<Client> {
+    pub(crate) fn parse_config(config: &str) -> Result<Client> {
         let invalid = |why: String| Error::InvalidConfig(format!("{why} in {config:?}"));
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));

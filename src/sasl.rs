@@ -8,7 +8,7 @@ use std::fmt;
 use crate::client::Client;
 use crate::error::{Error, KeyFailure, Result};
 use crate::ffi::{Rc, ReturnCode};
-use crate::server::{ServerSpec, Transport};
+use crate::server::{Address, Transport};
 
 /// A SASL username and password. `Debug` shows the username only, so builders can be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Credentials {
     /// Refuses what cannot work, before a handle is made: a library without SASL, a missing half
     /// of the credentials, a NUL byte (C strings), UDP servers (no replies, so no handshake) and
     /// unix sockets (libmemcached skips the handshake there).
-    pub(crate) fn check(&self, servers: &[ServerSpec]) -> Result<()> {
+    pub(crate) fn check(&self, servers: &[Address]) -> Result<()> {
         let invalid = |why: &str| Err(Error::InvalidConfig(format!("SASL: {why}")));
         if !crate::support_sasl() {
             return invalid("the libmemcached this crate was built against has no SASL support");
@@ -272,10 +272,10 @@ mod tests {
 
     #[test]
     fn incomplete_or_unusable_credentials_are_refused() {
-        let tcp: Vec<ServerSpec> = vec!["127.0.0.1:11211".parse().unwrap()];
-        let udp: Vec<ServerSpec> = vec!["udp:127.0.0.1:11211".parse().unwrap()];
-        let unix: Vec<ServerSpec> = vec![tcp[0].clone(), "/run/mc.sock".parse().unwrap()];
-        let refused = |c: Credentials, servers: &[ServerSpec]| match c.check(servers) {
+        let tcp: Vec<Address> = vec!["127.0.0.1:11211".parse().unwrap()];
+        let udp: Vec<Address> = vec!["udp:127.0.0.1:11211".parse().unwrap()];
+        let unix: Vec<Address> = vec![tcp[0].clone(), "/run/mc.sock".parse().unwrap()];
+        let refused = |c: Credentials, servers: &[Address]| match c.check(servers) {
             Err(Error::InvalidConfig(why)) => why,
             other => panic!("{other:?}"),
         };

@@ -565,3 +565,24 @@ fn with_auto_eject_the_keys_of_a_dead_server_move_to_the_others() {
     let found: HashMap<&str, String> = mc.get_multi(keys.iter().copied()).unwrap();
     assert_eq!(found.len(), keys.len() - dead.len() + 1);
 }
+
+#[test]
+fn a_configuration_string_client_can_be_marked_as_through_a_proxy() {
+    let cluster = Cluster::start(false);
+    let mc = Client::builder()
+        .config(format!("--SERVER={}", cluster.proxy.spec()))
+        .proxy()
+        .build()
+        .unwrap();
+    assert!(mc.is_proxy());
+    let k = common::key("config");
+    mc.set(&k, "v", 0).unwrap();
+    assert_eq!(mc.get::<String>(&k).unwrap().as_deref(), Some("v"));
+    assert_eq!(
+        cluster.holders(&k).len(),
+        1,
+        "one server behind the proxy has it"
+    );
+    let err = mc.stats(None).unwrap_err();
+    assert!(refused_through_proxy(&err, "stats"), "{err}");
+}

@@ -370,3 +370,66 @@ fn named(error: &libmemcached::Error) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn a_configuration_string_takes_the_builders_settings_on_top() {
+    let a = common::own_server();
+    let b = common::own_server();
+    let config = format!("--SERVER={} --BINARY-PROTOCOL --POLL-TIMEOUT=700", a.spec());
+    let mc = Client::builder()
+        .config(&config)
+        .servers([b.spec()])
+        .unwrap()
+        .compression(libmemcached::Compression::new(64))
+        .namespace("cfg:")
+        .build()
+        .unwrap();
+    let servers: Vec<String> = mc.servers().iter().map(ToString::to_string).collect();
+    assert_eq!(servers, [a.spec(), b.spec()]);
+    assert!(
+        mc.is_binary(),
+        "the string's protocol stays unless binary() is given"
+    );
+    let poll = mc.behavior_by_name("_poll_timeout").unwrap();
+    assert_eq!(poll.as_number(), Some(700));
+    // The builder's compression and namespace apply: a long value is stored compressed.
+    let long = "z".repeat(10_000);
+    mc.set("k", long.as_str(), 0).unwrap();
+    assert_eq!(
+        mc.get::<String>("k").unwrap().as_deref(),
+        Some(long.as_str())
+    );
+    let holder = mc.server_for_key("k").unwrap().to_string();
+    let (flags, stored) = common::raw_get(&holder, "cfg:k").expect("stored under the namespace");
+    assert!(stored.len() < 1000 && flags & 8 != 0, "zlib flag: {flags}");
+
+    let ascii = Client::builder()
+        .config(&config)
+        .binary(false)
+        .build()
+        .unwrap();
+    assert!(!ascii.is_binary());
+
+    // What the string or the builder cannot take is refused, naming why.
+    let through_proxy = Client::builder()
+        .config(&config)
+        .proxy()
+        .build()
+        .unwrap_err();
+    assert!(
+        through_proxy.to_string().contains("proxy"),
+        "{through_proxy}"
+    );
+    let bad = Client::builder().config("--SERVER=").build().unwrap_err();
+    assert!(
+        matches!(bad, libmemcached::Error::InvalidConfig(_)),
+        "{bad}"
+    );
+    let udp = Client::builder()
+        .config(&config)
+        .servers(["udp:127.0.0.1:1"])
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert!(udp.to_string().contains("UDP"), "{udp}");
+}
