@@ -15,6 +15,7 @@ mod code;
 mod fetch;
 mod handle;
 mod internals;
+mod message;
 mod ops;
 mod replies;
 mod stats;
@@ -22,8 +23,9 @@ mod stats;
 pub(crate) use code::Rc;
 pub use code::ReturnCode;
 pub(crate) use fetch::{Fetch, Item, fetch, fetch_one};
-pub(crate) use handle::{Handle, clean_message};
+pub(crate) use handle::Handle;
 pub(crate) use internals::hash_available;
+pub(crate) use message::clean_message;
 pub(crate) use ops::{Counter, Store};
 
 use std::ffi::{CStr, c_char};
