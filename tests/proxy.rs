@@ -442,11 +442,7 @@ fn a_dead_server_behind_the_proxy_is_an_error_never_a_miss() {
     let mc = cluster.client();
     let unaware = cluster.unaware_client();
     let placed = cluster.spread(&mc, "dead", 40);
-    let dead: BTreeSet<&str> = placed
-        .iter()
-        .filter(|(_, s)| *s == 1)
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let dead: BTreeSet<&str> = held_by(&placed, 1).into_iter().collect();
     assert!(!dead.is_empty(), "{placed:?}");
     cluster.backends[1].stop();
     let proxy: libmemcached::Address = cluster.proxy.spec().parse().unwrap();
@@ -530,11 +526,7 @@ fn with_auto_eject_the_keys_of_a_dead_server_move_to_the_others() {
     let mut cluster = Cluster::start(true);
     let mc = cluster.client();
     let placed = cluster.spread(&mc, "eject", 40);
-    let dead: Vec<&str> = placed
-        .iter()
-        .filter(|(_, s)| *s == 1)
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let dead = held_by(&placed, 1);
     assert!(!dead.is_empty(), "{placed:?}");
     cluster.backends[1].stop();
 
@@ -585,4 +577,13 @@ fn a_configuration_string_client_can_be_marked_as_through_a_proxy() {
     );
     let err = mc.stats(None).unwrap_err();
     assert!(refused_through_proxy(&err, "stats"), "{err}");
+}
+
+/// The keys of `placed` that server `i` holds.
+fn held_by(placed: &[(String, usize)], i: usize) -> Vec<&str> {
+    placed
+        .iter()
+        .filter(|(_, s)| *s == i)
+        .map(|(k, _)| k.as_str())
+        .collect()
 }

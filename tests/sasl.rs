@@ -261,12 +261,7 @@ fn a_client_without_credentials_is_told_so_every_time_and_each_key_fails_once() 
     // client had sent more (a get's NOOP), the close is a reset that can discard the refusal
     // (about 1 in 100 gets here). Every attempt must still say what is wrong.
     for attempt in 0..200 {
-        let mc = Client::builder()
-            .servers([server.spec()])
-            .unwrap()
-            .binary(true)
-            .build()
-            .unwrap();
+        let mc = common::client(&[server.spec()], true);
         let error = match attempt % 2 {
             0 => mc.get::<String>("k").unwrap_err(),
             _ => mc.get_multi::<_, String>(["a", "b", "c"]).unwrap_err(),

@@ -5,13 +5,10 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::probe::{ask, connect_tcp};
-use super::process::{free_port, release_port, temp_dir};
-
-/// How long a new nutcracker has to start accepting connections.
-const STARTUP: Duration = Duration::from_secs(10);
+use super::process::{await_start, free_port, release_port, temp_dir};
 
 /// A twemproxy (`nutcracker`) process with one memcached pool, killed on drop.
 ///
@@ -197,7 +194,7 @@ impl Nutcracker {
         fs::write(&config, options.config(self.port, servers))?;
         let log = self.dir.join("nutcracker.log");
         let _ = fs::remove_file(&log);
-        let child = Command::new(&program)
+        let mut child = Command::new(&program)
             .arg("-c")
             .arg(&config)
             .arg("-o")
@@ -219,38 +216,13 @@ impl Nutcracker {
                     ),
                 )
             })?;
+        // A nutcracker that lost the race for a port exits, which await_start sees.
+        let started = await_start(&mut child, "nutcracker", || self.log(), || self.answers());
         self.child = Some(child);
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Err(io::Error::other(format!(
-                    "nutcracker exited with {status}: {}",
-                    self.log().trim()
-                )));
-            }
-            // A nutcracker that lost the race for a port exits, which the check above sees.
-            if self.answers()
-                && self
-                    .child
-                    .as_mut()
-                    .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_none()))
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("nutcracker did not answer in time: {}", self.log().trim()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if started.is_err() {
+            self.stop();
         }
+        started
     }
 
     /// Whether the stats port names nutcracker and the pool answers a get of a key nobody

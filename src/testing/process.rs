@@ -15,7 +15,40 @@ use std::time::{Duration, Instant};
 use super::probe::{ask, connect_tcp, connect_unix};
 use super::sasl::{binary_stats, write_sasl_config};
 
-/// How long a new memcached has to start answering.
+/// Waits until `ready` says a process just spawned (`name`) answers. An error if it exits first
+/// or does not answer within [`STARTUP`], with what `log` says of it.
+pub(super) fn await_start(
+    child: &mut Child,
+    name: &str,
+    log: impl Fn() -> String,
+    mut ready: impl FnMut() -> bool,
+) -> io::Result<()> {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = log();
+            return Err(io::Error::other(format!(
+                "{name} exited with {status}: {}",
+                log.trim()
+            )));
+        }
+        // Ready, and still running (one that lost a port to another process may answer
+        // through that process, then exit).
+        if ready() && child.try_wait().is_ok_and(|status| status.is_none()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let log = log();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{name} did not answer in time: {}", log.trim()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How long a new process (memcached, nutcracker) has to start answering.
 const STARTUP: Duration = Duration::from_secs(10);
 
 /// Ports handed to servers of this process, so two parallel tests never pick the same one.
@@ -217,41 +250,25 @@ impl Memcached {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?);
-        let child = command.spawn().map_err(|err| {
+        let mut child = command.spawn().map_err(|err| {
             io::Error::new(
                 err.kind(),
                 format!("cannot run {program:?} ({err}): install Debian's memcached package or set MEMCACHED_BIN"),
             )
         })?;
-        let pid = child.id();
+        let pid = child.id().to_string();
+        // Check the pid: another process may answer on a port we thought was free.
+        let started = await_start(
+            &mut child,
+            "memcached",
+            || fs::read_to_string(&log).unwrap_or_default(),
+            || self.stat("pid").ok().as_deref() == Some(pid.as_str()),
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                let log = fs::read_to_string(&log).unwrap_or_default();
-                return Err(io::Error::other(format!(
-                    "memcached exited with {status}: {}",
-                    log.trim()
-                )));
-            }
-            // Check the pid: another process may answer on a port we thought was free.
-            if self.stat("pid").ok().as_deref() == Some(pid.to_string().as_str()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "memcached did not answer in time",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if started.is_err() {
+            self.stop();
         }
+        started
     }
 
     /// One value of the server's `stats`, read over a fresh connection (authenticated, in the
