@@ -151,11 +151,7 @@ impl Client {
     /// Servers that fail make the call fail with [`Error::Multi`] naming each. Through a proxy
     /// ([`ClientBuilder::proxy`]) it is refused before anything is sent.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
-        self.refuse_while_streaming("flush_all")?;
-        let _span = crate::trace::span("flush_all");
-        let result = self.flush_servers(delay);
-        self.observe("flush_all", &result);
-        result
+        self.call("flush_all", || self.flush_servers(delay))
     }
 
     fn flush_servers(&self, delay: Option<Duration>) -> Result<()> {
@@ -191,11 +187,7 @@ impl Client {
     /// ([`ClientBuilder::proxy`]) it is the version of the memcached server the proxy forwarded
     /// the request to.
     pub fn version(&self) -> Result<Vec<(Address, String)>> {
-        self.refuse_while_streaming("version")?;
-        let _span = crate::trace::span("version");
-        let result = self.ask_versions();
-        self.observe("version", &result);
-        result
+        self.call("version", || self.ask_versions())
     }
 
     fn ask_versions(&self) -> Result<Vec<(Address, String)>> {

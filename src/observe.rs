@@ -37,9 +37,24 @@ impl Client {
         self.counters.snapshot()
     }
 
+    /// Runs public call `op`: refused from inside the client's own `get_multi_each` callback,
+    /// otherwise in its span, then counted and its failures reported.
+    #[inline(always)]
+    pub(crate) fn call<T: Outcome>(
+        &self,
+        op: &'static str,
+        run: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        self.refuse_while_streaming(op)?;
+        let _span = trace::span(op);
+        let result = run();
+        self.observe(op, &result);
+        result
+    }
+
     /// Counts a finished call of `op` and reports its failures.
     #[inline]
-    pub(crate) fn observe<T: Outcome>(&self, op: &'static str, result: &Result<T>) {
+    fn observe<T: Outcome>(&self, op: &'static str, result: &Result<T>) {
         self.counters.operations.add(1);
         match result {
             Ok(value) if value.failures().is_empty() => {}

@@ -105,11 +105,7 @@ impl Client {
     /// Through a proxy ([`ClientBuilder::proxy`](crate::ClientBuilder::proxy)) it is refused
     /// before anything is sent.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
-        self.refuse_while_streaming("stats")?;
-        let _span = crate::trace::span("stats");
-        let result = self.ask_stats(arg);
-        self.observe("stats", &result);
-        result
+        self.call("stats", || self.ask_stats(arg))
     }
 
     fn ask_stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {

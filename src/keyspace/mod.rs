@@ -120,11 +120,7 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
-                    self.refuse_while_streaming(stringify!($name))?;
-                    let _span = crate::trace::span(stringify!($name));
-                    let result = self.keys().$name($($arg),*);
-                    self.observe(stringify!($name), &result);
-                    result
+                    self.call(stringify!($name), || self.keys().$name($($arg),*))
                 }
             )*
         }
@@ -136,11 +132,7 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
-                    self.client.refuse_while_streaming(stringify!($name))?;
-                    let _span = crate::trace::span(stringify!($name));
-                    let result = self.keys().$name($($arg),*);
-                    self.client.observe(stringify!($name), &result);
-                    result
+                    self.client.call(stringify!($name), || self.keys().$name($($arg),*))
                 }
             )*
         }
