@@ -395,8 +395,20 @@ fn run_ops(
                         )));
                     }
                 };
-                // Rewritten in place, padded with spaces, when the digits fit.
-                model.put(k, format!("{now:<width$}", width = old.len()));
+                // memcached rewrites the value in place, padded with spaces to its old length,
+                // unless another connection still holds the item (a reply it has not finished
+                // releasing): then it stores just the digits as a new item. Read which it was.
+                let padded = format!("{now:<width$}", width = old.len());
+                let stored: Option<String> = mc.get(KEYS[k]).map_err(|e| fail("get", e))?;
+                let stored = stored.unwrap_or_default();
+                prop_assert!(
+                    stored == padded || stored == now.to_string(),
+                    "{:?} on {:?} left {:?}",
+                    op,
+                    old,
+                    stored
+                );
+                model.put(k, stored);
             }
             Op::Touch(k) => {
                 let touched = mc.touch(KEYS[k], 3600).map_err(|e| fail("touch", e))?;
