@@ -266,7 +266,7 @@ async fn a_dead_server_fails_only_its_keys() {
             .unwrap()
     };
     let blocking = client();
-    let all = keys("dead", 90);
+    let all = common::spread_keys(&blocking, "dead", 90, &specs, 2);
     for key in &all {
         blocking.set(key, key.as_str(), 0).unwrap();
     }

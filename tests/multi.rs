@@ -261,7 +261,7 @@ fn a_dead_server_in_a_cluster_is_named_with_its_keys() {
     let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
     let dead = specs[1].clone();
     let clients = common::both_protocols(&specs);
-    let ks = keys("cluster", 60);
+    let ks = common::spread_keys(&clients[0].1, "cluster", 60, &specs, 2);
     let owner: HashMap<&str, String> = ks
         .iter()
         .map(|k| {
@@ -372,7 +372,7 @@ fn a_server_dying_mid_reply_is_reported_not_truncated() {
         .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
         .build()
         .unwrap();
-    let ks = keys("midway", 40);
+    let ks = common::spread_keys(&mc, "midway", 40, &[real.spec(), fake_spec.clone()], 1);
     let on_fake: BTreeSet<Vec<u8>> = ks
         .iter()
         .filter(|k| mc.server_for_key(k).unwrap().to_string() == fake_spec)
@@ -545,7 +545,7 @@ fn get_multi_reads_a_dead_primarys_keys_from_the_replica() {
         .behavior(Behavior::NumberOfReplicas(1))
         .build()
         .unwrap();
-    let ks = keys("replica", 60);
+    let ks = common::spread_keys(&mc, "replica", 60, &specs, 2);
     mc.set_multi(ks.iter().map(|k| (k.as_str(), k.as_str())), 0)
         .unwrap();
     let on_dead = ks

@@ -84,8 +84,7 @@ fn partial_reads_keep_every_hit_of_the_healthy_servers() {
     for binary in [false, true] {
         let mut cluster = Cluster::start();
         let mc = client(&cluster.specs, binary);
-        let base = common::key("pr");
-        let keys: Vec<String> = (0..60).map(|i| format!("{base}:{i}")).collect();
+        let keys = common::spread_keys(&mc, "pr", 60, &cluster.specs, 2);
         // Each value names its key, so a value given for the wrong key would show.
         mc.set_multi(keys.iter().map(|k| (k.as_str(), k.as_str())), 0)
             .unwrap();
@@ -132,8 +131,7 @@ fn partial_writes_report_the_dead_servers_keys_and_do_the_rest() {
         let mut cluster = Cluster::start();
         let mc = client(&cluster.specs, binary);
         let what = if binary { "binary" } else { "ascii" };
-        let base = common::key("pw");
-        let keys: Vec<String> = (0..60).map(|i| format!("{base}:{i}")).collect();
+        let keys = common::spread_keys(&mc, "pw", 60, &cluster.specs, 2);
         let dead = cluster.kill_one();
         let (live, on_dead) = split(&mc, &keys, &dead);
         let all = || keys.iter().map(String::as_str);
@@ -275,7 +273,7 @@ fn the_prefixed_view_has_the_single_key_operations() {
 fn partial_results_through_a_prefix_name_the_callers_keys() {
     let mut cluster = Cluster::start();
     let mc = client(&cluster.specs, false);
-    let prefix = format!("{}:", common::key("pp"));
+    let prefix = format!("{}:", common::spread_base(&mc, "pp", 40, &cluster.specs, 2));
     let view = mc.prefixed(&prefix);
     let keys: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     view.set_multi(keys.iter().map(|k| (k.as_str(), k.as_str())), 0)
