@@ -342,13 +342,15 @@ fn short_expirations_expire() {
         .iter()
         .map(|(_, mc)| {
             let k = common::key("short");
-            mc.set(&k, "v", 1).unwrap();
+            mc.set(&k, "v", 2).unwrap();
             assert_eq!(mc.get::<String>(&k).unwrap().as_deref(), Some("v"));
             k
         })
         .collect();
-    // memcached's clock ticks once a second, so an item set for 1 s lives 1 to 2 s.
-    std::thread::sleep(Duration::from_millis(2100));
+    // memcached's clock ticks once a second and an item expires at the tick its time is
+    // reached, so an item set for 2 s lives 1 to 2 s (one set for 1 s could already be gone
+    // at the get above). A second more allows for a late tick.
+    std::thread::sleep(Duration::from_millis(3100));
     for ((protocol, mc), k) in clients.iter().zip(&keys) {
         assert_eq!(mc.get::<String>(k).unwrap(), None, "{protocol}");
     }
@@ -376,10 +378,11 @@ fn flush_all_empties_the_server_now_or_later() {
         mc.flush_all(None).unwrap();
         assert_eq!(mc.get::<String>(&k).unwrap(), None, "{protocol}");
 
-        // memcached drops items stored before the flush time once it passes; its clock ticks
-        // once a second, so allow two.
+        // memcached drops items stored before the flush time, which it takes as one second
+        // less than asked, at a tick of its one-second clock: a delay of 3 s flushes 1 to 2 s
+        // later.
         mc.set(&k, "v", 0).unwrap();
-        mc.flush_all(Some(Duration::from_secs(2))).unwrap();
+        mc.flush_all(Some(Duration::from_secs(3))).unwrap();
         assert_eq!(
             mc.get::<String>(&k).unwrap().as_deref(),
             Some("v"),

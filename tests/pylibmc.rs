@@ -836,9 +836,9 @@ struct Placement {
     /// What pylibmc must report for (hash, distribution).
     python_reports: (&'static str, &'static str),
     rust: Vec<Behavior>,
-    /// Whether keys spread over every server. CRC gives 15-bit hashes, which all fall before
-    /// the first point of weighted ketama's MD5 continuum: one server gets every key, in both
-    /// clients.
+    /// Whether keys spread over every server. CRC gives 15-bit hashes, which fall before the
+    /// first points of weighted ketama's MD5 continuum: one or two servers get every key, in
+    /// both clients.
     spreads: bool,
 }
 
@@ -1018,10 +1018,11 @@ fn keys_land_on_the_same_server_for_both_clients() {
             counts[rust[i]] += 1;
         }
         if !c.spreads {
-            assert_eq!(
-                counts.iter().filter(|&&n| n > 0).count(),
-                1,
-                "{what}: every key on one server: {counts:?}"
+            // One server, or two when a point of the ring falls below 2^15 (about one ring in
+            // two hundred, as the ports hash).
+            assert!(
+                counts.iter().filter(|&&n| n > 0).count() <= 2,
+                "{what}: the keys crowd onto the ring's first points: {counts:?}"
             );
         } else {
             assert!(
@@ -1030,9 +1031,10 @@ fn keys_land_on_the_same_server_for_both_clients() {
             );
         }
         if c.weighted && c.spreads {
+            // 3/7 of the keys against 1/7 (weight 2's 2/7 can come close on an uneven ring).
             for (server, &n) in counts.iter().enumerate() {
-                if weights[server] < 3 {
-                    assert!(counts[3] > n, "{what}: weight 3 gets the most: {counts:?}");
+                if weights[server] == 1 {
+                    assert!(counts[3] > n, "{what}: weight 3 beats weight 1: {counts:?}");
                 }
             }
         }

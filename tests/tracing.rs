@@ -177,7 +177,8 @@ fn pool_waits_are_events() {
         assert!(pool.reserve_timeout(Duration::from_millis(20)).is_err());
         std::thread::scope(|s| {
             s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(50));
+                // Long enough for the reserve below to be waiting, even on a loaded machine.
+                std::thread::sleep(Duration::from_millis(500));
                 drop(held);
             });
             pool.reserve().unwrap().set("k", "v", 0).unwrap();

@@ -50,7 +50,7 @@ fn weights_on_unix_sockets_shift_keys_under_consistent_hashing() {
         assert_eq!(held.iter().sum::<usize>(), keys.len(), "binary={binary}");
         // Weight 3 against 1: about three quarters of the keys.
         let share = held[1] as f64 / keys.len() as f64;
-        assert!((0.62..0.88).contains(&share), "binary={binary}: {held:?}");
+        assert!((0.6..0.9).contains(&share), "binary={binary}: {held:?}");
         for (i, k) in keys.iter().enumerate().step_by(37) {
             assert_eq!(mc.get::<u32>(k).unwrap(), Some(i as u32));
         }
@@ -69,7 +69,7 @@ fn weights_on_unix_sockets_shift_keys_under_consistent_hashing() {
     }
     let held = held_by(&servers, &keys);
     let share = held[1] as f64 / keys.len() as f64;
-    assert!((0.35..0.65).contains(&share), "{held:?}");
+    assert!((0.3..0.7).contains(&share), "{held:?}");
 }
 
 #[test]

@@ -300,12 +300,31 @@ pub fn check(data: &[u8], live: &Live) {
                         )
                     }
                 };
-                // memcached rewrites the digits in place, padded with spaces, when they fit.
-                let mut digits = now.to_string().into_bytes();
-                if digits.len() <= item.data.len() {
-                    digits.resize(item.data.len(), b' ');
-                }
-                model.put(key, digits, item.flags);
+                // memcached rewrites the digits in place, padded with spaces, when they fit,
+                // unless another connection still holds the item: then it stores just the
+                // digits. Read which it was.
+                let digits = now.to_string().into_bytes();
+                let mut padded = digits.clone();
+                padded.resize(item.data.len().max(digits.len()), b' ');
+                let stored: Option<Raw> = mc
+                    .get(key)
+                    .unwrap_or_else(|e| panic!("get after a counter: {e}\n{}", context()));
+                let Some((data, flags)) = stored else {
+                    panic!("a counter's key went missing\n{}", context());
+                };
+                assert!(
+                    data == padded || data == digits,
+                    "{:?} after a counter\n{}",
+                    String::from_utf8_lossy(&data),
+                    context()
+                );
+                assert_eq!(
+                    flags,
+                    item.flags,
+                    "a counter keeps the flags\n{}",
+                    context()
+                );
+                model.put(key, data, item.flags);
             }
             8 => {
                 let exp = expiration(&mut input);
