@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use libmemcached::testing::Memcached;
@@ -116,13 +115,9 @@ fn key_of_len(tag: &str, len: usize) -> Vec<u8> {
     key
 }
 
-/// A loopback port nobody listens on (bound, then released).
+/// A loopback port nobody listens on.
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    libmemcached::testing::unused_port().unwrap()
 }
 
 // ---- 1. bad keys in the ASCII protocol -----------------------------------------------------

@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::Memcached;
+use libmemcached::testing::{Memcached, unused_port};
 use libmemcached::{
     Behavior, BehaviorValue, Client, Distribution, Error, Hash, ReturnCode, all_behaviors,
 };
@@ -802,7 +801,7 @@ struct Silent {
 
 impl Silent {
     fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = common::listener();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -889,10 +888,7 @@ fn a_server_that_never_answers_times_out_within_the_poll_timeout() {
 
 #[test]
 fn a_connect_to_a_closed_port_fails_fast() {
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = unused_port().unwrap();
     let spec = format!("127.0.0.1:{closed}");
     let mc = Client::builder()
         .servers([spec.as_str()])

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -30,7 +30,7 @@ struct FakeEndpoint {
 
 impl FakeEndpoint {
     fn start(reply: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeEndpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = common::listener();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let reply = Arc::new(reply);
@@ -277,11 +277,7 @@ fn an_empty_answer_is_no_configuration() {
 #[test]
 fn an_endpoint_that_is_down_silent_or_hangs_up_is_a_connection_error() {
     // Down: nothing listens on the port any more.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = libmemcached::testing::unused_port().unwrap();
     let down = format!("127.0.0.1:{port}");
     let err = elasticache::elasticache(&down).unwrap_err();
     assert!(err.is_connection(), "{err:?}");

@@ -130,9 +130,10 @@ fn pool_sizes_and_timeouts_at_the_extremes_are_errors_or_work() {
     drop(mc);
 
     // Discovery with an endless timeout against a port nothing listens on: a connection error.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let endpoint = format!(
+        "127.0.0.1:{}",
+        libmemcached::testing::unused_port().unwrap()
+    );
     let err = libmemcached::elasticache::discover_timeout(&endpoint, Duration::MAX).unwrap_err();
     assert!(err.is_connection(), "{err:?}");
 }

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use libmemcached::testing::Memcached;
@@ -350,7 +349,7 @@ fn a_dead_server_in_a_cluster_is_named_with_its_keys() {
 #[test]
 fn a_server_dying_mid_reply_is_reported_not_truncated() {
     let real = common::own_server();
-    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = common::listener();
     let fake_spec = format!("127.0.0.1:{}", fake.local_addr().unwrap().port());
     let handle = std::thread::spawn(move || {
         // Two connections: the get_multi and the retry after it.

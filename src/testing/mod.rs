@@ -43,6 +43,6 @@ pub use client::{
     make_test_client_with,
 };
 pub use nutcracker::{Nutcracker, NutcrackerBuilder};
-pub use process::{Memcached, MemcachedBuilder};
+pub use process::{Memcached, MemcachedBuilder, unused_port};
 pub use proxy::{Fault, FaultProxy, LONG_LINE_LEN};
 pub use server::{TestServer, servers_from_env};

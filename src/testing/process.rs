@@ -312,6 +312,17 @@ impl Drop for Memcached {
     }
 }
 
+/// A loopback TCP port that nothing listens on and that no server or proxy of this module will
+/// be given while the process runs: a server spec (`127.0.0.1:PORT`) that refuses connections,
+/// or a port for a listener of a test's own.
+///
+/// A port taken with a plain `bind("127.0.0.1:0")` can be the port of a stopped [`Memcached`]
+/// waiting for its restart, or be given to a server started next, which then answers where a
+/// test expects nobody.
+pub fn unused_port() -> io::Result<u16> {
+    free_port()
+}
+
 /// A loopback port nobody listens on, not handed out before by this process.
 pub(super) fn free_port() -> io::Result<u16> {
     let mut ports = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());

@@ -84,6 +84,13 @@ pub fn spread_keys(
     (0..n).map(|i| format!("{base}:{i}")).collect()
 }
 
+/// A listener on a loopback port that no test server of this process has been given (see
+/// [`libmemcached::testing::unused_port`]).
+pub fn listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind(("127.0.0.1", libmemcached::testing::unused_port().unwrap()))
+        .unwrap()
+}
+
 /// A value as stored on a TCP server, read with a raw ASCII `get`: its flags and exact bytes,
 /// before any decoding or inflating.
 pub fn raw_get(spec: &str, key: &str) -> Option<(u32, Vec<u8>)> {
