@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::probe::{ask, connect_tcp};
-use super::process::{await_start, free_port, release_port, temp_dir};
+use super::process::{await_start, release_port, temp_dir, unused_port};
 
 /// A twemproxy (`nutcracker`) process with one memcached pool, killed on drop.
 ///
@@ -111,8 +111,8 @@ impl NutcrackerBuilder {
         for _ in 0..5 {
             let mut proxy = Nutcracker {
                 child: None,
-                port: free_port()?,
-                stats_port: free_port()?,
+                port: unused_port()?,
+                stats_port: unused_port()?,
                 dir: temp_dir()?,
             };
             match proxy.spawn(&self, servers) {

@@ -125,7 +125,7 @@ impl MemcachedBuilder {
             let listen = if self.unix_socket {
                 Listen::Unix(dir.join("memcached.sock"))
             } else {
-                Listen::Tcp(free_port()?)
+                Listen::Tcp(unused_port()?)
             };
             let mut server = Memcached {
                 child: None,
@@ -320,11 +320,6 @@ impl Drop for Memcached {
 /// waiting for its restart, or be given to a server started next, which then answers where a
 /// test expects nobody.
 pub fn unused_port() -> io::Result<u16> {
-    free_port()
-}
-
-/// A loopback port nobody listens on, not handed out before by this process.
-pub(super) fn free_port() -> io::Result<u16> {
     let mut ports = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     let ports = ports.get_or_insert_with(HashSet::new);
     loop {
@@ -335,7 +330,7 @@ pub(super) fn free_port() -> io::Result<u16> {
     }
 }
 
-/// Gives back a port from [`free_port`] once its process is gone.
+/// Gives back a port from [`unused_port`] once its process is gone.
 pub(super) fn release_port(port: u16) {
     if let Some(ports) = PORTS_IN_USE
         .lock()

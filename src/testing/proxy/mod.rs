@@ -15,7 +15,7 @@ mod rewrite;
 
 use rewrite::{Framer, Random};
 
-use super::process::{free_port, release_port};
+use super::process::{release_port, unused_port};
 
 /// How long the proxy waits to connect to its upstream server for each client connection.
 const UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
@@ -145,7 +145,7 @@ impl FaultProxy {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no upstream address"))?;
-        let listener = TcpListener::bind(("127.0.0.1", free_port()?))?;
+        let listener = TcpListener::bind(("127.0.0.1", unused_port()?))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream,
