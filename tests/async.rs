@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::Memcached;
+use libmemcached::testing::{Fault, FaultProxy, Memcached};
 use libmemcached::{
     AsyncClient, Behavior, BoxError, Client, Compression, Encoded, Error, FromValue, ToValue, Value,
 };
@@ -251,6 +251,51 @@ async fn merging_off_sends_a_get_per_call() {
 }
 
 // ---- per-caller failures ------------------------------------------------------------------
+
+/// A merged get whose server's replies break off after its value (a lying length, a cut reply)
+/// fails, as a blocking `get_multi` does: a value read from a stream that then broke may be
+/// wrong, so no caller gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_breaks_after_values_fails_every_key_of_the_batch() {
+    let server = common::own_server();
+    let proxy = FaultProxy::start(server.spec()).unwrap();
+    let blocking = common::client(&[server.spec()], false);
+    let all = keys("broken", 20);
+    for key in &all {
+        blocking.set(key, value_of(key, 1), 0).unwrap();
+    }
+    for fault in [Fault::LyingLength(3), Fault::Truncate] {
+        for binary in [false, true] {
+            let client = Client::builder()
+                .servers([proxy.spec()])
+                .unwrap()
+                .binary(binary)
+                .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
+                .build()
+                .unwrap();
+            let mc = AsyncClient::builder(client).workers(1).build().unwrap();
+            let held = hold(&mc, 1).await;
+            let tasks = spawn_gets(&mc, &all);
+            wait_until("every get is queued", || {
+                mc.engine_stats().queue_depth == all.len()
+            })
+            .await;
+            proxy.set_fault(fault);
+            held.open().await;
+            for (task, key) in tasks.into_iter().zip(&all) {
+                let result = task.await.unwrap();
+                assert!(
+                    result.is_err(),
+                    "{fault:?}, binary {binary}: {key} gave {result:?}"
+                );
+            }
+            assert_eq!(mc.engine_stats().batches, 1);
+            proxy.set_fault(Fault::Pass);
+            let again: Option<String> = mc.get(&all[0]).await.unwrap();
+            assert_eq!(again, Some(value_of(&all[0], 1)), "answers again");
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_fails_only_its_keys() {

@@ -1,6 +1,6 @@
 //! Gets merged into one multi-get: the requests a worker took, deduplicated by key, fetched as
-//! raw items with one [`Client::get_multi_each`], and answered one by one, each decoded into
-//! its own caller's type.
+//! raw items with one [`Client::get_multi_each`], each decoded into its own caller's type, and
+//! answered once the multi-get has ended (so that a server that breaks off fails its keys).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -32,8 +32,9 @@ pub(crate) trait Waiter: Send {
     fn is_gone(&self) -> bool;
     /// The only get of its batch: a plain `get`, decoded as the blocking client decodes.
     fn alone(self: Box<Self>, client: &Client, key: &[u8]) -> bool;
-    /// The key's value, fetched raw (decoded here, for this caller alone).
-    fn found(self: Box<Self>, item: &Fetched<'_>) -> bool;
+    /// The key's value, fetched raw and decoded here for this caller alone; the answer waits
+    /// until the multi-get has ended (see [`Held`]).
+    fn found(self: Box<Self>, item: &Fetched<'_>) -> Box<dyn Held>;
     /// The server said the key is not there.
     fn missed(self: Box<Self>) -> bool;
     /// The call failed for this key.
@@ -50,9 +51,9 @@ impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>
         self.send(outcome).is_ok()
     }
 
-    fn found(self: Box<Self>, item: &Fetched<'_>) -> bool {
+    fn found(self: Box<Self>, item: &Fetched<'_>) -> Box<dyn Held> {
         let outcome = catch_unwind(AssertUnwindSafe(|| item.decode::<V>().map(Some)));
-        self.send(outcome).is_ok()
+        Box::new((*self, outcome))
     }
 
     fn missed(self: Box<Self>) -> bool {
@@ -64,6 +65,46 @@ impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>
     }
 }
 
+/// A caller's value, decoded and held until the multi-get ends: if the server that sent it
+/// then breaks off (a length that lied, a cut reply), the value may be wrong, and the caller
+/// gets the server's error instead, as a blocking `get_multi` reports the key failed.
+pub(crate) trait Held: Send {
+    /// The value goes to the caller; says whether it was still there.
+    fn deliver(self: Box<Self>) -> bool;
+    /// The server failed after all: its error goes to the caller instead.
+    fn fail(self: Box<Self>, error: Error) -> bool;
+}
+
+impl<V: Send + 'static> Held for (oneshot::Sender<Outcome<Option<V>>>, Outcome<Option<V>>) {
+    fn deliver(self: Box<Self>) -> bool {
+        let (to, outcome) = *self;
+        to.send(outcome).is_ok()
+    }
+
+    fn fail(self: Box<Self>, error: Error) -> bool {
+        self.0.send(Ok(Err(error))).is_ok()
+    }
+}
+
+/// Where a request of a batch stands.
+enum Slot {
+    Waiting(Box<dyn Waiter>),
+    Found(Box<dyn Held>),
+    Answered,
+}
+
+impl Slot {
+    /// Answers the request with `error` (unless already answered); says whether its caller had
+    /// gone.
+    fn fail(&mut self, error: &Error) -> bool {
+        match std::mem::replace(self, Slot::Answered) {
+            Slot::Waiting(waiter) => !waiter.failed(copy(error)),
+            Slot::Found(held) => !held.fail(copy(error)),
+            Slot::Answered => false,
+        }
+    }
+}
+
 /// No further request for the same key.
 const END: u32 = u32::MAX;
 
@@ -72,9 +113,9 @@ const END: u32 = u32::MAX;
 pub(crate) struct Batch {
     /// The requests taken from the queue, in the order taken.
     pub requests: Vec<GetRequest>,
-    /// Every request's key, and its waiter until answered, in the order taken.
+    /// Every request's key, and where it stands, in the order taken.
     keys: Vec<Box<[u8]>>,
-    waiters: Vec<Option<Box<dyn Waiter>>>,
+    slots: Vec<Slot>,
     /// The next request for the same key, or `END`.
     next: Vec<u32>,
     /// The first request of each distinct key, in the order the keys are sent.
@@ -104,22 +145,21 @@ impl Batch {
         let Batch {
             requests,
             keys,
-            waiters,
+            slots,
             next,
             firsts,
         } = self;
         keys.clear();
-        waiters.clear();
+        slots.clear();
         for GetRequest { key, waiter } in requests.drain(..) {
             keys.push(key);
-            waiters.push(Some(waiter));
+            slots.push(Slot::Waiting(waiter));
         }
         let groups = group(keys, next, firsts);
         counters.batch(keys.len(), firsts.len());
         crate::trace::batch(keys.len(), firsts.len());
 
         let (keys, next, firsts) = (&*keys, &*next, &*firsts);
-        let mut gone = 0;
         // Replies mostly come in the order the keys were sent: try the next key first.
         let mut cursor = 0;
         let unique = firsts.iter().map(|&i| &*keys[i as usize]);
@@ -131,31 +171,42 @@ impl Batch {
             };
             if let Some(group) = group {
                 cursor = group + 1;
-                gone += answer(waiters, next, firsts[group], |w| w.found(&item));
+                for i in chain(next, firsts[group]) {
+                    if let Slot::Waiting(waiter) = std::mem::replace(&mut slots[i], Slot::Answered)
+                    {
+                        slots[i] = Slot::Found(waiter.found(&item));
+                    }
+                }
             }
         });
-        // Keys not answered yet: misses, or the keys of a failed server, or all of them if the
-        // call failed as a whole.
-        let mut whole = None;
+        let mut gone = 0;
         match result {
             Ok(()) => {}
+            // A failed server's keys fail, values already read from it included.
             Err(Error::Multi { failures }) => {
                 for failure in failures {
                     for key in &failure.keys {
                         if let Some(&(group, _)) = groups.get(key.as_slice()) {
-                            let first = firsts[group as usize];
-                            gone +=
-                                answer(waiters, next, first, |w| w.failed(copy(&failure.error)));
+                            for i in chain(next, firsts[group as usize]) {
+                                gone += usize::from(slots[i].fail(&failure.error));
+                            }
                         }
                     }
                 }
             }
-            Err(error) => whole = Some(error),
+            // The call failed as a whole: so does every request.
+            Err(error) => {
+                for slot in slots.iter_mut() {
+                    gone += usize::from(slot.fail(&error));
+                }
+            }
         }
-        for waiter in waiters.iter_mut().filter_map(Option::take) {
-            let delivered = match &whole {
-                None => waiter.missed(),
-                Some(error) => waiter.failed(copy(error)),
+        // The rest: values from servers whose replies ended well, and misses.
+        for slot in slots.drain(..) {
+            let delivered = match slot {
+                Slot::Waiting(waiter) => waiter.missed(),
+                Slot::Found(held) => held.deliver(),
+                Slot::Answered => true,
             };
             gone += usize::from(!delivered);
         }
@@ -191,23 +242,12 @@ fn group<'k>(
     groups
 }
 
-/// Answers, with `reply`, every request still waiting in the chain that starts at `first`;
-/// returns how many callers had gone.
-fn answer(
-    waiters: &mut [Option<Box<dyn Waiter>>],
-    next: &[u32],
-    first: u32,
-    mut reply: impl FnMut(Box<dyn Waiter>) -> bool,
-) -> usize {
-    let mut gone = 0;
-    let mut i = first;
-    while i != END {
-        if let Some(waiter) = waiters[i as usize].take() {
-            gone += usize::from(!reply(waiter));
-        }
-        i = next[i as usize];
-    }
-    gone
+/// The requests of the chain that starts at `first` (one key's requests).
+fn chain(next: &[u32], first: u32) -> impl Iterator<Item = usize> + '_ {
+    std::iter::successors(Some(first), |&i| {
+        Some(next[i as usize]).filter(|&n| n != END)
+    })
+    .map(|i| i as usize)
 }
 
 /// The same error again, for another caller of the same key or server. Errors that carry a
@@ -262,6 +302,8 @@ mod tests {
             "b, a, c: each key once, first seen first"
         );
         assert_eq!(next, [2, END, 4, END, END], "b's requests chained");
+        assert_eq!(chain(&next, 0).collect::<Vec<_>>(), [0, 2, 4]);
+        assert_eq!(chain(&next, 3).collect::<Vec<_>>(), [3]);
         assert_eq!(groups[&b"b"[..]], (0, 4));
         assert_eq!(groups[&b"c"[..]], (2, 3));
         assert!(!groups.contains_key(&b"d"[..]));
