@@ -168,6 +168,30 @@ fn behaviors_by_name_take_raw_values_in_libmemcached_units() {
     }
 }
 
+/// The last setting of a behavior wins, turning `remove_failed` off after `failover()` (or
+/// after turning it on) included, though turning it off and on apply at different stages.
+#[test]
+fn the_last_setting_of_a_behavior_wins() {
+    let servers = cluster(2);
+    let remove_failed = |b: libmemcached::ClientBuilder| {
+        let mc = b.build().unwrap();
+        mc.behavior_by_name("remove_failed").unwrap().to_string()
+    };
+    let ketama = || {
+        Client::builder()
+            .servers(specs(&servers))
+            .unwrap()
+            .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
+            .behavior(Behavior::DeadTimeout(Duration::from_secs(60)))
+    };
+    let off = Behavior::RemoveFailedServers(false);
+    let on = Behavior::RemoveFailedServers(true);
+    assert_eq!(remove_failed(ketama().failover()), "1");
+    assert_eq!(remove_failed(ketama().failover().behavior(off)), "0");
+    assert_eq!(remove_failed(ketama().behavior(on).behavior(off)), "0");
+    assert_eq!(remove_failed(ketama().behavior(off).behavior(on)), "1");
+}
+
 #[test]
 fn behaviors_read_back_can_be_set_again_unchanged() {
     let servers = cluster(3);

@@ -110,10 +110,18 @@ impl Behavior {
     }
 }
 
-/// Sorts behaviors given together into the order they are applied in. Stable, so among
-/// settings of the same kind (`ketama`, `ketama_weighted` and `distribution` are one kind) the
-/// later wins.
-pub(crate) fn apply_order(behaviors: &mut [Behavior]) {
+/// Sorts behaviors given together into the order they are applied in, after dropping every
+/// setting of a behavior that is set again later: turning `remove_failed` off is applied
+/// before the distribution and on after it, so both kept would let an earlier "on" win. Stable,
+/// so among settings of the same kind (`ketama`, `ketama_weighted` and `distribution` are one
+/// kind) the later wins.
+pub(crate) fn apply_order(behaviors: &mut Vec<Behavior>) {
+    let ids: Vec<_> = behaviors.iter().map(Behavior::id).collect();
+    let mut at = 0;
+    behaviors.retain(|_| {
+        at += 1;
+        !ids[at..].contains(&ids[at - 1])
+    });
     behaviors.sort_by_key(Behavior::rank);
 }
 
@@ -336,6 +344,20 @@ mod tests {
                 Behavior::RemoveFailedServers(true),
             ],
             "the later of distribution and ketama_weighted wins"
+        );
+        let mut twice = vec![
+            Behavior::RemoveFailedServers(true),
+            Behavior::Hash(Hash::Crc),
+            Behavior::RemoveFailedServers(false),
+        ];
+        apply_order(&mut twice);
+        assert_eq!(
+            twice,
+            [
+                Behavior::RemoveFailedServers(false),
+                Behavior::Hash(Hash::Crc)
+            ],
+            "only the last setting of a behavior is applied"
         );
         let retry = parse_named([("_retry_timeout", "9"), ("retry_timeout", "1")]).unwrap();
         assert_eq!(retry, [Behavior::RetryTimeout(Duration::from_secs(1))]);
