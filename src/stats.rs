@@ -101,7 +101,9 @@ impl Client {
     /// Every server's statistics: `stats` with no argument, or a group such as `"settings"`,
     /// `"slabs"`, `"items"` or `"sizes"`.
     ///
-    /// A server that does not answer makes the call fail with [`Error::Multi`] naming it.
+    /// A server that does not answer makes the call fail with [`Error::Multi`] naming it (and
+    /// only it): libmemcached then gives no server's statistics, as it asks every server's
+    /// version first. A group the servers refuse is an error with their code.
     /// Through a proxy ([`ClientBuilder::proxy`](crate::ClientBuilder::proxy)) it is refused
     /// before anything is sent.
     pub fn stats(&self, arg: Option<&str>) -> Result<Vec<ServerStats>> {
@@ -128,13 +130,19 @@ impl Client {
             .transpose()?;
         let (rc, stats) = self.handle.stats(arg.as_deref());
         let servers = self.servers();
-        // A server always has general stats, but some groups are empty on a healthy server
-        // (`items` with no items): then a server without lines failed only if libmemcached
-        // logged an error for it in this call. The call's code does not say: libmemcached runs
-        // a group on every server and returns SUCCESS whatever each did.
+        // A server without lines failed if libmemcached recorded an error for it in this call.
+        // It asks every server's version first and, when one fails, gives up on all of them:
+        // the others, silent too, did not fail. The call's code does not say which: it is
+        // SUCCESS whatever each server did with a group. A server always has general stats,
+        // so with none recorded, general stats that are missing failed all the same; some
+        // groups are empty on a healthy server (`items` with no items).
         let logged = self.handle.last_error() != ReturnCode::Success;
-        let failed = |i: usize| {
-            arg.is_none() || ((rc != Rc::SUCCESS || logged) && self.handle.server_failed(i))
+        let recorded: Vec<bool> = (0..servers.len())
+            .map(|i| self.handle.server_failed(i))
+            .collect();
+        let failed = |i: usize| match arg {
+            None => recorded[i] || !recorded.contains(&true),
+            Some(_) => (rc != Rc::SUCCESS || logged) && recorded[i],
         };
         let failures: Vec<KeyFailure> = (0..servers.len())
             .filter(|&i| stats[i].is_empty() && failed(i))
