@@ -170,7 +170,8 @@ impl ClientBuilder {
     /// pool members keep the credentials; `Debug` never shows the password.
     ///
     /// [`build`](Self::build) refuses, before any connection, an empty username or password,
-    /// UDP servers, and a libmemcached built without SASL ([`support_sasl`](crate::support_sasl)).
+    /// UDP and unix socket servers, and a libmemcached built without SASL
+    /// ([`support_sasl`](crate::support_sasl)).
     /// A wrong password is an error for which [`Error::is_auth`] is true, from the first
     /// operation; nothing is read or written.
     ///

@@ -30,7 +30,8 @@
 //!
 //! libmemcached does the work: consistent hashing, weights, failover, the ASCII and binary
 //! protocols. This crate checks every input before it reaches C, maps every return code to an
-//! [`Error`], and reads and writes values with pylibmc's flags (see [`value`]).
+//! [`Error`], and reads and writes values with pylibmc's flags (see [`value`]) or, for a cache
+//! shared with PHP, php-memcached's ([`ValueFormat::Php`], see [`php`]).
 //!
 //! - [`Client`]: one connection set; `Send`, not `Sync`. Clone it for another thread, or share
 //!   a [`ClientPool`] or [`ThreadMappedPool`].
@@ -41,7 +42,7 @@
 //!   [`Client::bulk_set`]) and [`Client::prefixed`] views; a failed server is an
 //!   [`Error::Multi`] naming its keys, never a silently short result.
 //! - Values: [`ToValue`]/[`FromValue`], [`Value`], zlib [`Compression`], and `Json<T>` with the
-//!   `serde` feature, all in pylibmc's format.
+//!   `serde` feature, in pylibmc's format or php-memcached's ([`ValueFormat`]).
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
 //! - [`Client::stats`]: every stat line of every server.

@@ -1,5 +1,5 @@
 //! What a client records of each call: its counters ([`crate::metrics`]) and its events
-//! ([`crate::trace`]). The public key operations all go through [`Client::observe`].
+//! ([`crate::trace`]). Every public call goes through [`Client::call`].
 
 use std::collections::HashMap;
 

@@ -105,7 +105,7 @@ impl Client {
 }
 
 /// Defines each key operation once, as a method of both [`Client`] and [`Prefixed`] that calls
-/// [`Keys`]' method of the same name in a span, and counts the call (`Client::observe`).
+/// [`Keys`]' method of the same name through `Client::call` (a span, the counters).
 /// Generic parameters go in `[...]`, bounds in `where [...]`.
 macro_rules! key_operations {
     ($(
