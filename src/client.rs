@@ -160,7 +160,16 @@ impl Client {
             "twemproxy closes the connection on it; flush each memcached server behind the proxy",
         )?;
         let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
-        let rc = self.handle.flush(delay);
+        let mut rc = self.handle.flush(delay);
+        if rc == Rc::SUCCESS
+            && self.is_binary()
+            && (0..self.handle.server_count()).any(|i| self.handle.server_failed(i))
+        {
+            // libmemcached's binary flush reads each server's reply and drops its code, so a
+            // server that reset the connection or never answered passed for flushed; the
+            // failure is still recorded on the server.
+            rc = Rc::SOME_ERRORS;
+        }
         if rc.code() != ReturnCode::SomeErrors {
             return self.check(rc, None);
         }

@@ -1035,3 +1035,37 @@ fn another_service_on_the_port_is_named() {
         }
     }
 }
+
+/// `flush_all` is `Ok` only when every server flushed. libmemcached's binary flush reads each
+/// server's reply and drops its code, so a server that reset the connection before the request
+/// arrived, or never answered, passed for flushed. (A binary server that refuses with a status,
+/// as memcached -F does, still does: libmemcached records nothing the crate can read.)
+#[test]
+fn flush_all_is_ok_only_when_the_servers_flushed() {
+    let refusing = Memcached::builder().arg("-F").start().unwrap();
+    let mc = common::client(&[refusing.spec()], false);
+    let k = common::key("unflushed");
+    mc.set(&k, "v", 0).unwrap();
+    let result = mc.flush_all(None);
+    assert!(result.is_err(), "ascii, -F: {result:?}");
+    assert_eq!(mc.get::<String>(&k).unwrap().as_deref(), Some("v"));
+
+    let server = Memcached::start().unwrap();
+    for binary in [false, true] {
+        for fault in [Fault::Reset, Fault::Blackhole] {
+            let (proxy, mc) = proxied(&server, binary);
+            let k = common::key("unflushed");
+            mc.set(&k, "v", 0).unwrap();
+            proxy.set_fault(fault);
+            let result = mc.flush_all(None);
+            proxy.set_fault(Fault::Pass);
+            let failed = result.expect_err(&format!("binary {binary}, {fault:?}: Ok"));
+            assert_eq!(
+                failed.failures().len(),
+                1,
+                "binary {binary}, {fault:?}: {failed}"
+            );
+            assert_eq!(mc.get::<String>(&k).unwrap().as_deref(), Some("v"));
+        }
+    }
+}
