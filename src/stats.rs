@@ -130,22 +130,23 @@ impl Client {
             .transpose()?;
         let (rc, stats) = self.handle.stats(arg.as_deref());
         let servers = self.servers();
-        // A server without lines failed if libmemcached recorded an error for it in this call.
-        // It asks every server's version first and, when one fails, gives up on all of them:
-        // the others, silent too, did not fail. The call's code does not say which: it is
-        // SUCCESS whatever each server did with a group. A server always has general stats,
-        // so with none recorded, general stats that are missing failed all the same; some
-        // groups are empty on a healthy server (`items` with no items).
+        // A server failed if libmemcached recorded an error for it in this call, whatever lines
+        // came first (a reply that broke off is not all its statistics). libmemcached asks
+        // every server's version first and, when one fails, gives up on all of them: the
+        // others, silent too, did not fail. The call's code does not say which: it is SUCCESS
+        // whatever each server did with a group. A server always has general stats, so with
+        // none recorded, missing general stats failed all the same; some groups are empty on a
+        // healthy server (`items` with no items).
         let logged = self.handle.last_error() != ReturnCode::Success;
         let recorded: Vec<bool> = (0..servers.len())
             .map(|i| self.handle.server_failed(i))
             .collect();
-        let failed = |i: usize| match arg {
-            None => recorded[i] || !recorded.contains(&true),
-            Some(_) => (rc != Rc::SUCCESS || logged) && recorded[i],
+        let failed = |i: usize| {
+            ((rc != Rc::SUCCESS || logged) && recorded[i])
+                || (arg.is_none() && stats[i].is_empty() && !recorded.contains(&true))
         };
         let failures: Vec<KeyFailure> = (0..servers.len())
-            .filter(|&i| stats[i].is_empty() && failed(i))
+            .filter(|&i| failed(i))
             .map(|i| KeyFailure {
                 error: crate::client::explain_disconnect(self.handle.server_error(
                     i,

@@ -1069,3 +1069,28 @@ fn flush_all_is_ok_only_when_the_servers_flushed() {
         }
     }
 }
+
+/// A server whose statistics break off (the connection closes halfway) failed the call: the
+/// lines that came before were returned as all its statistics.
+#[test]
+fn statistics_cut_short_are_an_error_not_fewer_lines() {
+    let server = Memcached::start().unwrap();
+    for binary in [false, true] {
+        let (proxy, mc) = proxied(&server, binary);
+        for group in [None, Some("settings")] {
+            let full = mc.stats(group).unwrap()[0].len();
+            proxy.set_fault(Fault::Truncate);
+            let result = mc.stats(group);
+            proxy.set_fault(Fault::Pass);
+            let failed = result.expect_err(&format!(
+                "binary {binary}, {group:?}: Ok with fewer than {full} lines"
+            ));
+            assert!(
+                failed.is_connection(),
+                "binary {binary}, {group:?}: {failed}"
+            );
+            assert_eq!(failed.failures().len(), 1, "{failed}");
+            assert_eq!(mc.stats(group).unwrap()[0].len(), full);
+        }
+    }
+}
