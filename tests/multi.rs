@@ -602,6 +602,38 @@ fn a_panicking_decoder_does_not_leave_the_connection_out_of_step() {
     }
 }
 
+/// The same for `get` and `gets`: a decoder that panics leaves the rest of the reply unread
+/// (the END, or in binary the NOOP), which the next command took for its own answer.
+#[test]
+fn a_panicking_decoder_in_get_does_not_leave_the_connection_out_of_step() {
+    struct Panicky;
+    impl libmemcached::FromValue for Panicky {
+        fn from_value(_: &[u8], _: u32) -> Result<Self, libmemcached::BoxError> {
+            panic!("a user decoder panics");
+        }
+    }
+    let server = common::own_server();
+    for binary in [false, true] {
+        for op in ["get", "gets", "prefixed get"] {
+            let mc = common::client(&[server.spec()], binary);
+            let k = common::key("panicky");
+            mc.set(&k, "v", 0).unwrap();
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
+                "get" => drop(mc.get::<Panicky>(&k)),
+                "gets" => drop(mc.gets::<Panicky>(&k)),
+                _ => drop(mc.prefixed("").get::<Panicky>(&k)),
+            }));
+            assert!(caught.is_err());
+            let after = common::key("after-panic");
+            assert!(mc.add(&after, "mine", 0).unwrap(), "binary={binary} {op}");
+            assert!(!mc.add(&after, "again", 0).unwrap(), "binary={binary} {op}");
+            assert_eq!(mc.get::<String>(&after).unwrap().as_deref(), Some("mine"));
+            assert!(mc.delete(&after).unwrap());
+            assert!(!mc.delete(&after).unwrap(), "binary={binary} {op}");
+        }
+    }
+}
+
 #[test]
 fn a_call_on_the_same_client_inside_get_multi_each_is_refused_and_loses_nothing() {
     let a = common::own_server();

@@ -170,7 +170,11 @@ pub(crate) fn fetch_one<T>(
         Some(result) => result,
         None => ResultStruct::new(handle)?,
     };
+    // If `each` panics (a user's decoder), the END is unread: reset the connections on the way
+    // out, as for a multi-get.
+    let unwinding = ResetOnUnwind(handle);
     let outcome = read_one(handle, key, logged, &mut result, each);
+    std::mem::forget(unwinding);
     if result.worth_keeping() {
         handle.keep_result(result);
     }
@@ -299,13 +303,13 @@ fn note_failure(pending: &mut Pending<'_>, failures: &mut Failures<'_>, found: &
     }
 }
 
-/// Resets a handle's connections when dropped during a panic (see [`fetch`]).
+/// Resets a handle's connections when dropped during a panic (see [`fetch`], [`fetch_one`]).
 struct ResetOnUnwind<'a>(&'a Handle);
 
 impl Drop for ResetOnUnwind<'_> {
     fn drop(&mut self) {
         self.0
-            .reset_connections(&"a panic in a multi-get's callback");
+            .reset_connections(&"a panic while reading a get's replies");
     }
 }
 
