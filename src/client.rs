@@ -44,6 +44,9 @@ pub struct Client {
     /// Set while `get_multi_each` hands items to its callback: replies are still owed then, and
     /// any other request on the handle would make libmemcached drop them.
     pub(crate) streaming: Cell<bool>,
+    /// Set when `disconnect_all` is called while streaming: the connections close when the
+    /// multi-get has read every reply (closing them then would lose the replies still owed).
+    pub(crate) quit_after_streaming: Cell<bool>,
 }
 
 /// What the client does itself, beside libmemcached: compression and its limits, and the
@@ -141,6 +144,7 @@ impl Client {
             auth_probe: Default::default(),
             counters: Counters::new(),
             streaming: Cell::new(false),
+            quit_after_streaming: Cell::new(false),
         }
     }
 
@@ -234,8 +238,16 @@ impl Client {
         self.handle.servers().clone()
     }
 
-    /// Closes every connection; the next operation reconnects.
+    /// Closes every connection; the next operation reconnects. Called from inside
+    /// [`Client::get_multi_each`]'s callback, it closes them when that call has read every
+    /// reply.
     pub fn disconnect_all(&self) {
+        if self.streaming.get() {
+            // Closing now would end the multi-get early: its keys not read yet would pass for
+            // misses.
+            self.quit_after_streaming.set(true);
+            return;
+        }
         self.handle.quit()
     }
 

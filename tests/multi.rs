@@ -634,6 +634,33 @@ fn a_panicking_decoder_in_get_does_not_leave_the_connection_out_of_step() {
     }
 }
 
+/// `disconnect_all` from inside `get_multi_each`'s callback closed the connections while
+/// replies were owed: the call returned `Ok` with the keys not read yet silently missing.
+#[test]
+fn disconnect_all_inside_get_multi_each_loses_nothing() {
+    let server = common::own_server();
+    for (protocol, mc) in common::both_protocols(&[server.spec()]) {
+        let ks = keys("disconnect-inside", 200);
+        mc.set_multi(ks.iter().map(|k| (k, "v".repeat(500))), 0)
+            .unwrap();
+        let mut seen = 0;
+        mc.get_multi_each(&ks, |_| {
+            seen += 1;
+            if seen == 3 {
+                mc.disconnect_all();
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, ks.len(), "{protocol}: every item still arrives");
+        // The connection closed once the call had read everything: the next one reconnects.
+        // (Each look at the stat opens a connection of its own.)
+        let connections = || -> u64 { server.stat("total_connections").unwrap().parse().unwrap() };
+        let before = connections();
+        assert_eq!(mc.get::<String>(&ks[0]).unwrap(), Some("v".repeat(500)));
+        assert_eq!(connections() - before, 2, "{protocol}");
+    }
+}
+
 #[test]
 fn a_call_on_the_same_client_inside_get_multi_each_is_refused_and_loses_nothing() {
     let a = common::own_server();

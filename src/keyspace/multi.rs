@@ -407,6 +407,9 @@ impl<'c> Streaming<'c> {
 impl Drop for Streaming<'_> {
     fn drop(&mut self) {
         self.0.streaming.set(false);
+        if self.0.quit_after_streaming.take() {
+            self.0.disconnect_all();
+        }
     }
 }
 
