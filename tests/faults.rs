@@ -212,16 +212,13 @@ enum Verdict {
     /// In a cluster: every key failed because a reply named a key that was not asked for
     /// (or not then), which cannot be traced to a server.
     Unattributed(String),
-    /// An error whose code says success (`stats`, `version`): the other half of issue 11
-    /// fixes these; counted, not failed, here.
-    Misleading(String),
 }
 
 impl Verdict {
     fn is_bad(&self) -> bool {
         !matches!(
             self,
-            Verdict::Right | Verdict::Failed(_) | Verdict::Misleading(_) | Verdict::Unattributed(_)
+            Verdict::Right | Verdict::Failed(_) | Verdict::Unattributed(_)
         )
     }
 }
@@ -260,8 +257,6 @@ impl Cell {
             (Expect::Error(kinds), Verdict::Failed(kind)) => kinds.contains(kind),
             // An answer where an error was allowed: the fault did not bite (checked true).
             (Expect::Error(_), Verdict::Right | Verdict::Unattributed(_)) => true,
-            // An error whose code says SUCCESS is never right.
-            (Expect::Error(_), Verdict::Misleading(_)) => false,
             _ => false,
         };
         if !wanted {
@@ -495,9 +490,6 @@ impl Group {
         let new = |k: &str| format!("new {}", value_of(k));
         let error_kind = |e: &Error| match kind(e) {
             Some(kind) => Verdict::Failed(kind),
-            None if e.code() == Some(libmemcached::ReturnCode::Success) => {
-                Verdict::Misleading(e.to_string())
-            }
             None => Verdict::WrongError(format!("{e} ({:?})", e.code())),
         };
         let _ = fault;
@@ -761,7 +753,6 @@ fn report(cells: &[(Fault, Cell)], took: Duration) {
                     row.errors += 1;
                     row.unattributed += 1;
                 }
-                Verdict::Misleading(_) => row.errors += 1,
             }
             if cell.slow() {
                 if cell.documented_slow(*fault) {
@@ -832,16 +823,6 @@ fn report(cells: &[(Fault, Cell)], took: Duration) {
             took.as_secs_f64()
         );
     }
-    let misleading: usize = cells
-        .iter()
-        .filter(|(_, c)| matches!(c.verdict, Verdict::Misleading(_)))
-        .count();
-    if misleading > 0 {
-        println!(
-            "{} stats/version errors whose code is SUCCESS (fixed by the stats/version part of issue 11)",
-            misleading
-        );
-    }
     let unbitten: Vec<String> = cells
         .iter()
         .map(|(_, c)| c)
@@ -873,10 +854,10 @@ fn proxied(server: &Memcached, binary: bool) -> (FaultProxy, Client) {
     (proxy, mc)
 }
 
-/// Regression tests of issue 11: `get` went through `memcached_get`, which takes a reply for
-/// another key as this one's, any reply that is not memcached's as a miss, and stops before
-/// the END (so a length that lies passes); a reply line longer than libmemcached's buffer was
-/// a clean miss for every read.
+/// Reads take only their own key's reply and only a miss the server said: libmemcached's
+/// `memcached_get` takes a reply for another key as this one's, any reply that is not
+/// memcached's as a miss, and stops before the END (so a length that lies passes); and a reply
+/// line longer than libmemcached's buffer must not pass for a clean miss.
 #[test]
 fn reads_take_only_their_own_key_and_only_a_said_miss() {
     let server = common::own_server();
