@@ -164,8 +164,12 @@ impl Client {
             self.disconnect_all();
             let summary = matches!(rc.code(), ReturnCode::Success | ReturnCode::SomeErrors);
             if failures.len() == servers.len() && !summary {
-                // Nothing answered, and the code says why (a bad argument, no servers).
-                return Err(self.error(rc, None));
+                // Nothing answered, and the code says why (a bad argument, no servers): one
+                // error, the server's own when there is one server.
+                return Err(match <[KeyFailure; 1]>::try_from(failures) {
+                    Ok([failure]) => failure.error,
+                    Err(_) => self.error(rc, None),
+                });
             }
             return Err(Error::Multi { failures });
         }

@@ -519,6 +519,7 @@ fn bad_stats_arguments_and_dead_servers_are_errors() {
     }
     let err = mc.stats(Some("bogus")).unwrap_err();
     assert!(err.code().is_some(), "{err:?}");
+
     assert_eq!(mc.stats(None).unwrap().len(), 2, "the client still works");
 
     servers[0].stop();
@@ -536,6 +537,17 @@ fn bad_stats_arguments_and_dead_servers_are_errors() {
             );
             assert!(err.is_connection(), "{group:?}: {err}");
         }
+    }
+    // A client of the dead server alone: the error is that server's own.
+    let alone = Client::new(&specs[..1]).unwrap();
+    for group in [None, Some("items")] {
+        let err = alone.stats(group).unwrap_err();
+        assert_eq!(
+            err.server().map(ToString::to_string).as_deref(),
+            Some(specs[0].as_str()),
+            "{group:?}: {err:?}"
+        );
+        assert!(err.is_connection(), "{group:?}: {err}");
     }
 }
 
