@@ -153,7 +153,9 @@ impl Client {
     /// Removes every item from every server, after `delay` if given.
     ///
     /// Servers that fail make the call fail with [`Error::Multi`] naming each. Through a proxy
-    /// ([`ClientBuilder::proxy`]) it is refused before anything is sent.
+    /// ([`ClientBuilder::proxy`]) it is refused before anything is sent. In the binary
+    /// protocol, a server that refuses to flush (memcached started with `-F`) goes unnoticed:
+    /// libmemcached discards its answer.
     pub fn flush_all(&self, delay: Option<Duration>) -> Result<()> {
         self.call("flush_all", || self.flush_servers(delay))
     }
