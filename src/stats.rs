@@ -189,12 +189,19 @@ impl Client {
         if self.is_proxy() {
             return Ok(DEFAULT_ITEM_SIZE_MAX);
         }
-        let settings = self.ask_stats(Some("settings"))?;
-        settings
-            .iter()
-            .map(|s| s.get_u64("item_size_max").map(|n| n as usize))
-            .min()
-            .flatten()
-            .ok_or_else(|| Error::InvalidArgument("the servers report no item_size_max".into()))
+        let mut limit = usize::MAX;
+        for server in self.ask_stats(Some("settings"))? {
+            let Some(max) = server.get_u64("item_size_max") else {
+                return Err(Error::Memcached {
+                    code: ReturnCode::ProtocolError,
+                    message: "no item_size_max in its `stats settings` (a reply that could not \
+                              be read, or not memcached)"
+                        .into(),
+                    server: Some(server.server),
+                });
+            };
+            limit = limit.min(max as usize);
+        }
+        Ok(limit)
     }
 }

@@ -430,6 +430,45 @@ fn bulk_set_stores_everything_in_both_protocols() {
     }
 }
 
+/// A server whose `stats settings` has no `item_size_max` (not memcached, or a reply that could
+/// not be read): `bulk_set` fails naming it, before it sends any item.
+#[test]
+fn bulk_set_names_a_server_that_reports_no_item_size_limit() {
+    let listener = common::listener();
+    let spec = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut commands = Vec::new();
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
+            let reply: &[u8] = match line.trim_end() {
+                "version" => b"VERSION 1.6.0\r\n",
+                "stats settings" => b"STAT maxconns 1024\r\nEND\r\n",
+                _ => b"ERROR\r\n",
+            };
+            commands.push(line.trim_end().to_owned());
+            writer.write_all(reply).unwrap();
+            line.clear();
+        }
+        commands
+    });
+    let mc = Client::new([spec.as_str()]).unwrap();
+    let err = mc.bulk_set([("k", "v")], 0).unwrap_err();
+    assert_eq!(err.server().map(ToString::to_string), Some(spec), "{err}");
+    assert_eq!(err.code(), Some(libmemcached::ReturnCode::ProtocolError));
+    assert!(err.to_string().contains("item_size_max"), "{err}");
+    drop(mc);
+    let commands = fake.join().unwrap();
+    assert!(
+        commands
+            .iter()
+            .all(|c| ["version", "stats settings", "quit"].contains(&c.as_str())),
+        "no item was sent: {commands:?}"
+    );
+}
+
 #[test]
 fn bulk_set_refuses_oversized_values_before_sending_anything() {
     let server = common::own_server();
