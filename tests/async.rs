@@ -415,6 +415,29 @@ async fn a_value_that_fails_to_decode_fails_or_panics_its_caller_alone() {
     assert_eq!(mc.get::<u64>(&number).await.unwrap(), Some(42));
 }
 
+/// A lone get (served as `Client::get` serves it) whose decoder panics leaves the worker's
+/// connection in step, in binary too, where a reply left unread would answer the next command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_get_whose_decoder_panics_leaves_the_worker_in_step() {
+    let server = common::own_server();
+    let mc = AsyncClient::builder(common::client(&[server.spec()], true))
+        .workers(1)
+        .build()
+        .unwrap();
+    let boom = common::key("boom");
+    mc.set(&boom, "boom", 0).await.unwrap();
+    let lone = mc.clone();
+    let panic = tokio::spawn(async move { lone.get::<Touchy>(boom).await })
+        .await
+        .unwrap_err();
+    assert!(panic.is_panic());
+    let k = common::key("after-panic");
+    assert!(mc.add(&k, "mine", 0).await.unwrap());
+    assert!(!mc.add(&k, "again", 0).await.unwrap());
+    assert!(mc.delete(&k).await.unwrap());
+    assert!(!mc.delete(&k).await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_values_inflate_for_every_caller() {
     let server = common::server();
