@@ -254,7 +254,7 @@ pub fn elasticache(endpoint: &str) -> Result<Client> {
 
 /// One connection to the endpoint, with every read bounded by the deadline.
 struct Session<'a> {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Bounded>,
     endpoint: &'a str,
     deadline: Instant,
 }
@@ -278,7 +278,7 @@ impl<'a> Session<'a> {
             match TcpStream::connect_timeout(&address, left) {
                 Ok(stream) => {
                     return Ok(Session {
-                        reader: BufReader::new(stream),
+                        reader: BufReader::new(Bounded { stream, deadline }),
                         endpoint,
                         deadline,
                     });
@@ -371,6 +371,7 @@ impl<'a> Session<'a> {
         self.arm()?;
         self.reader
             .get_mut()
+            .stream
             .write_all(command.as_bytes())
             .map_err(|e| io_error(self.endpoint, &e))
     }
@@ -399,7 +400,8 @@ impl<'a> Session<'a> {
             .map_err(|_| self.malformed("a reply line that is not UTF-8".into()))
     }
 
-    /// Bounds the next read or write by what is left of the deadline.
+    /// Fails once the deadline has passed; else bounds the next write by what is left of it
+    /// (reads bound themselves: see [`Bounded`]).
     fn arm(&self) -> Result<()> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -408,10 +410,10 @@ impl<'a> Session<'a> {
                 &io::Error::new(io::ErrorKind::TimedOut, "timed out"),
             ));
         }
-        let stream = self.reader.get_ref();
-        stream
-            .set_read_timeout(Some(left))
-            .and_then(|()| stream.set_write_timeout(Some(left)))
+        self.reader
+            .get_ref()
+            .stream
+            .set_write_timeout(Some(left))
             .map_err(|e| io_error(self.endpoint, &e))
     }
 
@@ -429,6 +431,25 @@ impl<'a> Session<'a> {
             missing: false,
             reason,
         }
+    }
+}
+
+/// The endpoint's stream, whose every read waits only for what is left of the deadline: a
+/// socket timeout bounds one read, and an endpoint that sends a byte at a time would otherwise
+/// stretch a read of many bytes far past it.
+struct Bounded {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 

@@ -312,3 +312,45 @@ fn an_endpoint_that_is_down_silent_or_hangs_up_is_a_connection_error() {
         Err(Error::InvalidServerSpec { .. })
     ));
 }
+
+#[test]
+fn an_endpoint_that_drips_its_configuration_is_cut_off_at_the_deadline() {
+    // Each byte comes well within the timeout, but the whole reply would take far longer.
+    let listener = common::listener();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dripper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut writer = stream;
+            let body = "1\n".to_owned() + &"h|127.0.0.1|11211 ".repeat(20);
+            let reply = config_reply(&body);
+            // The first line at once, then the configuration a byte at a time.
+            let header = reply.iter().position(|&b| b == b'\n').unwrap() + 1;
+            if writer.write_all(&reply[..header]).is_err() {
+                return;
+            }
+            for &byte in &reply[header..] {
+                if stop.load(Ordering::SeqCst) || writer.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = elasticache::discover_timeout(&addr, Duration::from_millis(500));
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    dripper.join().unwrap();
+    let err = result.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "a 500 ms discovery took {elapsed:?}"
+    );
+}
