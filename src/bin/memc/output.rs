@@ -204,6 +204,15 @@ impl Ping<'_> {
 
 fn print_value(out: &mut dyn Write, value: &Value, terminal: bool) -> io::Result<()> {
     match value {
+        // A terminal would act on control characters (escape sequences): show them escaped.
+        Value::Text(text) if terminal && !is_printable(text.as_bytes()) => {
+            for c in text.chars() {
+                match c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                    true => write!(out, "{}", c.escape_default())?,
+                    false => write!(out, "{c}")?,
+                }
+            }
+        }
         Value::Text(text) => out.write_all(text.as_bytes())?,
         Value::Int(n) => write!(out, "{n}")?,
         Value::BigInt(digits) => out.write_all(digits.as_bytes())?,
@@ -283,6 +292,18 @@ mod tests {
             printed(true, |o| o.values(&found)),
             "{\"z\":\"a\\\"b\\\\c\\n\\u0001é\",\"a\":-42,\"m\":{\"flags\":0,\"hex\":\"ff\"}}\n"
         );
+    }
+
+    #[test]
+    fn control_characters_reach_a_terminal_escaped_and_a_pipe_as_they_are() {
+        let text = Value::Text("red \u{1b}[31mé\tok\u{7}".into());
+        let shown = |terminal| {
+            let mut out = Vec::new();
+            print_value(&mut out, &text, terminal).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(shown(true), "red \\u{1b}[31mé\tok\\u{7}\n");
+        assert_eq!(shown(false), "red \u{1b}[31mé\tok\u{7}\n");
     }
 
     #[test]
