@@ -166,30 +166,21 @@ impl Client {
             "twemproxy closes the connection on it; flush each memcached server behind the proxy",
         )?;
         let delay = delay.map_or(0, |d| Expiration::After(d).to_wire());
-        let mut rc = self.handle.flush(delay);
-        if rc == Rc::SUCCESS
-            && self.is_binary()
-            && (0..self.handle.server_count()).any(|i| self.handle.server_failed(i))
-        {
-            // libmemcached's binary flush reads each server's reply and drops its code, so a
-            // server that reset the connection or never answered passed for flushed; the
-            // failure is still recorded on the server.
-            rc = Rc::SOME_ERRORS;
-        }
-        if rc.code() != ReturnCode::SomeErrors {
+        let rc = self.handle.flush(delay);
+        // libmemcached sums the servers' failures up as SOME ERRORS, and its binary flush drops
+        // each server's code (a reset or a timeout passes for flushed); either way the failures
+        // are recorded on the servers: name each.
+        let binary_success = rc == Rc::SUCCESS && self.is_binary();
+        if rc.code() != ReturnCode::SomeErrors && !binary_success {
             return self.check(rc, None);
         }
-        // libmemcached sums the servers' failures up as SOME ERRORS: name each.
         let failures: Vec<KeyFailure> = (0..self.handle.server_count())
             .filter(|&i| self.handle.server_failed(i))
-            .map(|i| KeyFailure {
-                error: explain_disconnect(
-                    self.handle
-                        .server_error(i, (ReturnCode::Failure, "flush_all failed")),
-                ),
-                keys: Vec::new(),
-            })
+            .map(|i| self.server_failure(i, (ReturnCode::Failure, "flush_all failed")))
             .collect();
+        if failures.is_empty() && binary_success {
+            return Ok(());
+        }
         self.disconnect_all();
         if failures.is_empty() {
             return Err(self.error(rc, None));
@@ -354,6 +345,15 @@ impl Client {
         }
     }
 
+    /// Server `i`'s failure in a server-level call (`flush_all`, `stats`): its error in this
+    /// call, or `fallback` if libmemcached recorded none.
+    pub(crate) fn server_failure(&self, i: usize, fallback: (ReturnCode, &str)) -> KeyFailure {
+        KeyFailure {
+            error: explain_disconnect(self.handle.server_error(i, fallback)),
+            keys: Vec::new(),
+        }
+    }
+
     /// The error for `rc`, after resetting the connections if their replies may be out of step.
     pub(crate) fn error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
         self.handle.error(rc, key)
@@ -371,7 +371,7 @@ fn proxy_refusal(operation: &str, why: &str) -> Error {
 
 /// A server that closed the connection instead of answering a server-level command (`stats`,
 /// `flush_all`): say what does that, since libmemcached's message names only the symptom.
-pub(crate) fn explain_disconnect(error: Error) -> Error {
+fn explain_disconnect(error: Error) -> Error {
     match error {
         Error::Memcached {
             code: ReturnCode::ConnectionFailure,

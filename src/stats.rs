@@ -147,16 +147,15 @@ impl Client {
         };
         let failures: Vec<KeyFailure> = (0..servers.len())
             .filter(|&i| failed(i))
-            .map(|i| KeyFailure {
-                error: crate::client::explain_disconnect(self.handle.server_error(
+            .map(|i| {
+                self.server_failure(
                     i,
                     (
                         ReturnCode::ProtocolError,
                         "no statistics came back (a reply that could not be read, or a proxy \
                          that does not pass stats on)",
                     ),
-                )),
-                keys: Vec::new(),
+                )
             })
             .collect();
         if !failures.is_empty() {

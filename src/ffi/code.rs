@@ -13,7 +13,6 @@ pub(crate) struct Rc(pub(super) sys::memcached_return_t);
 
 impl Rc {
     pub(crate) const SUCCESS: Rc = Rc(sys::MEMCACHED_SUCCESS);
-    pub(crate) const SOME_ERRORS: Rc = Rc(sys::MEMCACHED_SOME_ERRORS);
 
     pub(crate) fn code(self) -> ReturnCode {
         ReturnCode::from_raw(self.0)
