@@ -99,6 +99,9 @@ fn keys_land_where_php_puts_them() {
     }
 }
 
+/// PHP's column for a value in a format PHP cannot read: it fails in one of its known ways.
+const UNREADABLE: &str = "cannot read: an error or a crash";
+
 /// Python, PHP and Rust on one cache of 3 servers, all with ketama and MD5 (pylibmc's
 /// `ketama_weighted`, PHP's `OPT_LIBKETAMA_COMPATIBLE`, `Behavior::KetamaWeighted`): each reads
 /// the values meant for it, and what each sees of the others' is pinned down.
@@ -202,6 +205,10 @@ fn python_php_and_rust_share_one_cache() {
     .collect();
 
     // What each sees of every value: the values meant for it, typed; the others' as shown.
+    // PHP's column: a value PHP cannot read fails in one of its known ways, which vary from run
+    // to run (an error, or a crash of php-memcached 3.2.0 after a failed unserialize): that is
+    // PHP's doing, so it is recorded, not asserted. What the crate controls there is that Rust
+    // writes pylibmc's values byte for byte as pylibmc does, checked below.
     let seen_by_python = python(&[py_job(
         keys.iter()
             .map(|k| json!({ "op": "get", "key": k }))
@@ -209,34 +216,45 @@ fn python_php_and_rust_share_one_cache() {
     )]);
     #[rustfmt::skip]
     let expected: [(&str, &str, &str, &str, &str); 19] = [
-        // key             Python                    PHP           Rust, pylibmc's   Rust, PHP's
-        ("py-str",         "str é",                  "error",      "text é",         "decompress error"),
-        ("py-bytes",       "bytes raw",              "string raw", "bytes raw",      "bytes raw"),
-        ("py-int",         "int 42",                 "error",      "int 42",         "php serialize() value 42"),
-        ("py-bool",        "int 1",                  "float 1.0",  "int 1",          "php float 1"),
-        ("py-float",       "float 1.5",              "int 0",      "pickle",         "decode error"),
-        ("py-list",        "list [1, 2]",            "int 0",      "pickle",         "decode error"),
-        ("php-string",     "bytes é",                "string é",   "bytes é",        "bytes é"),
-        ("php-int",        "error UnpicklingError",  "int 42",     "pickle",         "int 42"),
-        ("php-float",      "error ValueError",       "float 1.5",  "decode error",   "php float 1.5"),
-        ("php-bool",       "error Error",            "bool true",  "other 3",        "php bool 1"),
-        ("php-array",      "error ValueError",       "array [1,2]", "decode error",  "php serialize() value a:2:{i:0;i:1;i:1;i:2;}"),
-        ("rust-py-text",   "str é",                  "error",      "text é",         "decompress error"),
-        ("rust-py-int",    "int 42",                 "error",      "int 42",         "php serialize() value 42"),
-        ("rust-py-bool",   "int 1",                  "float 1.0",  "int 1",          "php float 1"),
-        ("rust-py-float",  "float 1.5",              "int 0",      "pickle",         "decode error"),
-        ("rust-php-text",  "bytes é",                "string é",   "bytes é",        "bytes é"),
-        ("rust-php-int",   "error UnpicklingError",  "int 42",     "pickle",         "int 42"),
-        ("rust-php-bool",  "error Error",            "bool true",  "other 3",        "php bool 1"),
-        ("rust-php-float", "error ValueError",       "float 1.5",  "decode error",   "php float 1.5"),
+        // key             Python                    PHP            Rust, pylibmc's   Rust, PHP's
+        ("py-str",         "str é",                  UNREADABLE,    "text é",         "decompress error"),
+        ("py-bytes",       "bytes raw",              "string raw",  "bytes raw",      "bytes raw"),
+        ("py-int",         "int 42",                 UNREADABLE,    "int 42",         "php serialize() value 42"),
+        ("py-bool",        "int 1",                  "float 1.0",   "int 1",          "php float 1"),
+        ("py-float",       "float 1.5",              "int 0",       "pickle",         "decode error"),
+        ("py-list",        "list [1, 2]",            "int 0",       "pickle",         "decode error"),
+        ("php-string",     "bytes é",                "string é",    "bytes é",        "bytes é"),
+        ("php-int",        "error UnpicklingError",  "int 42",      "pickle",         "int 42"),
+        ("php-float",      "error ValueError",       "float 1.5",   "decode error",   "php float 1.5"),
+        ("php-bool",       "error Error",            "bool true",   "other 3",        "php bool 1"),
+        ("php-array",      "error ValueError",       "array [1,2]", "decode error",   "php serialize() value a:2:{i:0;i:1;i:1;i:2;}"),
+        ("rust-py-text",   "str é",                  UNREADABLE,    "text é",         "decompress error"),
+        ("rust-py-int",    "int 42",                 UNREADABLE,    "int 42",         "php serialize() value 42"),
+        ("rust-py-bool",   "int 1",                  "float 1.0",   "int 1",          "php float 1"),
+        ("rust-py-float",  "float 1.5",              "int 0",       "pickle",         "decode error"),
+        ("rust-php-text",  "bytes é",                "string é",    "bytes é",        "bytes é"),
+        ("rust-php-int",   "error UnpicklingError",  "int 42",      "pickle",         "int 42"),
+        ("rust-php-bool",  "error Error",            "bool true",   "other 3",        "php bool 1"),
+        ("rust-php-float", "error ValueError",       "float 1.5",   "decode error",   "php float 1.5"),
     ];
     assert_eq!(keys, expected.map(|row| row.0));
+    let mut php_failures = Vec::new();
     for (i, (k, python, php, rust_py, rust_php)) in expected.into_iter().enumerate() {
-        // PHP alone per key: php-memcached 3.2.0 can crash after failed unserializes.
-        let seen_by_php = php_alone(&job(&specs, php_options.clone(), vec![get(k)]));
+        // PHP alone per key, so that one crash costs one reading.
+        let seen_by_php = match php_alone(&job(&specs, php_options.clone(), vec![get(k)])) {
+            Ok(results) => php_sees(&results[0]),
+            Err(crash) => format!("crash ({crash})"),
+        };
+        let php_seen =
+            if php == UNREADABLE && (seen_by_php == "error" || seen_by_php.starts_with("crash")) {
+                php_failures.push(format!("{k}: {seen_by_php}"));
+                UNREADABLE.to_string()
+            } else {
+                seen_by_php
+            };
         let seen = [
             python_sees(&seen_by_python[0][i]),
-            seen_by_php.map_or("crash".into(), |r| php_sees(&r[0])),
+            php_seen,
             rust_sees(for_python.get::<Value>(k)),
             rust_sees(for_php.get::<Value>(k)),
         ];
@@ -246,6 +264,27 @@ fn python_php_and_rust_share_one_cache() {
             "{k}: Python, PHP, Rust (pylibmc), Rust (PHP)"
         );
     }
+    eprintln!("PHP on values it cannot read: {}", php_failures.join("; "));
+    // Rust's values in pylibmc's format are pylibmc's own bytes and flags, so every reader
+    // (PHP included, whatever it then does) sees the same item for either writer. (A float is
+    // a pickle either way, of protocol 2 from Rust and of Python's default protocol from
+    // pylibmc: same flags, and both read back as 1.5 above.)
+    let stored = |key: &str| {
+        let server = for_python.server_for_key(key).unwrap().to_string();
+        common::raw_get(&server, key).unwrap()
+    };
+    for (rust, py) in [
+        ("rust-py-text", "py-str"),
+        ("rust-py-int", "py-int"),
+        ("rust-py-bool", "py-bool"),
+    ] {
+        assert_eq!(
+            stored(rust),
+            stored(py),
+            "{rust} stored by Rust, {py} by pylibmc"
+        );
+    }
+    assert_eq!(stored("rust-py-float").0, stored("py-float").0);
     // Rust's typed reads of the values meant for it, in each format.
     assert_eq!(for_python.get::<f64>("py-float").unwrap(), Some(1.5));
     assert_eq!(for_python.get::<bool>("py-bool").unwrap(), Some(true));
