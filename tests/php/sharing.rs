@@ -351,7 +351,8 @@ fn rust_sees(read: libmemcached::Result<Option<Value>>) -> String {
 }
 
 /// A PHP-format value with an unknown type or a corrupt compressed payload is a clear error
-/// naming the key and PHP's flags; PHP refuses the same bytes.
+/// naming the key and PHP's flags. (What PHP does with the same bytes is its own affair: it
+/// allocates whatever a length prefix claims, and its reads of corrupt values are not pinned.)
 #[test]
 fn bad_php_values_are_clear_errors() {
     let server = common::own_server();
@@ -368,10 +369,8 @@ fn bad_php_values_are_clear_errors() {
         ("short", 48, b"\x01\x00", "too short"),
         ("no-method", 16, &zlib_garbage, "neither zlib nor FastLZ"),
     ];
-    let mut gets = Vec::new();
     for (key, flags, data, why) in cases {
         common::raw_set(&spec, key, flags, data);
-        gets.push(get(key));
         let err = mc.get::<Vec<u8>>(key).unwrap_err();
         let text = err.to_string();
         match &err {
@@ -391,16 +390,4 @@ fn bad_php_values_are_clear_errors() {
         mc.get::<f64>("double"),
         Err(Error::Decode { flags: 2, .. })
     ));
-    // PHP refuses them too, except the value whose length prefix is too long: PHP allocates
-    // what it says and returns "aa" and 99999998 NUL bytes.
-    let php_read = php(&[job(&[spec], json!({}), gets)]);
-    for ((key, ..), result) in cases.iter().zip(&php_read[0]) {
-        let refused = result.get("error").is_some();
-        assert_eq!(
-            refused,
-            *key != "huge",
-            "PHP reads {key}: {}",
-            result["value"]["type"]
-        );
-    }
 }
