@@ -47,6 +47,40 @@ fn get_multi_returns_the_hits_under_the_callers_keys() {
     }
 }
 
+/// A key asked twice is one key, wherever the other keys' servers answer from: with `a` and `b`
+/// on different servers, `[a, b, a]` finds both (it failed every key when replies were matched
+/// to the wrong copy), and a missing key asked twice is one miss.
+#[test]
+fn a_key_asked_twice_is_one_key() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start().unwrap()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    for (protocol, mc) in common::both_protocols(&specs) {
+        let ks = common::spread_keys(&mc, "twice", 2, &specs, 1);
+        let (a, b) = (ks[0].as_str(), ks[1].as_str());
+        mc.set(a, "A", 0).unwrap();
+        mc.set(b, "B", 0).unwrap();
+        let missing = common::key("twice-missing");
+        for _ in 0..20 {
+            let found: HashMap<&str, String> = mc.get_multi([a, b, a]).unwrap();
+            assert_eq!(found.len(), 2, "{protocol}");
+            assert_eq!((found[a].as_str(), found[b].as_str()), ("A", "B"));
+            let found: HashMap<&str, String> = mc
+                .get_multi([b, missing.as_str(), a, missing.as_str(), b])
+                .unwrap();
+            assert_eq!(found.len(), 2, "{protocol}");
+            let mut seen = Vec::new();
+            mc.get_multi_each([a, a, b, a], |item| seen.push(item.key().to_vec()))
+                .unwrap();
+            seen.sort();
+            assert_eq!(
+                seen,
+                [a.as_bytes(), b.as_bytes()],
+                "{protocol}: each key once"
+            );
+        }
+    }
+}
+
 #[test]
 fn get_multi_refuses_a_bad_key_before_sending_anything() {
     let server = common::server();

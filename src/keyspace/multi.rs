@@ -160,7 +160,10 @@ impl Keys<'_> {
         let Fetch {
             mut found,
             mut failures,
-        } = fetch(&client.handle, &sent, self.prefix.len(), &mut each)?;
+        } = match Repeats::find(&sent) {
+            None => fetch(&client.handle, &sent, self.prefix.len(), &mut each)?,
+            Some(repeats) => repeats.fetch(&client.handle, self.prefix.len(), &mut each)?,
+        };
         if client.is_proxy() && failures.iter().any(|f| f.error.is_server()) {
             ask_one_by_one(client, keys, &sent, &mut found, &mut failures, &mut each);
         }
@@ -458,4 +461,61 @@ fn into_map<K: Eq + Hash, V>(keys: Vec<K>, values: Vec<Option<V>>) -> HashMap<K,
         }
     }
     found
+}
+
+/// The keys of a multi-get in which some key is asked more than once: each is asked once, and
+/// its copies are found or fail with it.
+struct Repeats<'k> {
+    /// Each key once, in the order of its first copy.
+    unique: Vec<&'k [u8]>,
+    /// Per unique key, the position of its first copy.
+    first: Vec<usize>,
+    /// Per requested key, the position of its unique key.
+    position: Vec<usize>,
+}
+
+impl<'k> Repeats<'k> {
+    /// `None` when no key is asked twice.
+    fn find(keys: &[&'k [u8]]) -> Option<Self> {
+        if keys.len() < 2 {
+            return None;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        if keys.iter().all(|k| seen.insert(*k)) {
+            return None;
+        }
+        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(seen.len());
+        let (mut unique, mut first) = (Vec::new(), Vec::new());
+        let position = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                *index.entry(k).or_insert_with(|| {
+                    unique.push(k);
+                    first.push(i);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        Some(Self {
+            unique,
+            first,
+            position,
+        })
+    }
+
+    fn fetch(
+        &self,
+        handle: &crate::ffi::Handle,
+        prefix_len: usize,
+        mut each: impl FnMut(usize, Item<'_>),
+    ) -> Result<Fetch> {
+        let fetched = fetch(handle, &self.unique, prefix_len, |u, item| {
+            each(self.first[u], item)
+        })?;
+        Ok(Fetch {
+            found: self.position.iter().map(|&u| fetched.found[u]).collect(),
+            failures: fetched.failures,
+        })
+    }
 }
