@@ -17,6 +17,7 @@
 
 use std::ffi::c_char;
 use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
 
 use libmemcached_sys as sys;
 
@@ -78,19 +79,18 @@ pub(crate) fn fetch(
     let mut index = KeyIndex::new(keys);
     let mut order = Order::new(handle);
     let mut found = vec![false; keys.len()];
-    let mut logged_failure = false;
     // If `each` panics, replies stay unread: reset the connections on the way out.
     let unwinding = ResetOnUnwind(handle);
-    let mut failing_fetches = 0;
+    let mut stall = Stall::default();
     loop {
         let (fetched, rc) = result.fetch(handle);
+        pending.refresh();
         if fetched {
             // SAFETY: the fetch just filled the result; the item is used before the next one.
             let (key, item) = match unsafe { result.item() } {
                 Ok(item) => item,
                 Err(malformed) => {
                     failures.stray(malformed_error(malformed, None));
-                    logged_failure |= note_failure(&mut pending, &mut failures, &found);
                     continue;
                 }
             };
@@ -104,38 +104,39 @@ pub(crate) fn fetch(
                     None => stray_error(key, None),
                 };
                 failures.stray(error);
-                logged_failure |= note_failure(&mut pending, &mut failures, &found);
                 continue;
             };
             found[i] = true;
-            logged_failure |= note_failure(&mut pending, &mut failures, &found);
+            stall.progress();
             each(i, item);
             continue;
         }
-        logged_failure |= note_failure(&mut pending, &mut failures, &found);
-        if matches!(rc.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+        if !matches!(rc.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
+            // A failure libmemcached may not have recorded on the server (a reply line longer
+            // than its buffer), or whose code it replaced (with CONNECTION_FAILURE when another
+            // server's connection failed in the same call).
+            pending.unlogged_failure(rc.code(), |server, suspects| {
+                unlogged_error(handle, rc, server, suspects)
+            });
+        }
+        if pending.all_idle() {
             break;
         }
-        if !logged_failure {
-            // A failure libmemcached did not log (a reply line longer than its buffer): the
-            // servers whose replies ended in that call are the suspects.
-            let suspects = pending.ended();
-            let error = unlogged_error(handle, rc, &suspects);
-            failures.servers_failed(error, &suspects, &found);
+        // libmemcached stops at a failing server, and ends a fetch when its poll finds no
+        // server readable (a poll timeout, or a socket that reports only an error or a
+        // hang-up) while others still owe replies: read on, within one poll timeout without
+        // progress; then the servers still owing replies have failed.
+        if pending.changed() {
+            stall.progress();
         }
-        // libmemcached stops at a failing server; the others may still owe replies.
-        pending.refresh(|_| {});
-        failing_fetches += 1;
-        if pending.all_idle() || failing_fetches > pending.counts.len() {
+        if stall.given_up(handle) {
+            pending.stalled();
             break;
         }
     }
     std::mem::forget(unwinding);
-    // Keys of servers the mget never reached count as lost only if no replica served them.
-    for (server, error) in unreached {
-        failures.push(error, &[server], &found);
-    }
-    if !failures.failures.is_empty() {
+    let failed = failures.settle(&mut pending, unreached, &found);
+    if failed {
         // Whatever a failed server left unread must not answer a later request.
         handle.reset_connections(&"a server failed in a multi-get");
         // A key reported failed is not found, even if a value for it arrived.
@@ -147,6 +148,41 @@ pub(crate) fn fetch(
         found,
         failures: failures.failures,
     })
+}
+
+/// When to stop reading a multi-get whose fetches end while servers still owe replies: after
+/// a poll timeout without progress (an item, or a server whose replies ended).
+#[derive(Default)]
+struct Stall {
+    since: Option<Instant>,
+    quiet_fetches: u32,
+}
+
+impl Stall {
+    #[inline]
+    fn progress(&mut self) {
+        self.quiet_fetches = 0;
+    }
+
+    #[cold]
+    fn given_up(&mut self, handle: &Handle) -> bool {
+        self.quiet_fetches += 1;
+        if self.quiet_fetches == 1 {
+            // The first quiet fetch since progress: its poll may have waited a full timeout,
+            // or returned at once; only the time from here on is known.
+            self.since = Some(Instant::now());
+            return false;
+        }
+        let poll = Duration::from_millis(handle.behavior(sys::MEMCACHED_BEHAVIOR_POLL_TIMEOUT));
+        if self.since.is_some_and(|since| since.elapsed() >= poll) {
+            return true;
+        }
+        // A poll that returns at once (a socket with only an error to report) must not spin.
+        if self.quiet_fetches > 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
 }
 
 /// Requests one key (already checked) and hands its value to `each`. `Ok(None)` only when the
@@ -203,7 +239,7 @@ fn read_one<T>(
             if matches!(rc.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND) {
                 return Ok(value);
             }
-            let error = unlogged_error(handle, rc, &[handle.server_index(key)]);
+            let error = unlogged_error(handle, rc, handle.server_index(key), 1);
             handle.quit();
             return Err(error);
         }
@@ -225,23 +261,34 @@ fn read_one<T>(
 
 /// The error for a code libmemcached returned without logging it. It does so for a reply line
 /// longer than its buffer (PROTOCOL_ERROR), a `VALUE` line that does not parse (PARTIAL_READ),
-/// and some short reads. Names the server when one suspect.
+/// and some short reads. `server` is one of `suspects` servers whose replies ended in the call
+/// that returned it.
 #[cold]
-fn unlogged_error(handle: &Handle, rc: Rc, suspects: &[usize]) -> Error {
-    let code = rc.code();
-    let why = match code {
-        ReturnCode::ProtocolError => ": a reply line longer than libmemcached's read buffer",
-        ReturnCode::PartialRead => ": a VALUE line that does not parse",
-        _ => "",
+fn unlogged_error(handle: &Handle, rc: Rc, server: usize, suspects: usize) -> Error {
+    let (code, why) = match rc.code() {
+        ReturnCode::ProtocolError => (
+            ReturnCode::ProtocolError,
+            ": a reply line longer than libmemcached's read buffer",
+        ),
+        ReturnCode::PartialRead => (
+            ReturnCode::PartialRead,
+            ": a VALUE line that does not parse",
+        ),
+        // The code of another server's failure in the same call.
+        ReturnCode::ConnectionFailure | ReturnCode::Timeout => (
+            ReturnCode::UnknownReadFailure,
+            ": a reply libmemcached could not read, with no error recorded",
+        ),
+        code => (code, ""),
     };
-    let server = match suspects {
-        [one] => handle.servers().get(*one).cloned(),
-        _ => None,
+    let which = match suspects {
+        1 => "",
+        _ => " (from this server or another whose replies ended in the same read)",
     };
     Error::Memcached {
         code,
-        message: format!("{code}{why}"),
-        server,
+        message: format!("{code}{why}{which}"),
+        server: handle.servers().get(server).cloned(),
     }
 }
 
@@ -287,20 +334,6 @@ pub(crate) struct Fetch {
     /// Per requested key: whether its value arrived.
     pub found: Vec<bool>,
     pub failures: Vec<KeyFailure>,
-}
-
-/// After each fetch call: records the failure libmemcached logged in it, if any. libmemcached
-/// forgets a server that failed within a call that then returns another server's item, so
-/// failures are read off its error log after every call instead. Returns whether one was.
-#[inline]
-fn note_failure(pending: &mut Pending<'_>, failures: &mut Failures<'_>, found: &[bool]) -> bool {
-    match pending.new_failure() {
-        None => false,
-        Some((error, ended)) => {
-            failures.servers_failed(error, &ended, found);
-            true
-        }
-    }
 }
 
 /// Resets a handle's connections when dropped during a panic (see [`fetch`], [`fetch_one`]).

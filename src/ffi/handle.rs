@@ -359,6 +359,25 @@ impl Handle {
             .is_none_or(|request| request == current)
     }
 
+    /// The code of the newest error libmemcached recorded for server `i`.
+    pub(crate) fn server_error_code(&self, i: usize) -> ReturnCode {
+        // SAFETY: the instance is valid during the call.
+        ReturnCode::from_raw(unsafe { sys::memcached_server_error_return(self.instance(i as u32)) })
+    }
+
+    /// Whether server `i` has an open connection: `None` where that cannot be told (a unix
+    /// socket). libmemcached closes a connection when a read from it fails, and keeps it when
+    /// the server's replies end.
+    pub(crate) fn is_connected(&self, i: usize) -> Option<bool> {
+        let instance = self.instance(i as u32);
+        // SAFETY: the instance is valid during the call; both only read it (srcport asks the
+        // OS for the socket's local address).
+        unsafe {
+            let kind = CStr::from_ptr(sys::memcached_server_type(instance));
+            (kind.to_bytes() != b"SOCKET").then(|| sys::memcached_server_srcport(instance) != 0)
+        }
+    }
+
     /// Closes every connection; the next operation reconnects.
     pub(crate) fn quit(&self) {
         // SAFETY: the handle is valid.

@@ -6,18 +6,21 @@ use std::collections::HashMap;
 
 use libmemcached_sys as sys;
 
-use super::{Handle, Rc, ReturnCode};
+use super::{Handle, ReturnCode};
 use crate::error::{Error, KeyFailure};
 
-/// Which servers still owe replies, and the newest error libmemcached logged, to tell which
-/// servers failed during each fetch call. Checked after every call, so it stays cheap: one
-/// pointer compare, and a count per server.
+/// Which servers still owe replies, which ended in the last fetch call, and the failures
+/// libmemcached did not record on a server (it records most on the server's instance, where
+/// [`Handle::server_failed`] finds them at the end).
 pub(super) struct Pending<'a> {
-    pub(super) handle: &'a Handle,
-    pub(super) counts: Vec<u32>,
-    pub(super) last_error: usize,
-    /// The servers whose replies ended at the last check without a logged error.
-    pub(super) ended: Vec<usize>,
+    handle: &'a Handle,
+    counts: Vec<u32>,
+    /// The servers whose replies ended in the last fetch call.
+    ended: Vec<usize>,
+    /// Per server, a failure libmemcached did not record on it (allocated at the first).
+    errors: Vec<Option<Error>>,
+    /// A fetch call returned a failure.
+    troubled: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -25,60 +28,112 @@ impl<'a> Pending<'a> {
         let mut pending = Self {
             handle,
             counts: vec![0; handle.server_count()],
-            last_error: 0,
             ended: Vec::new(),
+            errors: Vec::new(),
+            troubled: false,
         };
-        pending.refresh(|_| {});
-        pending.last_error = handle.error_log_top();
+        pending.refresh();
+        pending.ended.clear();
         pending
     }
 
-    /// Updates the counts, calling `ended` for each server whose replies ended since the last.
-    pub(super) fn refresh(&mut self, mut ended: impl FnMut(usize)) {
+    /// Reads how many replies each server owes, noting those whose replies ended since.
+    #[inline]
+    pub(super) fn refresh(&mut self) {
+        self.ended.clear();
         for (i, owed) in self.counts.iter_mut().enumerate() {
             let count = self.handle.replies_owed(i);
             if *owed > 0 && count == 0 {
-                ended(i);
+                self.ended.push(i);
             }
             *owed = count;
         }
     }
 
-    /// If the last fetch call logged an error: the error, and the servers whose replies ended
-    /// in that call (the failed one among them; a server that ended normally in the same call
-    /// cannot be told apart, so its missing keys are reported too).
-    #[inline]
-    pub(super) fn new_failure(&mut self) -> Option<(Error, Vec<usize>)> {
-        // With one server there is nobody else to tell apart: counts are read when needed.
-        if self.counts.len() == 1 && self.handle.error_log_top() == self.last_error {
-            return None;
-        }
-        self.new_failure_among_servers()
+    /// Whether a server's replies ended in the last fetch call.
+    pub(super) fn changed(&self) -> bool {
+        !self.ended.is_empty()
     }
 
-    pub(super) fn new_failure_among_servers(&mut self) -> Option<(Error, Vec<usize>)> {
-        let logged = self.handle.error_log_top();
-        if logged == self.last_error {
-            let mut ended = std::mem::take(&mut self.ended);
-            ended.clear();
-            self.refresh(|i| ended.push(i));
-            self.ended = ended;
-            return None;
+    /// The last fetch call returned `code`, a failure: blames it on the servers whose
+    /// replies ended in that call without an error of their own (`error(server, suspects)`).
+    /// A fatal read closes its server's connection and a clean end keeps it, so when one of
+    /// them closed, those that kept theirs are cleared; when none did, a failure with this code
+    /// recorded on a server that ended in the call explains it. What is left (an error reply
+    /// such as `SERVER_ERROR`, which keeps the connection) is blamed on every suspect.
+    #[cold]
+    pub(super) fn unlogged_failure(
+        &mut self,
+        code: ReturnCode,
+        mut error: impl FnMut(usize, usize) -> Error,
+    ) {
+        self.troubled = true;
+        let handle = self.handle;
+        let mut suspects: Vec<(usize, Option<bool>)> = self
+            .ended
+            .iter()
+            .filter(|&&s| !handle.server_failed(s))
+            .map(|&s| (s, handle.is_connected(s)))
+            .collect();
+        if suspects
+            .iter()
+            .any(|&(_, connected)| connected == Some(false))
+        {
+            suspects.retain(|&(_, connected)| connected != Some(true));
+        } else if self
+            .ended
+            .iter()
+            .any(|&s| handle.server_failed(s) && handle.server_error_code(s) == code)
+        {
+            return;
         }
-        self.last_error = logged;
-        let mut ended = Vec::new();
-        self.refresh(|i| ended.push(i));
-        let code = self.handle.last_error();
-        (code != ReturnCode::Success)
-            .then(|| (self.handle.describe_error(Rc(code.to_raw()), None), ended))
+        for &(s, _) in &suspects {
+            let error = error(s, suspects.len());
+            self.record(s, error);
+        }
     }
 
-    /// The servers whose replies ended in the last fetch call (with one server, that one).
-    pub(super) fn ended(&self) -> Vec<usize> {
-        match self.counts.len() {
-            1 => vec![0],
-            _ => self.ended.clone(),
+    /// The multi-get is given up: every server still owing replies has failed.
+    #[cold]
+    pub(super) fn stalled(&mut self) {
+        for s in 0..self.counts.len() {
+            if self.counts[s] > 0 && !self.handle.server_failed(s) {
+                let error = Error::Memcached {
+                    code: ReturnCode::Timeout,
+                    message: "the server's replies did not end within the poll timeout".into(),
+                    server: self.handle.servers().get(s).cloned(),
+                };
+                self.record(s, error);
+            }
         }
+    }
+
+    /// After a troubled multi-get: a server whose connection closed although nothing was
+    /// recorded against it failed all the same (a read that failed closes it, a clean end
+    /// does not).
+    #[cold]
+    fn closed_without_error(&mut self) {
+        let handle = self.handle;
+        for s in 0..self.counts.len() {
+            let unexplained = self.errors.get(s).is_none_or(Option::is_none)
+                && !handle.server_failed(s)
+                && handle.is_connected(s) == Some(false);
+            if unexplained {
+                let error = Error::Memcached {
+                    code: ReturnCode::UnknownReadFailure,
+                    message: "the connection closed while reading the server's replies, with \
+                              no error recorded"
+                        .into(),
+                    server: handle.servers().get(s).cloned(),
+                };
+                self.record(s, error);
+            }
+        }
+    }
+
+    fn record(&mut self, server: usize, error: Error) {
+        self.errors.resize_with(self.counts.len(), || None);
+        self.errors[server].get_or_insert(error);
     }
 
     pub(super) fn is_idle(&self, server: usize) -> bool {
@@ -87,6 +142,16 @@ impl<'a> Pending<'a> {
 
     pub(super) fn all_idle(&self) -> bool {
         self.counts.iter().all(|&c| c == 0)
+    }
+
+    /// The failure of server `s` in this multi-get, if it failed: the error libmemcached
+    /// recorded on it in this request, or one it did not record.
+    fn take_failure(&mut self, s: usize) -> Option<Error> {
+        if self.handle.server_failed(s) {
+            let fallback = (ReturnCode::Failure, "the server failed");
+            return Some(self.handle.server_error(s, fallback));
+        }
+        self.errors.get_mut(s).and_then(Option::take)
     }
 }
 
@@ -286,32 +351,41 @@ impl<'a> Failures<'a> {
             .collect()
     }
 
-    /// Records that `error` cost the keys on `servers` that were not found.
-    pub(super) fn push(&mut self, error: Error, servers: &[usize], found: &[bool]) {
-        let keys = self.keys_of(servers, Some(found));
-        if !keys.is_empty() {
-            self.failures.push(KeyFailure { error, keys });
+    /// Ends the accounting of a multi-get: every key not found and not reported yet is on a
+    /// server whose replies ended cleanly (a miss), or is reported with its own server's
+    /// failure. A server that failed loses the values it sent too, since its stream may have
+    /// made them wrong (unless replicas serve keys from other servers). Servers the mget never
+    /// reached (`unreached`) lose only the keys no replica served. Returns whether anything
+    /// failed.
+    pub(super) fn settle(
+        &mut self,
+        pending: &mut Pending<'_>,
+        unreached: Vec<(usize, Error)>,
+        found: &[bool],
+    ) -> bool {
+        let handle = self.handle;
+        if pending.troubled {
+            pending.closed_without_error();
         }
+        let failed: Vec<(usize, Error)> = (0..handle.server_count())
+            .filter_map(|s| pending.take_failure(s).map(|e| (s, e)))
+            .collect();
+        if failed.is_empty() && unreached.is_empty() {
+            return !self.failures.is_empty();
+        }
+        let replicas = handle.behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) > 0;
+        for (s, error) in failed {
+            let keys = self.keys_of(&[s], replicas.then_some(found));
+            self.push(error, keys);
+        }
+        for (s, error) in unreached {
+            let keys = self.keys_of(&[s], Some(found));
+            self.push(error, keys);
+        }
+        !self.failures.is_empty()
     }
 
-    /// `error` happened while the servers `suspects` ended their replies: their keys that did
-    /// not arrive are lost, and every key of the server the error names, since the values it
-    /// sent before breaking off cannot be trusted.
-    pub(super) fn servers_failed(&mut self, error: Error, suspects: &[usize], found: &[bool]) {
-        let named = error
-            .server()
-            .and_then(|named| self.handle.servers().iter().position(|s| s == named));
-        let mut blamed = suspects.to_vec();
-        blamed.extend(named.filter(|n| !suspects.contains(n)));
-        if blamed.is_empty() {
-            // Nobody to blame: every key not found is in doubt.
-            blamed = (0..self.handle.server_count()).collect();
-        }
-        let mut keys = match named {
-            Some(named) => self.keys_of(&[named], None),
-            None => Vec::new(),
-        };
-        keys.extend(self.keys_of(&blamed, Some(found)));
+    fn push(&mut self, error: Error, keys: Vec<Vec<u8>>) {
         if !keys.is_empty() {
             self.failures.push(KeyFailure { error, keys });
         }
