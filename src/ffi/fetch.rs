@@ -90,7 +90,7 @@ pub(crate) fn fetch(
             let (key, item) = match unsafe { result.item() } {
                 Ok(item) => item,
                 Err(malformed) => {
-                    failures.stray(malformed_error(malformed, None));
+                    pending.stray(|s, n| malformed_error(malformed, handle.server(s, n)));
                     continue;
                 }
             };
@@ -99,11 +99,10 @@ pub(crate) fn fetch(
             let Some(i) = accepted else {
                 // A key nobody asked for, a second reply for one, or replies in another order
                 // than asked: the stream is out of step.
-                let error = match asked {
-                    Some(_) => out_of_order_error(key),
-                    None => stray_error(key, None),
-                };
-                failures.stray(error);
+                pending.stray(|s, n| match asked {
+                    Some(_) => out_of_order_error(key, handle.server(s, n)),
+                    None => stray_error(key, handle.server(s, n)),
+                });
                 continue;
             };
             found[i] = true;
@@ -250,9 +249,11 @@ fn read_one<T>(
                     value = Some(each(item));
                     continue;
                 }
-                _ => stray_error(got, handle.server_for_key(key).ok()),
+                _ => stray_error(got, handle.server(handle.server_index(key), 1)),
             },
-            Err(malformed) => malformed_error(malformed, handle.server_for_key(key).ok()),
+            Err(malformed) => {
+                malformed_error(malformed, handle.server(handle.server_index(key), 1))
+            }
         };
         handle.reset_connections(&error.kind());
         return Err(error);
@@ -294,7 +295,7 @@ fn unlogged_error(handle: &Handle, rc: Rc, server: usize, suspects: usize) -> Er
 
 /// The error for a reply that names a key that was not requested (or not then).
 #[cold]
-fn stray_error(key: &[u8], server: Option<crate::server::Address>) -> Error {
+fn stray_error(key: &[u8], server: Option<Suspect>) -> Error {
     malformed_error(
         &format!(
             "a reply for {}, which was not requested (or not then)",
@@ -307,7 +308,7 @@ fn stray_error(key: &[u8], server: Option<crate::server::Address>) -> Error {
 /// The error for a reply for a key that was asked, but that came before keys asked earlier
 /// from its server.
 #[cold]
-fn out_of_order_error(key: &[u8]) -> Error {
+fn out_of_order_error(key: &[u8], server: Option<Suspect>) -> Error {
     malformed_error(
         &format!(
             "a reply for {}, which was not requested (or not then): it came out of the order the \
@@ -315,17 +316,48 @@ fn out_of_order_error(key: &[u8]) -> Error {
              server is a proxy, see ClientBuilder::proxy)",
             crate::key::display(key)
         ),
-        None,
+        server,
     )
 }
 
 /// The error for a reply that cannot be a value, or not one that was asked for.
 #[cold]
-fn malformed_error(what: &str, server: Option<crate::server::Address>) -> Error {
+fn malformed_error(what: &str, server: Option<Suspect>) -> Error {
+    let (server, message) = match server {
+        Some(Suspect {
+            server,
+            alone: false,
+        }) => (
+            Some(server),
+            format!(
+                "{what}, from this server or another answering the same multi-get (libmemcached \
+                 does not say which)"
+            ),
+        ),
+        Some(Suspect { server, .. }) => (Some(server), what.to_owned()),
+        None => (None, what.to_owned()),
+    };
     Error::Memcached {
         code: ReturnCode::ProtocolError,
-        message: what.to_owned(),
+        message,
         server,
+    }
+}
+
+/// The server an error is blamed on, and whether it is the only suspect.
+struct Suspect {
+    server: crate::server::Address,
+    alone: bool,
+}
+
+impl Handle {
+    /// Server `s` as one of `suspects` servers that may have sent a reply.
+    fn server(&self, s: usize, suspects: usize) -> Option<Suspect> {
+        let server = self.servers().get(s).cloned()?;
+        Some(Suspect {
+            server,
+            alone: suspects == 1,
+        })
     }
 }
 

@@ -93,6 +93,21 @@ impl<'a> Pending<'a> {
         }
     }
 
+    /// A reply for a key that was not requested (or not then), or one that cannot be a value,
+    /// came in the last fetch call. libmemcached does not say which server sent it, and a
+    /// server that names other keys may have done so before without being caught (a reply
+    /// under another requested key), so nothing read in this multi-get can be trusted: every
+    /// server fails with `error(server, servers)`, each naming itself.
+    #[cold]
+    pub(super) fn stray(&mut self, mut error: impl FnMut(usize, usize) -> Error) {
+        self.troubled = true;
+        let servers = self.counts.len();
+        for s in 0..servers {
+            let error = error(s, servers);
+            self.record(s, error);
+        }
+    }
+
     /// The multi-get is given up: every server still owing replies has failed.
     #[cold]
     pub(super) fn stalled(&mut self) {
@@ -404,15 +419,6 @@ impl<'a> Failures<'a> {
             }
         }
         keys
-    }
-
-    /// A reply for a key that was not requested (or not then), or one that cannot be a value:
-    /// report it with every key not yet reported, since libmemcached does not say which server
-    /// sent it, so nothing read in this call can be trusted.
-    pub(super) fn stray(&mut self, error: Error) {
-        let all: Vec<usize> = (0..self.handle.server_count()).collect();
-        let keys = self.keys_of(&all, None);
-        self.failures.push(KeyFailure { error, keys });
     }
 
     pub(super) fn server_indexes(&mut self) -> &[usize] {

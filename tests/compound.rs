@@ -1,0 +1,477 @@
+//! The compound fault matrix: two of three servers behind misbehaving [`FaultProxy`]s at once,
+//! every pair of faults (pass included), both protocols, for `get_multi`, its partial and
+//! streaming forms, `AsyncClient`'s merged gets, and the multi-key writes.
+//!
+//! Each key must come back as the truth: a value only its own, a miss only for a key that is
+//! not there, a failure only with the error of the server that holds the key; never silence (a
+//! key in none of these), and never a write reported done that the server does not hold. Keys
+//! of the healthy third server must come back found.
+//!
+//! `cargo test --all-features --test compound` runs a fixed sample of pairs; `-- --ignored`
+//! runs every pair and prints the counts (`--nocapture`). Needs the `async` feature, for the
+//! merged gets (CI runs `cargo test --all-features`).
+#![cfg(feature = "async")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libmemcached::testing::{Fault, FaultProxy, Memcached};
+use libmemcached::{AsyncClient, Behavior, Client, Error, Partial};
+
+/// The client's poll timeout: what one wait for a silent server may cost.
+const POLL: Duration = Duration::from_millis(300);
+/// Keys per call, about a third on each server.
+const KEYS: usize = 36;
+
+/// A fault and its name in the report.
+type Named = (&'static str, Fault);
+
+fn faults() -> Vec<Named> {
+    vec![
+        ("pass", Fault::Pass),
+        ("blackhole", Fault::Blackhole),
+        ("reset", Fault::Reset),
+        ("truncate", Fault::Truncate),
+        ("garbage", Fault::Garbage),
+        ("wrong key", Fault::WrongKey),
+        ("length +3", Fault::LyingLength(3)),
+        ("length -3", Fault::LyingLength(-3)),
+        ("long line", Fault::LongLine),
+        ("delay 1s", Fault::Delay(Duration::from_secs(1))),
+    ]
+}
+
+/// Every unordered pair of faults, each fault with itself too.
+fn pairs() -> Vec<(Named, Named)> {
+    let faults = faults();
+    let mut pairs = Vec::new();
+    for i in 0..faults.len() {
+        for j in i..faults.len() {
+            pairs.push((faults[i], faults[j]));
+        }
+    }
+    pairs
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    GetMulti,
+    GetMultiPartial,
+    GetMultiEach,
+    AsyncGets,
+    SetMulti,
+    DeleteMulti,
+}
+
+const OPS: [Op; 6] = [
+    Op::GetMulti,
+    Op::GetMultiPartial,
+    Op::GetMultiEach,
+    Op::AsyncGets,
+    Op::SetMulti,
+    Op::DeleteMulti,
+];
+
+/// What the cells found, summed.
+#[derive(Default, Debug)]
+struct Counts {
+    cells: usize,
+    keys: usize,
+    found: usize,
+    misses: usize,
+    failed: usize,
+    silent: usize,
+    misattributed: usize,
+    wrong_values: usize,
+    false_misses: usize,
+    false_successes: usize,
+    healthy_failed: usize,
+}
+
+impl Counts {
+    fn bad(&self) -> usize {
+        self.silent
+            + self.misattributed
+            + self.wrong_values
+            + self.false_misses
+            + self.false_successes
+            + self.healthy_failed
+    }
+}
+
+/// Three memcached servers, each behind its own fault proxy.
+struct Cluster {
+    servers: Vec<Memcached>,
+    proxies: Vec<FaultProxy>,
+    specs: Vec<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start().unwrap()).collect();
+        let proxies: Vec<FaultProxy> = servers
+            .iter()
+            .map(|s| FaultProxy::start(s.spec()).unwrap())
+            .collect();
+        let specs = proxies.iter().map(FaultProxy::spec).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Cluster {
+            servers,
+            proxies,
+            specs,
+            runtime,
+        }
+    }
+
+    fn client(&self, binary: bool) -> Client {
+        Client::builder()
+            .servers(&self.specs)
+            .unwrap()
+            .binary(binary)
+            .behavior(Behavior::PollTimeout(POLL))
+            .behavior(Behavior::RetryTimeout(Duration::ZERO))
+            .build()
+            .unwrap()
+    }
+
+    /// The memcached server behind the proxy `spec`.
+    fn upstream(&self, spec: &str) -> String {
+        let i = self.specs.iter().position(|s| s == spec).unwrap();
+        self.servers[i].spec()
+    }
+
+    /// Runs one cell: `faults` on the first two servers, the third healthy.
+    fn cell(&self, binary: bool, op: Op, faults: [Fault; 2], counts: &mut Counts) -> Vec<String> {
+        let mc = self.client(binary);
+        let keys = common::spread_keys(&mc, "compound", KEYS, &self.specs, 4);
+        let holder: Vec<String> = keys
+            .iter()
+            .map(|k| mc.server_for_key(k).unwrap().to_string())
+            .collect();
+        // A third of the keys are absent; the others hold a value naming their key. They are
+        // absent in pairs that differ in the last byte's lowest bit, the names `WrongKey`
+        // trades: a server that answers for an absent key under the name of a present one it
+        // was also asked (`VALUE k1` for `k0`, when `k1` is absent) tells a lie that no client
+        // can catch, since the reply is one it could have given.
+        let present = |i: usize| (i / 2) % 3 != 0;
+        for (i, key) in keys.iter().enumerate() {
+            let upstream = self.upstream(&holder[i]);
+            if present(i) {
+                common::raw_set(&upstream, key, 0, value_of(key).as_bytes());
+            }
+        }
+        for (proxy, fault) in self.proxies.iter().zip(faults) {
+            proxy.set_fault(fault);
+        }
+        // The third server, and either of the others whose fault is `Pass`.
+        let fault_of = |spec: &str| match self.specs.iter().position(|s| s == spec) {
+            Some(i) if i < 2 => faults[i],
+            _ => Fault::Pass,
+        };
+        let healthy = |spec: &str| fault_of(spec) == Fault::Pass;
+        let mut problems = Vec::new();
+        match op {
+            Op::GetMulti | Op::GetMultiPartial | Op::GetMultiEach | Op::AsyncGets => {
+                let outcome = self.read(&mc, op, &keys);
+                for (i, key) in keys.iter().enumerate() {
+                    counts.keys += 1;
+                    let (server, fault) = (&holder[i], fault_of(&holder[i]));
+                    let what = match &outcome[i] {
+                        Read::Value(v) if *v == value_of(key) && present(i) => {
+                            counts.found += 1;
+                            continue;
+                        }
+                        Read::Value(v) => {
+                            counts.wrong_values += 1;
+                            format!("the value {v:?}")
+                        }
+                        // A miss is true only if the key is absent and its server said so.
+                        Read::Miss if !present(i) && says_end(fault) => {
+                            counts.misses += 1;
+                            continue;
+                        }
+                        Read::Miss => {
+                            counts.false_misses += 1;
+                            "a miss".to_string()
+                        }
+                        // The strict form names only the failed keys.
+                        Read::Unnamed if healthy(server) || (!present(i) && says_end(fault)) => {
+                            counts.misses += 1;
+                            continue;
+                        }
+                        Read::Unnamed => {
+                            counts.silent += 1;
+                            "not named by the error".to_string()
+                        }
+                        Read::Silent => {
+                            counts.silent += 1;
+                            "an error naming no server".to_string()
+                        }
+                        Read::Failed(named, _) if named == server && !healthy(server) => {
+                            counts.failed += 1;
+                            continue;
+                        }
+                        // A reply for a key not asked of its server fails every server's keys,
+                        // each under its own server: libmemcached does not say who sent it.
+                        Read::Failed(named, why) if named == server && why.contains(STRAY) => {
+                            counts.failed += 1;
+                            continue;
+                        }
+                        Read::Failed(named, _) if named == server => {
+                            counts.healthy_failed += 1;
+                            "a failure of its healthy server".to_string()
+                        }
+                        Read::Failed(named, _) => {
+                            counts.misattributed += 1;
+                            format!("a failure naming {named}")
+                        }
+                    };
+                    problems.push(format!("{key} on {server} ({fault:?}): {what}"));
+                }
+            }
+            Op::SetMulti | Op::DeleteMulti => {
+                let items: Vec<(&str, String)> = keys
+                    .iter()
+                    .map(|k| (k.as_str(), format!("new:{k}")))
+                    .collect();
+                let partial: Partial<Vec<&str>> = match op {
+                    Op::SetMulti => mc.set_multi_partial(items.iter().map(|(k, v)| (*k, v)), 0),
+                    _ => mc.delete_multi_partial(keys.iter().map(String::as_str)),
+                }
+                .unwrap();
+                let failed = failed_keys(&partial.failures);
+                for (proxy, _) in self.proxies.iter().zip(faults) {
+                    proxy.set_fault(Fault::Pass);
+                }
+                for (i, key) in keys.iter().enumerate() {
+                    counts.keys += 1;
+                    let stored = common::raw_get(&self.upstream(&holder[i]), key).map(|(_, v)| v);
+                    if let Some((server, _)) = failed.get(key.as_bytes()) {
+                        if *server != holder[i] {
+                            counts.misattributed += 1;
+                            problems
+                                .push(format!("{key} on {}: failure names {server}", holder[i]));
+                        } else if healthy(&holder[i]) {
+                            counts.healthy_failed += 1;
+                            problems.push(format!("{key}: failed on the healthy server"));
+                        } else {
+                            counts.failed += 1;
+                        }
+                        continue;
+                    }
+                    let not_done = partial.ok.contains(&key.as_str());
+                    let truth = match op {
+                        Op::SetMulti => stored.as_deref() == Some(format!("new:{key}").as_bytes()),
+                        // Deleting an absent key is reported as not done.
+                        _ => stored.is_none(),
+                    };
+                    match (not_done, truth) {
+                        (false, true) => counts.found += 1,
+                        (true, _) if op == Op::DeleteMulti && !present(i) => counts.misses += 1,
+                        (false, false) => {
+                            counts.false_successes += 1;
+                            problems.push(format!("{key} on {}: reported done, is not", holder[i]));
+                        }
+                        (true, _) => {
+                            counts.false_misses += 1;
+                            problems.push(format!("{key} on {}: reported not done", holder[i]));
+                        }
+                    }
+                }
+            }
+        }
+        for proxy in &self.proxies {
+            proxy.set_fault(Fault::Pass);
+        }
+        counts.cells += 1;
+        problems
+    }
+
+    /// What one read operation made of each key.
+    fn read(&self, mc: &Client, op: Op, keys: &[String]) -> Vec<Read> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (values, failures): (HashMap<String, String>, Vec<libmemcached::KeyFailure>) = match op
+        {
+            Op::GetMulti => match mc.get_multi::<_, String>(refs.iter().copied()) {
+                Ok(found) => (owned(found), Vec::new()),
+                Err(Error::Multi { failures }) => (HashMap::new(), failures),
+                Err(other) => panic!("get_multi: {other:?}"),
+            },
+            Op::GetMultiPartial => {
+                let partial = mc
+                    .get_multi_partial::<_, String>(refs.iter().copied())
+                    .unwrap();
+                (owned(partial.ok), partial.failures)
+            }
+            Op::GetMultiEach => {
+                let mut found = HashMap::new();
+                let failures = match mc.get_multi_each(refs.iter().copied(), |item| {
+                    let key = String::from_utf8(item.key().to_vec()).unwrap();
+                    found.insert(key, String::from_utf8_lossy(item.value()).into_owned());
+                }) {
+                    Ok(()) => Vec::new(),
+                    Err(Error::Multi { failures }) => failures,
+                    Err(other) => panic!("get_multi_each: {other:?}"),
+                };
+                // A failed key's value may have been handed over before its server broke
+                // off: what counts is that the key is reported failed.
+                for key in failures.iter().flat_map(|f| &f.keys) {
+                    found.remove(std::str::from_utf8(key).unwrap());
+                }
+                (found, failures)
+            }
+            Op::AsyncGets => return self.async_reads(mc, keys),
+            _ => unreachable!(),
+        };
+        let failed = failed_keys(&failures);
+        keys.iter()
+            .map(|k| match (values.get(k), failed.get(k.as_bytes())) {
+                (Some(v), None) => Read::Value(v.clone()),
+                (None, Some((server, why))) => Read::Failed(server.clone(), why.clone()),
+                (None, None) if matches!(op, Op::GetMulti) && !failures.is_empty() => Read::Unnamed,
+                (None, None) => Read::Miss,
+                (Some(v), Some(_)) => Read::Value(format!("{v} (and failed)")),
+            })
+            .collect()
+    }
+
+    /// Concurrent gets of every key through one worker, so that they merge into multi-gets.
+    fn async_reads(&self, mc: &Client, keys: &[String]) -> Vec<Read> {
+        let client = AsyncClient::builder(mc.try_clone().unwrap())
+            .workers(1)
+            .build()
+            .unwrap();
+        let results = self.runtime.block_on(async {
+            let calls: Vec<_> = keys.iter().map(|k| client.get::<String>(k)).collect();
+            futures_join_all(calls).await
+        });
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(Some(v)) => Read::Value(v),
+                Ok(None) => Read::Miss,
+                Err(e) => match e.server() {
+                    Some(server) => Read::Failed(server.to_string(), e.to_string()),
+                    None => Read::Silent,
+                },
+            })
+            .collect()
+    }
+}
+
+/// Awaits every future, in order.
+async fn futures_join_all<F: std::future::Future>(calls: Vec<F>) -> Vec<F::Output> {
+    let handles: Vec<_> = calls.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for call in handles {
+        out.push(call.await);
+    }
+    out
+}
+
+enum Read {
+    Value(String),
+    Miss,
+    /// The server the failure names, and the error.
+    Failed(String, String),
+    /// Not among the failures of a strict multi-get's error (which returns no values).
+    Unnamed,
+    /// An error that names no server.
+    Silent,
+}
+
+/// Whether a server behind this fault can end a reply cleanly (passing its `END` on).
+fn says_end(fault: Fault) -> bool {
+    matches!(fault, Fault::Pass | Fault::WrongKey | Fault::LyingLength(_))
+}
+
+fn value_of(key: &str) -> String {
+    format!("value of {key}")
+}
+
+fn owned<K: AsRef<str>>(map: HashMap<K, String>) -> HashMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| (k.as_ref().to_string(), v))
+        .collect()
+}
+
+/// Each failed key, the server its failure names and the error.
+fn failed_keys(failures: &[libmemcached::KeyFailure]) -> HashMap<Vec<u8>, (String, String)> {
+    failures
+        .iter()
+        .flat_map(|f| {
+            let server = f.error.server().map(|s| s.to_string()).unwrap_or_default();
+            let why = f.error.to_string();
+            f.keys
+                .iter()
+                .map(move |k| (k.clone(), (server.clone(), why.clone())))
+        })
+        .collect()
+}
+
+/// What an error says of a reply that no server can be blamed for alone.
+const STRAY: &str = "libmemcached does not say which";
+
+fn run(pairs: &[(Named, Named)]) -> Counts {
+    let cluster = Cluster::start();
+    let mut counts = Counts::default();
+    let mut problems = Vec::new();
+    for &((name_a, a), (name_b, b)) in pairs {
+        for binary in [false, true] {
+            let protocol = if binary { "binary" } else { "ascii" };
+            for op in OPS {
+                for problem in cluster.cell(binary, op, [a, b], &mut counts) {
+                    problems.push(format!("{protocol} {op:?} [{name_a}, {name_b}]: {problem}"));
+                }
+            }
+        }
+    }
+    eprintln!("{counts:?}");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(counts.bad(), 0);
+    counts
+}
+
+/// A fixed sample of the pairs: each fault at least once, with another fault and with pass.
+#[test]
+fn compound_faults_sample() {
+    let all = pairs();
+    let sample: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|((a, _), (b, _))| {
+            matches!(
+                (*a, *b),
+                ("pass", "pass")
+                    | ("pass", "long line")
+                    | ("blackhole", "reset")
+                    | ("reset", "long line")
+                    | ("truncate", "garbage")
+                    | ("wrong key", "length -3")
+                    | ("length +3", "delay 1s")
+                    | ("garbage", "wrong key")
+            )
+        })
+        .collect();
+    assert_eq!(sample.len(), 8);
+    run(&sample);
+}
+
+/// Every pair of faults.
+#[test]
+#[ignore = "every pair: about a minute"]
+fn compound_faults_every_pair() {
+    let counts = run(&pairs());
+    assert_eq!(counts.cells, pairs().len() * 2 * OPS.len());
+}
