@@ -104,6 +104,7 @@ impl Client {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
         precheck_config(config).map_err(|why| invalid(why.into()))?;
+        check_config_numbers(config).map_err(invalid)?;
         ffi::check_configuration(config).map_err(|message| invalid(clean_message(&message)))?;
         let client = Client::from_handle(Handle::from_config(config)?);
         // libmemcached builds the ring as each server comes and keeps it when a later option
@@ -415,6 +416,50 @@ fn precheck_config(config: &str) -> std::result::Result<(), &'static str> {
             "a consistent distribution takes at most 100 servers (MAX_CONSISTENT_SERVERS); \
              libmemcached aborts beyond",
         );
+    }
+    Ok(())
+}
+
+/// Refuses the numbers in a configuration string that `.servers()` and the typed behaviors
+/// refuse, with the same errors: libmemcached's parser takes a port modulo 65536 and a
+/// timeout modulo 2^32 where they would be refused. Options are matched as libmemcached
+/// matches them (case aside); what it does not parse is left to its own check.
+fn check_config_numbers(config: &str) -> std::result::Result<(), String> {
+    const NUMBERS: [(&str, &str); 11] = [
+        ("--connect-timeout", "connect_timeout"),
+        ("--poll-timeout", "_poll_timeout"),
+        ("--rcv-timeout", "receive_timeout"),
+        ("--snd-timeout", "send_timeout"),
+        ("--retry-timeout", "retry_timeout"),
+        ("--io-bytes-watermark", "_io_bytes_watermark"),
+        ("--io-key-prefetch", "_io_key_prefetch"),
+        ("--io-msg-watermark", "_io_msg_watermark"),
+        ("--number-of-replicas", "num_replicas"),
+        ("--socket-recv-size", "_socket_recv_size"),
+        ("--socket-send-size", "_socket_send_size"),
+    ];
+    for word in config.split_whitespace() {
+        let Some((option, value)) = word.split_once('=') else {
+            continue;
+        };
+        let option = option.to_ascii_lowercase();
+        if option == "--server" {
+            // host:port, [v6]:port, each optionally followed by /?weight.
+            let address = value.split('/').next().unwrap_or_default();
+            let port = match address.strip_prefix('[') {
+                Some(v6) => v6.split_once("]:").map(|(_, port)| port),
+                None => address.rsplit_once(':').map(|(_, port)| port),
+            };
+            if let Some(port) = port.filter(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+                crate::server::parse_port(port).map_err(|why| format!("{word}: {why}"))?;
+            }
+        } else if let Some((_, name)) = NUMBERS.iter().find(|(o, _)| *o == option) {
+            if value.bytes().all(|b| b.is_ascii_digit()) {
+                Behavior::from_name(name, value)
+                    .and_then(|behavior| behavior.to_raw())
+                    .map_err(|err| format!("{word}: {err}"))?;
+            }
+        }
     }
     Ok(())
 }

@@ -269,7 +269,7 @@ fn unix_address(path: &str) -> std::result::Result<Address, String> {
     Ok(Address::new(Transport::Unix, path, 0))
 }
 
-fn parse_port(port: &str) -> std::result::Result<u16, String> {
+pub(crate) fn parse_port(port: &str) -> std::result::Result<u16, String> {
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(format!("bad port {port:?} (expected 1 to 65535)")),
         Ok(port) => Ok(port),

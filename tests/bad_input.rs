@@ -624,6 +624,52 @@ fn a_valid_config_string_works() {
     }
 }
 
+/// A configuration string refuses the numbers `.servers()` and the typed behaviors refuse, with
+/// the same errors, where libmemcached would keep them modulo 2^16 or 2^32.
+#[test]
+fn config_numbers_are_checked_as_servers_and_behaviors_check_them() {
+    let server = common::own_server();
+    let port = server.port().unwrap();
+    let builder_error = Client::builder()
+        .servers(["127.0.0.1:99999"])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(builder_error.contains("bad port"), "{builder_error}");
+    for spec in [
+        "127.0.0.1:99999",
+        "127.0.0.1:0",
+        "[::1]:70000",
+        "127.0.0.1:99999/?2",
+    ] {
+        assert_bad_config(&format!("--SERVER={spec}"), "bad port");
+    }
+    let typed = Behavior::PollTimeout(Duration::from_millis(99_999_999_999_999))
+        .raw_value()
+        .unwrap_err()
+        .to_string();
+    assert!(typed.contains("too long"), "{typed}");
+    for option in [
+        "--POLL-TIMEOUT=99999999999999",
+        "--CONNECT-TIMEOUT=4294967297",
+        "--RCV-TIMEOUT=3000000000",
+        "--retry-timeout=99999999999",
+    ] {
+        assert_bad_config(&format!("--SERVER=127.0.0.1:{port} {option}"), "too long");
+    }
+    assert_bad_config(
+        &format!("--SERVER=127.0.0.1:{port} --SOCKET-SEND-SIZE=4294967296"),
+        "too large",
+    );
+    // What fits is kept as given.
+    let mc =
+        Client::from_config(&format!("--SERVER=127.0.0.1:{port} --POLL-TIMEOUT=2500")).unwrap();
+    assert_eq!(
+        mc.behavior_by_name("_poll_timeout").unwrap().to_string(),
+        "2500"
+    );
+}
+
 #[test]
 fn bad_config_strings_are_refused_readably() {
     let server = common::own_server();
