@@ -18,8 +18,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-// The safe `libmemcached` crate relies on 1.1 behaviour; the 1.0 series is not supported.
+// The safe `libmemcached` crate reads private layouts of the 1.1 series, so it takes 1.1.x
+// only: older and newer series are refused here, and at run time a library other than the one
+// these headers describe.
 const MIN_VERSION: &str = "1.1.0";
+const BELOW_VERSION: &str = "1.2";
+const SERIES: &str = "1.1.";
 const INSTALL_HINT: &str =
     "On Debian or Ubuntu: sudo apt-get install libmemcached-dev pkg-config libclang-dev clang";
 // Bindings are generated for the crates' declared MSRV, so that every compiler from it on writes
@@ -66,12 +70,13 @@ fn find_library() -> Vec<PathBuf> {
         return vec![PathBuf::from(include)];
     }
     match pkg_config::Config::new()
-        .atleast_version(MIN_VERSION)
+        .range_version(MIN_VERSION..BELOW_VERSION)
         .probe("libmemcached")
     {
         Ok(library) => library.include_paths,
         Err(err) => fail(&format!(
-            "libmemcached >= {MIN_VERSION} was not found by pkg-config: {err}"
+            "libmemcached {SERIES}x (>= {MIN_VERSION}, < {BELOW_VERSION}) was not found by \
+             pkg-config: {err}"
         )),
     }
 }
@@ -89,6 +94,12 @@ fn export_metadata(configure_h: &Path, include_paths: &[PathBuf]) {
     };
     let version = define("LIBMEMCACHED_VERSION_STRING")
         .unwrap_or_else(|| fail("configure.h has no LIBMEMCACHED_VERSION_STRING"));
+    if !version.starts_with(SERIES) {
+        fail(&format!(
+            "libmemcached {version} found in {}: this crate takes {SERIES}x only",
+            configure_h.display()
+        ));
+    }
     let sasl = define("LIBMEMCACHED_WITH_SASL_SUPPORT").is_some_and(|v| v != "0");
     println!("cargo:version={version}");
     println!(

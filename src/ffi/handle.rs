@@ -57,6 +57,12 @@ impl Handle {
     /// Takes ownership of a handle from `memcached_create`, `memcached()` or `memcached_clone`.
     fn own(raw: *mut sys::memcached_st, what: &str) -> Result<Handle> {
         let raw = NonNull::new(raw).ok_or_else(|| allocation_failed(what))?;
+        if let Err(error) = super::check_library() {
+            // SAFETY: the handle was just created and is not used elsewhere; freeing it touches
+            // no private field.
+            unsafe { sys::memcached_free(raw.as_ptr()) };
+            return Err(error);
+        }
         let handle = Handle {
             raw,
             facts: Cell::default(),
@@ -260,8 +266,14 @@ impl Handle {
         unsafe { sys::memcached_server_count(self.as_ptr()) }
     }
 
-    /// The instance of server `i` (below the server count).
+    /// The instance of server `i`. libmemcached does not check the position, so this does.
+    ///
+    /// # Panics
+    ///
+    /// If there is no server `i` (a bug in the crate, never an input).
     pub(super) fn instance(&self, i: u32) -> *const sys::memcached_instance_st {
+        let count = self.instance_count();
+        assert!(i < count, "server {i} of {count}");
         // SAFETY: `i` is below the server count, so the instance exists.
         unsafe { sys::memcached_server_instance_by_position(self.as_ptr(), i) }
     }

@@ -213,3 +213,102 @@ pub(crate) fn hash_available(hash: Hash) -> bool {
         })
         .contains(&hash)
 }
+
+/// Self-checks of every private field the crate touches, against the library it runs on: each
+/// fails if the layout the code assumes is not the one libmemcached uses.
+#[cfg(test)]
+mod layout_checks {
+    use std::mem::MaybeUninit;
+
+    use libmemcached_sys as sys;
+
+    use super::super::{Handle, Rc};
+    use super::{NOT_FILLED, arm_fetch, result_item};
+    use crate::server::ServerSpec;
+
+    /// A result libmemcached filled through its public setters, read through the fields.
+    #[test]
+    fn result_fields_are_where_libmemcached_keeps_them() {
+        let handle = Handle::new().unwrap();
+        let mut storage = Box::new(MaybeUninit::<sys::memcached_result_st>::uninit());
+        // SAFETY: the storage is boxed and outlives every use below; the result is freed at
+        // the end; every call gets the initialised struct.
+        unsafe {
+            let result = sys::memcached_result_create(handle.as_ptr(), storage.as_mut_ptr());
+            assert!(!result.is_null());
+            arm_fetch(result);
+            assert_eq!(sys::memcached_result_key_length(result), NOT_FILLED);
+            assert_eq!((*result).count, 1);
+            assert!(
+                result_item(&storage).is_err(),
+                "an armed result is not an item"
+            );
+            let value = b"a value of some length";
+            let rc = sys::memcached_result_set_value(result, value.as_ptr().cast(), value.len());
+            assert_eq!(rc, sys::MEMCACHED_SUCCESS);
+            sys::memcached_result_set_flags(result, 0xBEEF);
+            (*result).key_length = 3;
+            (&mut (*result).item_key)[..3].copy_from_slice(&[b'k' as _; 3]);
+            let (key, read, flags) = result_item(&storage).unwrap();
+            assert_eq!(key, b"kkk");
+            assert_eq!(sys::memcached_result_key_length(result), 3);
+            assert_eq!(read, value);
+            assert_eq!(read.len(), sys::memcached_result_length(result));
+            assert_eq!(read.as_ptr(), sys::memcached_result_value(result).cast());
+            assert_eq!(flags, sys::memcached_result_flags(result));
+            assert_eq!((*result).item_cas, sys::memcached_result_cas(result));
+            sys::memcached_result_free(result);
+        }
+    }
+
+    /// The error log's head moves when an error is recorded, and a server's error record
+    /// carries the handle and the request it was recorded in.
+    #[test]
+    fn error_records_are_read_as_libmemcached_writes_them() {
+        let handle = Handle::new().unwrap();
+        assert_eq!(handle.error_log_top(), 0);
+        // A port nothing listens on (refused at once): the version request fails there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let spec: ServerSpec = format!("127.0.0.1:{closed}").parse().unwrap();
+        assert_eq!(handle.add_server(&spec).unwrap(), Rc::SUCCESS);
+        // SAFETY: the handle is valid.
+        let rc = Rc(unsafe { sys::memcached_version(handle.as_ptr()) });
+        assert_ne!(rc, Rc::SUCCESS);
+        assert_ne!(handle.error_log_top(), 0, "the failure is logged");
+        let instance = handle.instance(0);
+        // SAFETY: the handle is valid; both only read.
+        let (code, request) = unsafe {
+            (
+                sys::memcached_server_error_return(instance),
+                sys::memcached_query_id(handle.as_ptr()),
+            )
+        };
+        assert_ne!(code, sys::MEMCACHED_SUCCESS);
+        assert_eq!(handle.error_request(instance, code), Some(request));
+        assert!(handle.server_failed(0));
+    }
+
+    /// The ketama weighting flag and the socket sizes are the fields behaviors set.
+    #[test]
+    fn behavior_fields_are_where_libmemcached_keeps_them() {
+        let handle = Handle::new().unwrap();
+        // SAFETY: the handle is valid and used by this thread alone; plain fields are read.
+        let weighted = |h: &Handle| unsafe { (*h.as_ptr()).ketama.weighted_ };
+        assert!(!weighted(&handle));
+        let rc = handle.set_behavior(sys::MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+        assert_eq!(rc, Rc::SUCCESS);
+        assert!(weighted(&handle));
+        // -1: unset, the OS's size.
+        assert_eq!(handle.socket_sizes(), (-1, -1));
+        for (flag, size) in [
+            (sys::MEMCACHED_BEHAVIOR_SOCKET_SEND_SIZE, 12_345),
+            (sys::MEMCACHED_BEHAVIOR_SOCKET_RECV_SIZE, 23_456),
+        ] {
+            assert_eq!(handle.set_behavior(flag, size), Rc::SUCCESS);
+        }
+        assert_eq!(handle.socket_sizes(), (12_345, 23_456));
+    }
+}

@@ -39,6 +39,38 @@ pub(crate) fn library_version() -> &'static str {
     version.to_str().unwrap_or("unknown")
 }
 
+/// The libmemcached series whose private layouts `internals.rs` reads and writes.
+const FENCED_SERIES: &str = "1.1.";
+
+/// Refuses a libmemcached whose private layouts the crate was not built for: the library loaded
+/// at run time must be the version of the headers the bindings came from, of the 1.1 series
+/// (the build refuses others). Checked once, before the first handle exists.
+pub(crate) fn check_library() -> crate::Result<()> {
+    use std::sync::OnceLock;
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let header = std::str::from_utf8(sys::LIBMEMCACHED_VERSION_STRING)
+        .unwrap_or_default()
+        .trim_end_matches('\0');
+    CHECKED
+        .get_or_init(|| fence(header, library_version()))
+        .clone()
+        .map_err(crate::Error::InvalidConfig)
+}
+
+/// Whether a library of version `loaded` may be used by bindings built from headers of
+/// version `header`.
+fn fence(header: &str, loaded: &str) -> Result<(), String> {
+    if loaded == header && loaded.starts_with(FENCED_SERIES) {
+        return Ok(());
+    }
+    Err(format!(
+        "libmemcached {loaded} is loaded, but this crate was built against {header} and reads \
+         private layouts of libmemcached {FENCED_SERIES}x: install libmemcached 1.1 (Debian 12, \
+         Ubuntu 24.04: apt-get install libmemcached-dev) and rebuild (cargo clean -p \
+         libmemcached-sys)"
+    ))
+}
+
 /// The most servers a consistent distribution takes: libmemcached 1.1 asserts (and aborts the
 /// process) when a ring would have more points than its continuum holds.
 pub(crate) const MAX_CONSISTENT_SERVERS: usize =
@@ -74,4 +106,25 @@ pub(crate) fn check_configuration(config: &str) -> Result<(), String> {
     // SAFETY: the buffer was zeroed and libmemcached writes a NUL-terminated message into it.
     let text = unsafe { CStr::from_ptr(message.as_ptr()) };
     Err(text.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::fence;
+
+    #[test]
+    fn only_the_headers_version_of_the_fenced_series_passes() {
+        assert!(fence("1.1.4", "1.1.4").is_ok());
+        for (header, loaded) in [("1.1.4", "1.1.5"), ("1.1.4", "1.2.0"), ("1.0.18", "1.0.18")] {
+            let why = fence(header, loaded).unwrap_err();
+            assert!(
+                why.contains(loaded) && why.contains("apt-get install"),
+                "{why}"
+            );
+        }
+        assert!(
+            super::check_library().is_ok(),
+            "the library this test runs against"
+        );
+    }
 }
