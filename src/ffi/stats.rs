@@ -7,10 +7,12 @@ use libmemcached_sys as sys;
 
 use super::{Handle, Rc};
 
-/// What the callback collects: the lines of each server, by position.
+/// What the callback collects: the lines of each server, by position, and a panic raised in
+/// it, which cannot unwind through C: it is kept, and resumed once C has returned.
 struct Collector {
     instances: Vec<*const sys::memcached_instance_st>,
     stats: Vec<Vec<(String, String)>>,
+    panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 unsafe extern "C" fn collect(
@@ -21,13 +23,17 @@ unsafe extern "C" fn collect(
     value_length: usize,
     context: *mut c_void,
 ) -> sys::memcached_return_t {
+    // SAFETY: `context` is the Collector passed to memcached_stat_execute by `stats`, alive and
+    // not otherwise borrowed during the call.
+    let collector = unsafe { &mut *context.cast::<Collector>() };
+    if collector.panic.is_some() {
+        return sys::MEMCACHED_FAILURE;
+    }
     // No panic may cross back into C.
     let collected = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `context` is the Collector passed to memcached_stat_execute by `stats`, alive
-        // and not otherwise borrowed during the call; key and value describe valid bytes.
-        let (collector, key, value) = unsafe {
+        // SAFETY: key and value describe valid bytes for the duration of the callback.
+        let (key, value) = unsafe {
             (
-                &mut *context.cast::<Collector>(),
                 std::slice::from_raw_parts(key.cast::<u8>(), key_length),
                 std::slice::from_raw_parts(value.cast::<u8>(), value_length),
             )
@@ -41,7 +47,10 @@ unsafe extern "C" fn collect(
     }));
     match collected {
         Ok(()) => sys::MEMCACHED_SUCCESS,
-        Err(_) => sys::MEMCACHED_FAILURE,
+        Err(panic) => {
+            collector.panic = Some(panic);
+            sys::MEMCACHED_FAILURE
+        }
     }
 }
 
@@ -53,6 +62,7 @@ impl Handle {
         let mut collector = Collector {
             instances: (0..count as u32).map(|i| self.instance(i)).collect(),
             stats: vec![Vec::new(); count],
+            panic: None,
         };
         // SAFETY: the argument is NULL or a NUL-terminated string; the callback matches
         // memcached_stat_fn and gets the collector, which outlives the call.
@@ -64,6 +74,45 @@ impl Handle {
                 (&mut collector as *mut Collector).cast(),
             )
         };
+        if let Some(panic) = collector.panic {
+            // The stats are cut short: the panic goes on where C was called.
+            std::panic::resume_unwind(panic);
+        }
         (Rc(rc), collector.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic in the callback is kept for `stats` to resume, and later lines are refused.
+    #[test]
+    fn a_panic_in_the_callback_is_kept_not_lost() {
+        let instance = std::ptr::dangling::<sys::memcached_instance_st>();
+        // An instance with no list of lines: indexing it panics inside the callback.
+        let mut collector = Collector {
+            instances: vec![instance],
+            stats: Vec::new(),
+            panic: None,
+        };
+        let context = (&mut collector as *mut Collector).cast();
+        let line = |collector: *mut c_void| {
+            // SAFETY: key and value are live slices; the instance is only compared.
+            unsafe {
+                collect(
+                    instance,
+                    b"pid".as_ptr().cast(),
+                    3,
+                    b"1".as_ptr().cast(),
+                    1,
+                    collector,
+                )
+            }
+        };
+        assert_eq!(line(context), sys::MEMCACHED_FAILURE);
+        assert!(collector.panic.is_some());
+        let context = (&mut collector as *mut Collector).cast();
+        assert_eq!(line(context), sys::MEMCACHED_FAILURE);
     }
 }
