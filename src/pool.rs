@@ -65,6 +65,8 @@ pub const MAX_POOL_SIZE: usize = 65_536;
 pub struct ClientPool {
     idle: Mutex<Vec<Client>>,
     returned: Condvar,
+    /// Callers waiting for a client.
+    waiting: AtomicUsize,
     size: usize,
     counters: Group,
 }
@@ -90,6 +92,7 @@ impl ClientPool {
         Ok(ClientPool {
             idle: Mutex::new(clients),
             returned: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             size,
             counters,
         })
@@ -110,6 +113,12 @@ impl ClientPool {
         self.lock().len()
     }
 
+    /// How many callers are waiting for a client now: a pool too small for its load shows
+    /// here first.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// A client, waiting as long as it takes for one to be free.
     pub fn reserve(&self) -> Result<PooledClient<'_>> {
         let mut idle = self.lock();
@@ -117,6 +126,7 @@ impl ClientPool {
             return Ok(self.lend(client));
         }
         let started = Instant::now();
+        let _waiting = Waiting::on(&self.waiting);
         loop {
             idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
             if let Some(client) = idle.pop() {
@@ -134,10 +144,10 @@ impl ClientPool {
         };
         let started = Instant::now();
         let mut idle = self.lock();
-        let mut waited = false;
+        let mut waiting = None;
         loop {
             if let Some(client) = idle.pop() {
-                if waited {
+                if waiting.is_some() {
                     trace::pool_wait(started.elapsed(), self.size, true);
                 }
                 return Ok(self.lend(client));
@@ -150,7 +160,7 @@ impl ClientPool {
                     size: self.size,
                 });
             }
-            waited = true;
+            waiting.get_or_insert_with(|| Waiting::on(&self.waiting));
             idle = self
                 .returned
                 .wait_timeout(idle, left)
@@ -190,6 +200,22 @@ impl fmt::Debug for ClientPool {
             .field("size", &self.size)
             .field("idle", &self.idle())
             .finish()
+    }
+}
+
+/// Counts a caller as waiting for a client while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

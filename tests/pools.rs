@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::Memcached;
+use libmemcached::testing::{FaultProxy, Memcached};
 use libmemcached::{Client, ClientPool, Error, ThreadMappedPool};
 
 const OPS_PER_THREAD: usize = 10_000;
@@ -157,16 +157,36 @@ fn exhaustion_timeouts_and_try_reserve() {
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    // A client returned while someone waits goes to the waiter.
-    std::thread::scope(|s| {
-        let waiter = s.spawn(|| {
-            pool.reserve_timeout(Duration::from_secs(10))
-                .map(|mc| mc.set("w", 1, 0))
+    // A client returned while someone waits goes to the waiter: both forms of reserve, each
+    // seen waiting before the client comes back, and woken by it (well before its own timeout,
+    // and the untimed one has none).
+    assert_eq!(pool.waiting(), 0);
+    let mut a = Some(a);
+    for timed in [true, false] {
+        std::thread::scope(|s| {
+            let (sent, got) = std::sync::mpsc::channel();
+            let pool = &pool;
+            s.spawn(move || {
+                let mc = match timed {
+                    true => pool.reserve_timeout(Duration::from_secs(60)),
+                    false => pool.reserve(),
+                };
+                let _ = sent.send(mc.and_then(|mc| mc.set("w", 1, 0).map(|()| mc)));
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pool.waiting() == 0 {
+                assert!(Instant::now() < deadline, "the waiter never waited");
+                std::thread::yield_now();
+            }
+            assert_eq!(pool.idle(), 0);
+            drop(a.take());
+            let woken = got.recv_timeout(Duration::from_secs(10));
+            a = Some(woken.expect("the returned client woke the waiter").unwrap());
         });
-        std::thread::sleep(Duration::from_millis(100));
-        drop(a);
-        waiter.join().unwrap().unwrap().unwrap();
-    });
+        assert_eq!(pool.waiting(), 0);
+        assert_eq!(pool.idle(), 0, "the returned client went to the waiter");
+    }
+    drop(a);
     drop(b);
     assert_eq!(pool.idle(), 2);
     assert!(matches!(
@@ -230,6 +250,40 @@ fn a_client_that_failed_is_reset_before_the_next_user() {
     )
     .unwrap();
     pool.reserve().unwrap().set("k", "v", 0).unwrap();
+
+    // A thread that panics holding the client may have cut a call short: the next user starts
+    // on a new connection. (libmemcached closes a connection itself on the failures that put
+    // it out of step, and the client's own calls reset on the rest, so this is where the
+    // pool's reset shows.)
+    let proxy = FaultProxy::start(server.spec()).unwrap();
+    let proxied = ClientPool::new(Client::new([proxy.spec()]).unwrap(), 1).unwrap();
+    proxied.reserve().unwrap().set("p", "v", 0).unwrap();
+    proxied.reserve().unwrap().set("p", "v", 0).unwrap();
+    assert_eq!(
+        proxy.connections(),
+        1,
+        "a client that did not fail keeps its connection"
+    );
+    let panicked = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mc = proxied.reserve().unwrap();
+            mc.set("p", "v", 0).unwrap();
+            panic!("user code panics holding a pooled client");
+        })
+        .join()
+    });
+    assert!(panicked.is_err());
+    assert_eq!(
+        proxied
+            .reserve()
+            .unwrap()
+            .get::<String>("p")
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert_eq!(proxy.connections(), 2, "the next user reconnected");
+
     server.stop();
     assert!(
         pool.reserve()
