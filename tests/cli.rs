@@ -487,7 +487,7 @@ fn the_shell_reads_commands_from_stdin() {
 
 #[test]
 fn sasl_credentials_from_flags_or_the_environment() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         return;
     }
     let server = Memcached::builder()

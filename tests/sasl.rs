@@ -32,7 +32,7 @@ fn stat(server: &Memcached, name: &str) -> u64 {
 
 #[test]
 fn the_right_password_reads_and_writes_in_the_binary_protocol() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         eprintln!("libmemcached without SASL: see sasl_is_refused_without_library_support");
         return;
     }
@@ -64,7 +64,7 @@ fn the_right_password_reads_and_writes_in_the_binary_protocol() {
 
 #[test]
 fn a_wrong_password_is_an_auth_error_and_reads_and_writes_nothing() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         return;
     }
     let server = sasl_server();
@@ -173,7 +173,7 @@ fn a_client_without_credentials_gets_a_clear_error_not_a_miss_or_a_crash() {
 
 #[test]
 fn clones_and_pool_members_keep_the_credentials() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         return;
     }
     let server = sasl_server();
@@ -220,7 +220,7 @@ fn unusable_sasl_configurations_are_refused_before_any_connection() {
         other => panic!("{other:?}"),
     };
     let tcp = || Client::builder().servers(["127.0.0.1:1"]).unwrap();
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         assert!(invalid(tcp().sasl("u", "p")).contains("no SASL support"));
         return;
     }
@@ -253,7 +253,7 @@ fn testing_sasl_servers_report_stats_and_ignore_ascii() {
 
 #[test]
 fn a_client_without_credentials_is_told_so_every_time_and_each_key_fails_once() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         return;
     }
     let server = sasl_server();

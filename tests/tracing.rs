@@ -131,7 +131,7 @@ fn timeouts_and_the_reconnect_after_them_are_events() {
 
 #[test]
 fn a_wrong_password_is_an_auth_event_without_the_password() {
-    if !libmemcached::support_sasl() {
+    if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         eprintln!("libmemcached without SASL: nothing to authenticate");
         return;
     }
