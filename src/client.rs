@@ -93,7 +93,9 @@ impl Client {
     /// `--SERVER=10.0.0.1:11211 --SERVER=10.0.0.2 --BINARY-PROTOCOL`.
     ///
     /// Options that can abort the process or desynchronise connections (`--BUFFER-REQUESTS`,
-    /// `--NOREPLY` with the binary protocol) are refused.
+    /// `--NOREPLY` with the binary protocol) are refused, and so are the ports and numbers that
+    /// [`ClientBuilder::servers`] and the typed behaviors refuse (libmemcached's parser would
+    /// keep them modulo 2^16 or 2^32), with the same errors.
     pub fn from_config(config: &str) -> Result<Client> {
         Client::parse_config(config).inspect_err(crate::trace::config_refused)
     }

@@ -113,10 +113,19 @@ impl Handle {
         (header.root == self.as_ptr().cast_const()).then_some(header.query_id)
     }
 
-    /// How many replies server `i` still owes (`memcached_server_response_count`).
-    pub(crate) fn replies_owed(&self, i: usize) -> u32 {
-        // SAFETY: the instance is valid during this call (no server is added).
-        unsafe { sys::memcached_server_response_count(self.instance(i as u32)) }
+    /// How many replies each server still owes (`memcached_server_response_count`), as
+    /// `owed(position, count)`: read after every fetch of a multi-get, so one pass.
+    #[inline]
+    pub(crate) fn replies_owed(&self, mut owed: impl FnMut(usize, u32)) {
+        // SAFETY: the handle is valid; every position is below the server count, so each
+        // instance exists, and is only read.
+        unsafe {
+            let memc = self.as_ptr();
+            for i in 0..sys::memcached_server_count(memc) {
+                let instance = sys::memcached_server_instance_by_position(memc, i);
+                owed(i as usize, sys::memcached_server_response_count(instance));
+            }
+        }
     }
 }
 

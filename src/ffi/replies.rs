@@ -41,13 +41,15 @@ impl<'a> Pending<'a> {
     #[inline]
     pub(super) fn refresh(&mut self) {
         self.ended.clear();
-        for (i, owed) in self.counts.iter_mut().enumerate() {
-            let count = self.handle.replies_owed(i);
-            if *owed > 0 && count == 0 {
-                self.ended.push(i);
+        let (counts, ended) = (&mut self.counts, &mut self.ended);
+        self.handle.replies_owed(|i, count| {
+            if let Some(owed) = counts.get_mut(i) {
+                if *owed > 0 && count == 0 {
+                    ended.push(i);
+                }
+                *owed = count;
             }
-            *owed = count;
-        }
+        });
     }
 
     /// Whether a server's replies ended in the last fetch call.
@@ -123,14 +125,15 @@ impl<'a> Pending<'a> {
         }
     }
 
-    /// After a troubled multi-get: a server whose connection closed although nothing was
-    /// recorded against it failed all the same (a read that failed closes it, a clean end
-    /// does not).
+    /// After a multi-get in which something failed: a server whose connection closed although
+    /// nothing was recorded against it (and not among `explained`) failed all the same (a read
+    /// that failed closes it, a clean end does not).
     #[cold]
-    fn closed_without_error(&mut self) {
+    fn closed_without_error(&mut self, explained: &[usize]) {
         let handle = self.handle;
         for s in 0..self.counts.len() {
             let unexplained = self.errors.get(s).is_none_or(Option::is_none)
+                && !explained.contains(&s)
                 && !handle.server_failed(s)
                 && handle.is_connected(s) == Some(false);
             if unexplained {
@@ -379,12 +382,18 @@ impl<'a> Failures<'a> {
         found: &[bool],
     ) -> bool {
         let handle = self.handle;
-        if pending.troubled {
-            pending.closed_without_error();
-        }
-        let failed: Vec<(usize, Error)> = (0..handle.server_count())
+        let mut failed: Vec<(usize, Error)> = (0..handle.server_count())
             .filter_map(|s| pending.take_failure(s).map(|e| (s, e)))
             .collect();
+        if pending.troubled || !failed.is_empty() || !unreached.is_empty() {
+            // Something went wrong: a server whose connection closed without an error of its
+            // own may have been part of it.
+            let explained: Vec<usize> = failed.iter().chain(&unreached).map(|f| f.0).collect();
+            pending.closed_without_error(&explained);
+            failed.extend(
+                (0..handle.server_count()).filter_map(|s| pending.take_failure(s).map(|e| (s, e))),
+            );
+        }
         if failed.is_empty() && unreached.is_empty() {
             return !self.failures.is_empty();
         }
