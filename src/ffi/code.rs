@@ -17,6 +17,12 @@ impl Rc {
     pub(crate) fn code(self) -> ReturnCode {
         ReturnCode::from_raw(self.0)
     }
+
+    /// Whether a fetch ended cleanly: END, or NOTFOUND (END before any item).
+    #[inline]
+    pub(crate) fn is_end(self) -> bool {
+        matches!(self.0, sys::MEMCACHED_END | sys::MEMCACHED_NOTFOUND)
+    }
 }
 
 macro_rules! return_codes {

@@ -3,8 +3,8 @@
 //!
 //! - [`Handle`] owns one `memcached_st` and caches what does not change between calls.
 //! - [`Handle::check`] is the one place a return code becomes a `Result`.
-//! - `ops`: single-key calls; `fetch`: the mget/fetch loops of every read; `stats`: the stats
-//!   callback.
+//! - `ops`: single-key calls; `fetch`: the mget and each fetch of every read (what the replies
+//!   mean is worked out in safe code, `keyspace::fetch`); `stats`: the stats callback.
 //! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
 //!
 //! The crate denies `unsafe_code` (see `[lints]` in Cargo.toml); this module alone allows it.
@@ -17,12 +17,11 @@ mod handle;
 mod internals;
 mod message;
 mod ops;
-mod replies;
 mod stats;
 
 pub(crate) use code::Rc;
 pub use code::ReturnCode;
-pub(crate) use fetch::{Fetch, Item, fetch, fetch_one};
+pub(crate) use fetch::{Item, Replies, Reply};
 pub(crate) use handle::Handle;
 pub(crate) use internals::hash_available;
 pub(crate) use message::clean_message;

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
+use super::fetch::fetch;
 use crate::client::Client;
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
-use crate::ffi::{Rc, Store, fetch};
+use crate::ffi::{Rc, Store};
 use crate::value::ToValue;
 
 use super::Keys;

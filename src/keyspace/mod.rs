@@ -3,8 +3,10 @@
 //! list below and call the same implementation, in `single` (one key) and `multi` (many).
 
 mod bulk;
+mod fetch;
 mod multi;
 mod partial;
+mod replies;
 mod single;
 
 use std::borrow::Cow;

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::fetch::{Fetch, fetch};
 use crate::error::{Error, KeyFailure, Result};
 use crate::expiration::Expiration;
-use crate::ffi::{Counter, Fetch, Item, Store, fetch};
+use crate::ffi::{Counter, Item, Store};
 use crate::server::Address;
 use crate::value::{FromValue, ToValue};
 
@@ -389,7 +390,7 @@ fn ask_one_by_one<K: AsRef<[u8]>>(
         if found[i] || !failed.contains(key) {
             continue;
         }
-        match crate::ffi::fetch_one(&client.handle, sent[i], |item| each(i, item)) {
+        match super::fetch::fetch_one(&client.handle, sent[i], |item| each(i, item)) {
             Ok(hit) => found[i] = hit.is_some(),
             Err(error) => KeyFailure::record(failures, error, key.to_vec()),
         }

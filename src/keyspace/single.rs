@@ -1,10 +1,11 @@
 //! One-key operations, and the storage, counter and codec steps the multi-key ones share.
 
+use super::fetch::fetch_one;
 use crate::client::Client;
 use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 use crate::error::{Error, Result};
 use crate::expiration::Expiration;
-use crate::ffi::{Counter, Rc, ReturnCode, Store, fetch_one};
+use crate::ffi::{Counter, Rc, ReturnCode, Store};
 use crate::server::Address;
 use crate::value::{Encoded, FromValue, ToValue, flags};
 use crate::{ValueFormat, php, trace};

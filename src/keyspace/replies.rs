@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use libmemcached_sys as sys;
 
-use super::{Handle, ReturnCode};
 use crate::error::{Error, KeyFailure};
+use crate::ffi::{Handle, ReturnCode};
 
 /// Which servers still owe replies, which ended in the last fetch call, and the failures
 /// libmemcached did not record on a server (it records most on the server's instance, where
