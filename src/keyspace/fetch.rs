@@ -61,7 +61,7 @@ pub(crate) fn fetch(
     let mut stall = Stall::default();
     loop {
         let reply = replies.next();
-        pending.refresh();
+        pending.refresh_after(matches!(reply, Reply::Item(..)));
         let rc = match reply {
             Reply::Done(rc) => rc,
             Reply::Malformed(malformed) => {

@@ -481,11 +481,10 @@ impl<'k> Repeats<'k> {
         if keys.len() < 2 {
             return None;
         }
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        if keys.iter().all(|k| seen.insert(*k)) {
+        if !maybe_repeats(keys) {
             return None;
         }
-        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(seen.len());
+        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
         let (mut unique, mut first) = (Vec::new(), Vec::new());
         let position = keys
             .iter()
@@ -498,6 +497,9 @@ impl<'k> Repeats<'k> {
                 })
             })
             .collect();
+        if unique.len() == keys.len() {
+            return None;
+        }
         Some(Self {
             unique,
             first,
@@ -519,4 +521,45 @@ impl<'k> Repeats<'k> {
             failures: fetched.failures,
         })
     }
+}
+
+/// Whether some key may be asked twice: `false` proves none is. Most multi-gets have no
+/// repeats, so this is cheap (a table of hashes of each key's first and last eight bytes); a
+/// `true` is checked with the keys themselves.
+fn maybe_repeats(keys: &[&[u8]]) -> bool {
+    let slots = (keys.len() * 2).next_power_of_two();
+    let mut table = vec![0u64; slots];
+    for key in keys {
+        // Never 0, the empty slot.
+        let hash = quick_hash(key) | 1;
+        let mut slot = (hash >> 32) as usize & (slots - 1);
+        loop {
+            match table[slot] {
+                0 => {
+                    table[slot] = hash;
+                    break;
+                }
+                seen if seen == hash => return true,
+                _ => slot = (slot + 1) & (slots - 1),
+            }
+        }
+    }
+    false
+}
+
+/// A hash of a key's length and first and last eight bytes (where keys that share a prefix
+/// differ), for [`maybe_repeats`].
+#[inline]
+fn quick_hash(key: &[u8]) -> u64 {
+    let n = key.len();
+    let (head, tail) = match (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => {
+            // Under eight bytes: the key itself.
+            let mut word = [0; 8];
+            word[..n].copy_from_slice(key);
+            (u64::from_le_bytes(word), 0)
+        }
+    };
+    (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }

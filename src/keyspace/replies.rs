@@ -37,9 +37,18 @@ impl<'a> Pending<'a> {
         pending
     }
 
-    /// Reads how many replies each server owes, noting those whose replies ended since.
+    /// After a fetch that returned an item (`item`) or not: reads how many replies each server
+    /// owes, noting those whose replies ended in the fetch. With one server, whose replies end
+    /// only in a fetch that returns no item, that is the only time it is read.
     #[inline]
-    pub(super) fn refresh(&mut self) {
+    pub(super) fn refresh_after(&mut self, item: bool) {
+        if !(item && self.counts.len() == 1) {
+            self.refresh();
+        }
+    }
+
+    /// Reads how many replies each server owes, noting those whose replies ended since.
+    fn refresh(&mut self) {
         self.ended.clear();
         let (counts, ended) = (&mut self.counts, &mut self.ended);
         self.handle.replies_owed(|i, count| {
