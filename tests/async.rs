@@ -552,8 +552,8 @@ async fn cancelled_calls_never_hand_a_reply_to_another_caller() {
         "{done} done, {cancelled} cancelled"
     );
 
-    // Calls abandoned in the queue still run: once both workers have reached a gate queued
-    // after them, they are all done.
+    // Calls abandoned in the queue are skipped, or run to their end if started: once both
+    // workers have reached a gate queued after them, they are all accounted for.
     hold(&mc, 2).await.open().await;
     let stats = mc.engine_stats();
     assert_eq!(stats.queue_depth, 0);
@@ -573,13 +573,14 @@ async fn cancelled_calls_never_hand_a_reply_to_another_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_get_is_skipped_and_dropped_writes_still_run_in_order() {
+async fn a_call_dropped_before_a_worker_starts_it_never_runs() {
     let server = common::server();
     let blocking = common::client(server.specs(), false);
     let mc = async_client(server.specs(), 1);
-    let [read, written] = ["read", "written"].map(common::key);
+    let [read, written, counter] = ["read", "written", "counter"].map(common::key);
+    blocking.set(&counter, 10u64, 0).unwrap();
     let held = hold(&mc, 1).await;
-    // Each future is polled once (queued), then dropped.
+    // Each future is polled once (queued), then dropped: reads, writes and counters alike.
     let once = Duration::ZERO;
     assert!(
         tokio::time::timeout(once, mc.get::<String>(&read))
@@ -597,24 +598,103 @@ async fn a_dropped_get_is_skipped_and_dropped_writes_still_run_in_order() {
             .is_err()
     );
     assert!(
-        tokio::time::timeout(once, mc.append(&written, "c"))
+        tokio::time::timeout(once, mc.incr(&counter, 5))
             .await
             .is_err()
     );
-    assert_eq!(mc.engine_stats().queue_depth, 4);
+    assert!(
+        tokio::time::timeout(once, mc.delete(&counter))
+            .await
+            .is_err()
+    );
+    assert_eq!(mc.engine_stats().queue_depth, 5);
     held.open().await;
-    // The gate, then the four requests; a dropped call is counted once it has run.
-    wait_until("the four dropped calls are accounted for", || {
-        let stats = mc.engine_stats();
-        stats.abandoned + stats.discarded == 4
+    // The gate, then the five requests, none of them started.
+    wait_until("the five dropped calls are accounted for", || {
+        mc.engine_stats().abandoned == 5
     })
     .await;
     let stats = mc.engine_stats();
-    assert_eq!(stats.requests, 5, "{stats:?}");
-    assert_eq!(stats.abandoned, 1, "{stats:?}");
-    assert_eq!(stats.discarded, 3, "{stats:?}");
-    let value: Option<String> = blocking.get(&written).unwrap();
-    assert_eq!(value.as_deref(), Some("abc"), "the writes ran, in order");
+    assert_eq!(
+        (stats.requests, stats.discarded),
+        (6, 0),
+        "the gate and five: {stats:?}"
+    );
+    assert_eq!(
+        blocking.get::<String>(&written).unwrap(),
+        None,
+        "no write ran"
+    );
+    assert_eq!(
+        blocking.get::<u64>(&counter).unwrap(),
+        Some(10),
+        "nor the counters"
+    );
+    // The worker goes on as before.
+    mc.set(&written, "later", 0).await.unwrap();
+    assert_eq!(
+        blocking.get::<String>(&written).unwrap().as_deref(),
+        Some("later")
+    );
+}
+
+/// A value whose encoding waits for a signal, to drop a call's future while it runs.
+struct Slow {
+    entered: mpsc::Sender<()>,
+    open: mpsc::Receiver<()>,
+}
+
+impl ToValue for Slow {
+    fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+        self.entered.send(())?;
+        self.open
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "never opened")?;
+        Ok(Encoded::borrowed(b"slow", 0))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_dropped_once_started_runs_to_its_end() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let key = common::key("started");
+    let (entered, entries) = mpsc::channel();
+    let (open, opened) = mpsc::channel();
+    let call = {
+        let (mc, key) = (mc.clone(), key.clone());
+        tokio::spawn(async move {
+            mc.set(
+                &key,
+                Slow {
+                    entered,
+                    open: opened,
+                },
+                0,
+            )
+            .await
+        })
+    };
+    tokio::task::spawn_blocking(move || entries.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the worker started the write");
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    open.send(()).unwrap();
+    wait_until("the started call ends", || mc.engine_stats().discarded == 1).await;
+    assert_eq!(
+        blocking.get::<String>(&key).unwrap().as_deref(),
+        Some("slow")
+    );
+    assert_eq!(mc.engine_stats().abandoned, 0);
+    // The connection is in step: the next call gets its own answer.
+    mc.set(&key, "next", 0).await.unwrap();
+    assert_eq!(
+        mc.get::<String>(&key).await.unwrap().as_deref(),
+        Some("next")
+    );
 }
 
 // ---- backpressure and shutdown -------------------------------------------------------------
@@ -697,8 +777,8 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
     );
     assert_eq!(connections_to(port), 2, "a clone keeps the workers");
 
-    // A write queued and then abandoned by its caller is still done before the drop returns,
-    // and the workers' connections are closed by then.
+    // A write queued and then abandoned by its caller before a worker started it is never
+    // done, and the workers' connections are closed once the drop returns.
     let held = hold(&clone, 2).await;
     assert!(
         tokio::time::timeout(Duration::ZERO, clone.set(&key, "last", 0))
@@ -706,6 +786,10 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
             .is_err()
     );
     held.open().await;
+    wait_until("the abandoned write is accounted for", || {
+        clone.engine_stats().abandoned == 1
+    })
+    .await;
     drop(clone);
     assert_eq!(
         connections_to(port),
@@ -714,7 +798,11 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
     );
     let blocking = common::client(&[server.spec()], false);
     let value: Option<String> = blocking.get(&key).unwrap();
-    assert_eq!(value.as_deref(), Some("last"));
+    assert_eq!(
+        value.as_deref(),
+        Some("warm"),
+        "the abandoned write never happened"
+    );
 }
 
 // ---- every operation, under each kind of executor ------------------------------------------

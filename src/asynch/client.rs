@@ -17,7 +17,7 @@ use crate::server::Address;
 use crate::value::FromValue;
 
 use super::batch::{GetRequest, Outcome};
-use super::engine::{Engine, Job, Request};
+use super::engine::{Engine, Job, Ran, Request};
 use super::stats::{EngineStats, Shape};
 
 /// Worker threads unless [`AsyncClientBuilder::workers`] says otherwise: two keep one worker
@@ -41,8 +41,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 ///
 /// The handle is cheap to clone and `Send + Sync`. Dropping the last handle closes the queue
 /// and waits for the workers to finish what is queued (at most a queue's worth of calls), close
-/// their connections and stop. Dropping a call's future at any point is safe: a call a worker
-/// has taken is finished and its answer thrown away, so a timeout around a call
+/// their connections and stop. Dropping a call's future at any point is safe: a call no worker
+/// has started yet is never started (a write that was not sent did not happen), and a call a
+/// worker has started is finished and its answer thrown away, so a timeout around a call
 /// (`tokio::time::timeout(d, mc.get(..))`) never leaves a connection out of step.
 ///
 /// ```no_run
@@ -137,8 +138,16 @@ impl AsyncClient {
     ) -> AsyncCall<'_, T> {
         let (reply, answer) = oneshot::channel::<Outcome<T>>();
         let job: Job = Box::new(move |client| {
+            // A caller that has gone before its call starts never sees it happen: nothing is
+            // sent (a write nobody waits for is not done).
+            if reply.is_canceled() {
+                return Ran::Abandoned;
+            }
             let outcome = catch_unwind(AssertUnwindSafe(|| op(client)));
-            reply.send(outcome).is_ok()
+            match reply.send(outcome) {
+                Ok(()) => Ran::Answered,
+                Err(_) => Ran::Discarded,
+            }
         });
         AsyncCall::queue(&self.inner.engine, Request::Run(job), answer)
     }

@@ -4,9 +4,10 @@
 //! A worker blocks on the queue. When it takes a get it also takes whatever else is already
 //! queued, up to the batch cap, without waiting for more: the gets go into one multi-get, and
 //! the other requests it took (writes, counters, multi-key calls...) run one by one afterwards,
-//! in the order they were queued. Every request taken is finished, whether or not its caller is
-//! still there, so a connection is never left in the middle of a reply; only a get whose caller
-//! has gone before its batch is sent is skipped (nothing was sent for it yet).
+//! in the order they were queued. A request whose caller has gone before a worker starts it is
+//! never started (nothing was sent for it, so nothing happened); once started, a request is
+//! finished whether or not its caller is still there, so a connection is never left in the
+//! middle of a reply.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,8 +21,18 @@ use super::batch::{Batch, GetRequest};
 use super::stats::{Counters, Shape};
 
 /// A call other than a single-key get, made on a worker's client. It answers its caller
-/// itself and says whether the caller was still there.
-pub(crate) type Job = Box<dyn FnOnce(&Client) -> bool + Send>;
+/// itself and says what became of the call.
+pub(crate) type Job = Box<dyn FnOnce(&Client) -> Ran + Send>;
+
+/// What became of a [`Job`].
+pub(crate) enum Ran {
+    /// It ran and its caller got the answer.
+    Answered,
+    /// It ran, and its caller had gone by the time it ended.
+    Discarded,
+    /// Its caller had gone before it started: it never ran.
+    Abandoned,
+}
 
 /// What callers queue.
 pub(crate) enum Request {
@@ -145,7 +156,10 @@ impl Worker {
 
     fn run_job(&self, job: Job) {
         self.counters.served(1);
-        let delivered = job(&self.client);
-        self.counters.discarded(usize::from(!delivered));
+        match job(&self.client) {
+            Ran::Answered => {}
+            Ran::Discarded => self.counters.discarded(1),
+            Ran::Abandoned => self.counters.abandoned(1),
+        }
     }
 }

@@ -48,7 +48,7 @@ impl Counters {
         self.queue_full_waits.fetch_add(1, Relaxed);
     }
 
-    /// `n` gets were dropped unsent because their callers had gone.
+    /// `n` calls were never started because their callers had gone.
     pub(crate) fn abandoned(&self, n: usize) {
         self.abandoned.fetch_add(n as u64, Relaxed);
     }
@@ -130,7 +130,8 @@ pub struct EngineStats {
     /// `2^(i+1) - 1` keys (the last bucket: that many or more); see
     /// [`EngineStats::batch_size_buckets`].
     pub batch_sizes: [u64; BATCH_BUCKETS],
-    /// Gets never sent because their future was dropped before a worker reached them.
+    /// Calls never started (nothing sent) because their future was dropped before a worker
+    /// reached them.
     pub abandoned: u64,
     /// Answers thrown away because their future was dropped while the call ran.
     pub discarded: u64,
