@@ -1,4 +1,4 @@
-//! [`Handle`]: the one owner of a `memcached_st`, and the one place return codes become errors.
+//! [`Handle`]: the one owner of a `memcached_st`, and where a call's return code becomes an error.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
@@ -406,7 +406,7 @@ impl Handle {
 
     // ---- return codes ---------------------------------------------------------------------
 
-    /// The one place a return code becomes a `Result`. Success codes are `Ok(Success)`; the
+    /// A call's return code as a `Result`. Success codes are `Ok(Success)`; the
     /// codes in `answers` are answers the caller branches on (`NotFound`, `NotStored`,
     /// `DataExists`) and come back as they are; every other code is an error with
     /// libmemcached's message and the server, returned after resetting the connections when the

@@ -2,7 +2,8 @@
 //! the crate lives here. Above this module the crate is safe code.
 //!
 //! - [`Handle`] owns one `memcached_st` and caches what does not change between calls.
-//! - [`Handle::check`] is the one place a return code becomes a `Result`.
+//! - [`Handle::check`] is where a call's return code becomes a `Result` (the fetch loops above
+//!   also make errors, for failures libmemcached did not record or report).
 //! - `ops`: single-key calls; `fetch`: the mget and each fetch of every read (what the replies
 //!   mean is worked out in safe code, `keyspace::fetch`); `stats`: the stats callback.
 //! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
