@@ -151,10 +151,7 @@ impl Cluster {
     fn cell(&self, binary: bool, op: Op, faults: [Fault; 2], counts: &mut Counts) -> Vec<String> {
         let mc = self.client(binary);
         let keys = paired_keys(&mc, &self.specs);
-        let holder: Vec<String> = keys
-            .iter()
-            .map(|k| mc.server_for_key(k).unwrap().to_string())
-            .collect();
+        let holder = holders(&mc, &keys);
         // A third of the keys are absent, in pairs (see `paired_keys`); the others hold a value
         // naming their key.
         let present = |i: usize| (i / 2) % 3 != 0;
@@ -389,6 +386,13 @@ fn paired_keys(mc: &Client, specs: &[String]) -> Vec<String> {
     panic!("no key base spreads the pairs over {specs:?}");
 }
 
+/// The server each key is on.
+fn holders(mc: &Client, keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| mc.server_for_key(k).unwrap().to_string())
+        .collect()
+}
+
 /// Awaits every future, in order.
 async fn futures_join_all<F: std::future::Future>(calls: Vec<F>) -> Vec<F::Output> {
     let handles: Vec<_> = calls.into_iter().map(Box::pin).collect();
@@ -525,10 +529,7 @@ fn resets_under_concurrent_multi_gets() {
     let cluster = Cluster::start();
     let mc = cluster.client(false);
     let keys = paired_keys(&mc, &cluster.specs);
-    let holder: Vec<String> = keys
-        .iter()
-        .map(|k| mc.server_for_key(k).unwrap().to_string())
-        .collect();
+    let holder = holders(&mc, &keys);
     for key in &keys {
         mc.set(key, value_of(key), 0).unwrap();
     }
