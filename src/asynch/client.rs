@@ -231,9 +231,9 @@ impl AsyncClientBuilder {
 
 /// The future of one [`AsyncClient`] call, resolving to the call's result.
 ///
-/// Nothing is queued before its first poll. Dropping it at any point is safe: before it is
-/// queued nothing happens; once queued, a get nobody waits for any more is skipped, and any
-/// other call runs to its end and its answer is thrown away (so a write may still happen).
+/// Nothing is queued before its first poll. Dropping it at any point is safe: before a worker
+/// starts the call nothing happens (the call is skipped, a write too); once started, the call
+/// runs to its end and its answer is thrown away (so a write may have happened).
 ///
 /// If user code the worker ran for the call panicked (a value's encoder or decoder), the panic
 /// resumes where the future is polled, as it would have in the caller with a blocking

@@ -66,19 +66,20 @@ pub(crate) fn fetch(
             Reply::Done(rc) => rc,
             Reply::Malformed(malformed) => {
                 pending.stray(|s, n| malformed_error(malformed, suspect(handle, s, n)));
-                continue;
+                break;
             }
             Reply::Item(key, item) => {
                 let asked = index.find(key, &found);
                 let accepted = asked.filter(|&i| order.accepts(i, &found, &mut failures));
                 let Some(i) = accepted else {
                     // A key nobody asked for, a second reply for one, or replies in another
-                    // order than asked: the stream is out of step.
+                    // order than asked: the stream is out of step. Every key fails, so reading
+                    // on (perhaps a stream without end) is of no use: the connections are reset.
                     pending.stray(|s, n| match asked {
                         Some(_) => out_of_order_error(key, suspect(handle, s, n)),
                         None => stray_error(key, suspect(handle, s, n)),
                     });
-                    continue;
+                    break;
                 };
                 found[i] = true;
                 stall.progress();
