@@ -114,9 +114,22 @@ fn udp_writes_land_and_everything_needing_a_reply_is_refused_before_sending() {
             .unwrap()
             .is_empty()
     );
-    arrives(&|| value("m2").as_deref() == Some("2"), "set_multi");
-    // Fire-and-forget: an add of an existing key also reports success.
+    arrives(
+        &|| value("m1").as_deref() == Some("1") && value("m2").as_deref() == Some("2"),
+        "set_multi",
+    );
+    // Fire-and-forget: an add of an existing key also reports success. memcached's worker
+    // threads take datagrams concurrently, so the flush waits until the add was processed (a
+    // flush taken first would let the add store its value).
+    let stored = || server.stat("cmd_set").unwrap().parse::<u64>().unwrap();
+    let sets = stored();
     assert!(udp.add("added", "ignored", 0).unwrap());
+    arrives(&|| stored() > sets, "the add");
+    assert_eq!(
+        value("added").as_deref(),
+        Some("swapped"),
+        "the add stored nothing"
+    );
     udp.flush_all(None).unwrap();
     arrives(&|| value("added").is_none(), "flush_all");
 
