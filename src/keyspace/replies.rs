@@ -399,9 +399,8 @@ impl<'a> Failures<'a> {
             // own may have been part of it.
             let explained: Vec<usize> = failed.iter().chain(&unreached).map(|f| f.0).collect();
             pending.closed_without_error(&explained);
-            failed.extend(
-                (0..handle.server_count()).filter_map(|s| pending.take_failure(s).map(|e| (s, e))),
-            );
+            let newly = (0..handle.server_count()).filter(|s| !explained.contains(s));
+            failed.extend(newly.filter_map(|s| pending.take_failure(s).map(|e| (s, e))));
         }
         if failed.is_empty() && unreached.is_empty() {
             return !self.failures.is_empty();
