@@ -141,6 +141,12 @@ pub enum Error {
     #[error("the async client's workers have stopped")]
     Shutdown,
 
+    /// An `AsyncClient` (feature `async`) worker panicked while it served a batch this call
+    /// was in (a value's `Drop` run on the worker, or the engine's own code). The worker was
+    /// restarted with fresh connections; the call may or may not have reached the server.
+    #[error("the async client's worker panicked while serving this call (it was restarted)")]
+    WorkerPanicked,
+
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(#[source] BoxError),

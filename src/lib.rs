@@ -107,7 +107,7 @@ pub mod value;
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use asynch::{
     AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS, EngineStats,
+    DEFAULT_WORKERS, EngineStats, ShutdownReport, ShuttingDown,
 };
 pub use behavior::{
     Behavior, BehaviorInfo, BehaviorValue, Distribution, Hash, all_behaviors, distributions,

@@ -226,3 +226,12 @@ pub(crate) fn batch(callers: usize, keys: usize) {
     #[cfg(not(feature = "tracing"))]
     let _ = (callers, keys);
 }
+
+/// An async worker panicked (in user code or its own), failed the calls it was serving and
+/// started over with its connections reset, at `error`.
+#[cfg(feature = "async")]
+#[inline(always)]
+pub(crate) fn worker_restarted() {
+    #[cfg(feature = "tracing")]
+    tracing::error!(target: TARGET, "an AsyncClient worker panicked and was restarted");
+}

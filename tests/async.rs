@@ -64,6 +64,11 @@ struct Held {
 /// blocks on it. Gates are queued one at a time, each once the previous one is held, so that
 /// no worker takes two (one that drains the queue for a batch takes the calls behind it).
 async fn hold(mc: &AsyncClient, workers: usize) -> Held {
+    hold_lane(mc, "gate", workers).await
+}
+
+/// [`hold`] for the workers of the lane of `key`'s server.
+async fn hold_lane(mc: &AsyncClient, key: &str, workers: usize) -> Held {
     let mut held = Held {
         gates: Vec::new(),
         calls: Vec::new(),
@@ -73,8 +78,9 @@ async fn hold(mc: &AsyncClient, workers: usize) -> Held {
         let (gate, open) = mpsc::channel();
         let mc = mc.clone();
         held.gates.push(gate);
+        let key = key.to_owned();
         held.calls.push(tokio::spawn(async move {
-            mc.set("gate", Gate { entered, open }, 0).await
+            mc.set(key, Gate { entered, open }, 0).await
         }));
         wait_until("a worker holds the gate", || entries.try_recv().is_ok()).await;
     }
@@ -324,14 +330,28 @@ async fn a_dead_server_fails_only_its_keys() {
     assert!(!on_dead.is_empty() && on_dead.len() < all.len());
 
     let mc = AsyncClient::builder(client()).workers(1).build().unwrap();
+    assert_eq!(mc.engine_stats().lanes, 4, "one per server, one shared");
+    // A key of each server, to hold the worker of its lane.
+    let mut gates: Vec<&String> = Vec::new();
+    for spec in &specs {
+        let key = all
+            .iter()
+            .find(|k| blocking.server_for_key(k).unwrap().to_string() == *spec);
+        gates.push(key.unwrap());
+    }
     for round in 0..2 {
-        let held = hold(&mc, 1).await;
+        let mut held = Vec::new();
+        for gate in &gates {
+            held.push(hold_lane(&mc, gate, 1).await);
+        }
         let tasks = spawn_gets(&mc, &all);
         wait_until("every get is queued", || {
             mc.engine_stats().queue_depth == all.len()
         })
         .await;
-        held.open().await;
+        for held in held {
+            held.open().await;
+        }
         for (task, key) in tasks.into_iter().zip(&all) {
             match task.await.unwrap() {
                 Ok(value) => {
@@ -350,7 +370,11 @@ async fn a_dead_server_fails_only_its_keys() {
             }
         }
     }
-    assert_eq!(mc.engine_stats().batches, 2, "one multi-get per round");
+    assert_eq!(
+        mc.engine_stats().batches,
+        6,
+        "one multi-get per server per round"
+    );
 
     // The strict and partial multi-key forms say the same.
     let partial = mc
@@ -748,12 +772,26 @@ fn connections_to(port: u16) -> usize {
         .count()
 }
 
+/// Threads of this process whose name starts with `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(name))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections() {
+async fn dropping_the_last_handle_stops_the_workers_and_closes_the_connections() {
     let server = common::own_server();
     let port = server.port().unwrap();
     assert_eq!(connections_to(port), 0);
-    let mc = async_client(&[server.spec()], 2);
+    let mc = AsyncClient::builder(common::client(&[server.spec()], false))
+        .workers(2)
+        .thread_name("t-last")
+        .build()
+        .unwrap();
+    wait_until("both workers run", || threads_named("t-last-") == 2).await;
     let key = common::key("last");
     // Each worker connects: hold one, so that the other serves a call, then the other way round.
     let first = hold(&mc, 1).await;
@@ -778,7 +816,7 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
     assert_eq!(connections_to(port), 2, "a clone keeps the workers");
 
     // A write queued and then abandoned by its caller before a worker started it is never
-    // done, and the workers' connections are closed once the drop returns.
+    // done, and once the last handle is gone the workers close their connections and stop.
     let held = hold(&clone, 2).await;
     assert!(
         tokio::time::timeout(Duration::ZERO, clone.set(&key, "last", 0))
@@ -791,6 +829,7 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
     })
     .await;
     drop(clone);
+    wait_until("the workers stop", || threads_named("t-last-") == 0).await;
     assert_eq!(
         connections_to(port),
         0,
@@ -803,6 +842,282 @@ async fn dropping_the_last_handle_finishes_the_queue_and_closes_the_connections(
         Some("warm"),
         "the abandoned write never happened"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_returns_while_a_worker_still_runs_a_call() {
+    let server = common::server();
+    let mc = AsyncClient::builder(common::client(server.specs(), false))
+        .workers(1)
+        .thread_name("t-drop")
+        .build()
+        .unwrap();
+    // A call the worker runs, whose caller has gone (aborted with its handle's clone).
+    let (entered, entries) = mpsc::channel();
+    let (gate, open) = mpsc::channel();
+    let call = {
+        let mc = mc.clone();
+        tokio::spawn(async move { mc.set("gate", Gate { entered, open }, 0).await })
+    };
+    wait_until("the worker runs the call", || entries.try_recv().is_ok()).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    // Queued behind it, abandoned by their callers.
+    for i in 0..20 {
+        let set = mc.set(format!("queued{i}"), "x", 0);
+        assert!(tokio::time::timeout(Duration::ZERO, set).await.is_err());
+    }
+    assert_eq!(mc.engine_stats().queue_depth, 20);
+
+    // The drop cannot wait for the worker: it is blocked until the gate opens, after the drop.
+    drop(mc);
+    assert_eq!(
+        threads_named("t-drop-"),
+        1,
+        "the worker is still in its call"
+    );
+    gate.send(()).unwrap();
+    wait_until("the worker stops", || threads_named("t-drop-") == 0).await;
+    let blocking = common::client(server.specs(), false);
+    assert_eq!(
+        blocking.get::<String>("queued0").unwrap(),
+        None,
+        "the abandoned calls never ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_serves_what_is_queued_then_waits_for_the_workers() {
+    let server = common::server();
+    let mc = AsyncClient::builder(common::client(server.specs(), false))
+        .workers(2)
+        .thread_name("t-down")
+        .build()
+        .unwrap();
+    let all = keys("down", 10);
+    let held = hold(&mc, 2).await;
+    let sets: Vec<_> = all
+        .iter()
+        .map(|key| {
+            let (mc, key) = (mc.clone(), key.clone());
+            tokio::spawn(async move { mc.set(&key, "queued", 0).await })
+        })
+        .collect();
+    wait_until("the sets are queued", || {
+        mc.engine_stats().queue_depth == 10
+    })
+    .await;
+    let other = mc.clone();
+    let shutdown = tokio::spawn(mc.shutdown(Duration::from_secs(60)));
+    wait_until("the client is closed", || {
+        let mut refused = std::pin::pin!(other.get::<String>("after"));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        matches!(
+            refused.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Err(Error::Shutdown))
+        )
+    })
+    .await;
+    assert!(!shutdown.is_finished(), "the workers are held");
+    held.open().await;
+    for set in sets {
+        set.await.unwrap().unwrap();
+    }
+    let report = shutdown.await.unwrap();
+    assert_eq!((report.workers_running, report.calls_failed), (0, 0));
+    // Each thread ends just after its worker says it stopped.
+    wait_until("the threads end", || threads_named("t-down-") == 0).await;
+    assert_eq!(other.engine_stats().workers_running, 0);
+    let blocking = common::client(server.specs(), false);
+    for key in &all {
+        assert_eq!(
+            blocking.get::<String>(key).unwrap().as_deref(),
+            Some("queued")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_fails_what_is_still_queued_at_its_deadline() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 1);
+    let all = keys("deadline", 5);
+    let held = hold(&mc, 1).await;
+    let sets: Vec<_> = all
+        .iter()
+        .map(|key| {
+            let (mc, key) = (mc.clone(), key.clone());
+            tokio::spawn(async move { mc.set(&key, "late", 0).await })
+        })
+        .collect();
+    wait_until("the sets are queued", || mc.engine_stats().queue_depth == 5).await;
+    let report = mc.shutdown(Duration::from_millis(50)).await;
+    assert_eq!(
+        (report.workers_running, report.calls_failed),
+        (1, 5),
+        "the held worker runs on; the queued sets fail"
+    );
+    for set in sets {
+        assert!(matches!(set.await.unwrap(), Err(Error::Shutdown)));
+    }
+    held.open().await;
+    let blocking = common::client(server.specs(), false);
+    for key in &all {
+        assert_eq!(
+            blocking.get::<String>(key).unwrap(),
+            None,
+            "nothing was sent"
+        );
+    }
+}
+
+/// Decodes like `String`, but tells the test it decodes and waits for its go (once armed), so
+/// that the test can drop the caller's future in between; panics when dropped.
+#[derive(Debug)]
+struct Grenade(#[allow(dead_code)] String);
+
+static GRENADE: std::sync::Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>> =
+    std::sync::Mutex::new(None);
+
+impl FromValue for Grenade {
+    fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
+        if let Some((entered, go)) = GRENADE.lock().unwrap().take() {
+            entered.send(())?;
+            go.recv_timeout(Duration::from_secs(30))?;
+        }
+        String::from_value(data, flags).map(Grenade)
+    }
+}
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a value whose drop panics");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_panics_outside_a_call_is_restarted_and_says_so() {
+    let server = common::server();
+    let blocking = common::client(server.specs(), false);
+    let mc = async_client(server.specs(), 1);
+    let [bomb, bystander] = ["bomb", "bystander"].map(common::key);
+    blocking.set(&bomb, "boom", 0).unwrap();
+    blocking.set(&bystander, "here", 0).unwrap();
+
+    let (entered, entries) = mpsc::channel();
+    let (go, wait) = mpsc::channel();
+    *GRENADE.lock().unwrap() = Some((entered, wait));
+    let held = hold(&mc, 1).await;
+    // One batch: the bomb's get, then a bystander's.
+    let thrower = {
+        let (mc, bomb) = (mc.clone(), bomb.clone());
+        tokio::spawn(async move { mc.get::<Grenade>(&bomb).await.map(|_| ()) })
+    };
+    wait_until("the bomb's get is queued", || {
+        mc.engine_stats().queue_depth == 1
+    })
+    .await;
+    let victim = {
+        let (mc, bystander) = (mc.clone(), bystander.clone());
+        tokio::spawn(async move { mc.get::<String>(&bystander).await })
+    };
+    wait_until("both gets are queued", || {
+        mc.engine_stats().queue_depth == 2
+    })
+    .await;
+    held.open().await;
+    // The bomb decodes; its caller leaves; its value is dropped on the worker, which panics.
+    tokio::task::spawn_blocking(move || entries.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    thrower.abort();
+    assert!(thrower.await.unwrap_err().is_cancelled());
+    go.send(()).unwrap();
+    let result = victim.await.unwrap();
+    assert!(matches!(result, Err(Error::WorkerPanicked)), "{result:?}");
+
+    // The victim's reply dropped as the worker unwound, just before it started over.
+    wait_until("the worker restarts", || mc.engine_stats().restarts == 1).await;
+    assert_eq!(mc.engine_stats().workers_running, 1);
+    // The worker serves on, its connection in step.
+    for _ in 0..3 {
+        assert_eq!(
+            mc.get::<String>(&bystander).await.unwrap().as_deref(),
+            Some("here")
+        );
+        assert!(
+            mc.add(&bystander, "again", 0)
+                .await
+                .is_ok_and(|added| !added)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_delays_only_its_own_keys() {
+    let servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let hung = FaultProxy::start(servers[2].spec()).unwrap();
+    let specs = vec![servers[0].spec(), servers[1].spec(), hung.spec()];
+    let client = |poll| {
+        Client::builder()
+            .servers(&specs)
+            .unwrap()
+            .behavior(Behavior::PollTimeout(poll))
+            .build()
+            .unwrap()
+    };
+    let blocking = client(Duration::from_secs(5));
+    let all = common::spread_keys(&blocking, "hung", 60, &specs, 5);
+    for key in &all {
+        blocking.set(key, key.as_str(), 0).unwrap();
+    }
+    let on_hung: BTreeSet<&String> = all
+        .iter()
+        .filter(|k| blocking.server_for_key(k).unwrap().to_string() == specs[2])
+        .collect();
+    // Long enough that nothing here ends by a timeout: the hung server's keys wait until its
+    // connection closes.
+    let mc = AsyncClient::builder(client(Duration::from_secs(60)))
+        .workers(1)
+        .build()
+        .unwrap();
+    hung.set_fault(Fault::Blackhole);
+    for round in 0..3 {
+        let tasks = spawn_gets(&mc, &all);
+        let (mut healthy, mut waiting) = (Vec::new(), Vec::new());
+        for (task, key) in tasks.into_iter().zip(&all) {
+            match on_hung.contains(key) {
+                true => waiting.push(task),
+                false => healthy.push((task, key)),
+            }
+        }
+        for (task, key) in healthy {
+            assert_eq!(
+                task.await.unwrap().unwrap().as_ref(),
+                Some(key),
+                "round {round}"
+            );
+        }
+        assert!(
+            waiting.iter().all(|task| !task.is_finished()),
+            "round {round}: the hung server's keys wait"
+        );
+        if round == 2 {
+            drop(hung);
+            for task in waiting {
+                let error = task.await.unwrap().unwrap_err();
+                assert!(error.is_connection(), "{error}");
+                assert_eq!(error.server().unwrap().to_string(), specs[2]);
+            }
+            break;
+        }
+        // Their tasks run on, detached, until the connection closes.
+        drop(waiting);
+    }
 }
 
 // ---- every operation, under each kind of executor ------------------------------------------

@@ -276,6 +276,7 @@ pub(crate) fn copy(error: &Error) -> Error {
         Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
         Error::InvalidArgument(why) => Error::InvalidArgument(why.clone()),
         Error::Shutdown => Error::Shutdown,
+        Error::WorkerPanicked => Error::WorkerPanicked,
         other => Error::Memcached {
             code: other.code().unwrap_or(ReturnCode::Failure),
             message: other.to_string(),

@@ -7,6 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
@@ -17,15 +19,17 @@ use crate::server::Address;
 use crate::value::FromValue;
 
 use super::batch::{GetRequest, Outcome};
-use super::engine::{Engine, Job, Ran, Request};
+use super::engine::{self, Alive, Engine, Job, Ran, Request};
+use super::queue::{Push, Queue, Refused};
 use super::stats::{EngineStats, Shape};
 
-/// Worker threads unless [`AsyncClientBuilder::workers`] says otherwise: two keep one worker
-/// building a batch while the other waits for the server.
+/// Worker threads per lane unless [`AsyncClientBuilder::workers`] says otherwise: two keep one
+/// worker building a batch while the other waits for the server.
 pub const DEFAULT_WORKERS: usize = 2;
 /// Requests one worker takes at once unless [`AsyncClientBuilder::max_batch`] says otherwise.
 pub const DEFAULT_MAX_BATCH: usize = 512;
-/// Requests the queue holds unless [`AsyncClientBuilder::queue_capacity`] says otherwise.
+/// Requests each lane's queue holds unless [`AsyncClientBuilder::queue_capacity`] says
+/// otherwise.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 /// An async memcached client that merges concurrent gets into multi-gets.
@@ -35,16 +39,20 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// clone of the client and so its own connections. It has no runtime of its own: its futures
 /// complete when a worker answers, under any executor (tokio, async-std, a plain `block_on`).
 ///
-/// [`get`](AsyncClient::get)s waiting in the queue when a worker takes one are served together
-/// by one multi-get: the more concurrent callers, the fewer round trips per key. Everything else
-/// runs as the blocking client runs it, one call at a time per worker.
+/// With several servers, the workers form one lane per server, for calls on one key that server
+/// holds, and a shared lane for calls on many keys or on every server: a server that hangs or
+/// fails delays only its own keys' calls. [`get`](AsyncClient::get)s waiting in a lane when a
+/// worker takes one are served together by one multi-get: the more concurrent callers, the
+/// fewer round trips per key. Everything else runs as the blocking client runs it, one call at
+/// a time per worker.
 ///
-/// The handle is cheap to clone and `Send + Sync`. Dropping the last handle closes the queue
-/// and waits for the workers to finish what is queued (at most a queue's worth of calls), close
-/// their connections and stop. Dropping a call's future at any point is safe: a call no worker
-/// has started yet is never started (a write that was not sent did not happen), and a call a
-/// worker has started is finished and its answer thrown away, so a timeout around a call
-/// (`tokio::time::timeout(d, mc.get(..))`) never leaves a connection out of step.
+/// The handle is cheap to clone and `Send + Sync`. Dropping the last handle closes the queues
+/// and returns at once: each worker finishes the call it is running, if any, closes its
+/// connections and stops ([`shutdown`](AsyncClient::shutdown) waits for that). Dropping a
+/// call's future at any point is safe: a call no worker has started yet is never started (a
+/// write that was not sent did not happen), and a call a worker has started is finished and
+/// its answer thrown away, so a timeout around a call (`tokio::time::timeout(d, mc.get(..))`)
+/// never leaves a connection out of step.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), libmemcached::Error> {
@@ -83,6 +91,7 @@ impl AsyncClient {
             workers: DEFAULT_WORKERS,
             max_batch: DEFAULT_MAX_BATCH,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            thread_name: "memcached-async".into(),
         }
     }
 
@@ -105,7 +114,7 @@ impl AsyncClient {
             key: key.into(),
             waiter: Box::new(reply),
         });
-        AsyncCall::queue(&self.inner.engine, request, answer)
+        AsyncCall::queue(&self.inner.engine, self.lane(Some(key)), request, answer)
     }
 
     /// The sum of the metrics of the workers' clients (see
@@ -115,10 +124,32 @@ impl AsyncClient {
         self.inner.engine.metrics.snapshot()
     }
 
-    /// What the engine has done so far: batches, keys per batch, queue depth, requests served.
+    /// What the engine has done so far: batches, keys per batch, queue depth, requests served,
+    /// workers running and restarted.
     pub fn engine_stats(&self) -> EngineStats {
         let engine = &self.inner.engine;
-        engine.counters.snapshot(engine.shape, engine.queue.len())
+        let running = engine.workers.running();
+        engine
+            .counters
+            .snapshot(engine.shape, engine.queued(), running)
+    }
+
+    /// Stops the client for every handle and waits, at most `timeout`, for its workers to
+    /// stop, without blocking the thread that awaits it.
+    ///
+    /// New calls fail with [`Error::Shutdown`] at once. Calls already queued are served while
+    /// there is time; those still queued at the deadline fail with [`Error::Shutdown`] (nothing
+    /// was sent for them). A call a worker is running is not interrupted: it ends within the
+    /// client's timeouts, and [`ShutdownReport::workers_running`] says how many were still at it.
+    pub fn shutdown(self, timeout: Duration) -> ShuttingDown {
+        let engine = &self.inner.engine;
+        engine.close();
+        ShuttingDown {
+            lanes: engine.lanes(),
+            workers: Arc::clone(&engine.workers),
+            deadline: Instant::now().checked_add(timeout),
+            timer: None,
+        }
     }
 
     /// The servers, as the client was configured.
@@ -131,11 +162,17 @@ impl AsyncClient {
         self.inner.binary
     }
 
-    /// Queues `op` to run on a worker's client.
-    pub(super) fn call<T: Send + 'static>(
-        &self,
+    /// The lane that serves calls on `key` (calls on many keys, or on none: `None`).
+    pub(super) fn lane(&self, key: Option<&[u8]>) -> &Queue<Request> {
+        self.inner.engine.lane(key)
+    }
+
+    /// Queues `op` to run on a worker's client of `lane`.
+    pub(super) fn call<'a, T: Send + 'static>(
+        &'a self,
+        lane: &'a Queue<Request>,
         op: impl FnOnce(&Client) -> Result<T> + Send + 'static,
-    ) -> AsyncCall<'_, T> {
+    ) -> AsyncCall<'a, T> {
         let (reply, answer) = oneshot::channel::<Outcome<T>>();
         let job: Job = Box::new(move |client| {
             // A caller that has gone before its call starts never sees it happen: nothing is
@@ -149,7 +186,7 @@ impl AsyncClient {
                 Err(_) => Ran::Discarded,
             }
         });
-        AsyncCall::queue(&self.inner.engine, Request::Run(job), answer)
+        AsyncCall::queue(&self.inner.engine, lane, Request::Run(job), answer)
     }
 }
 
@@ -159,6 +196,7 @@ impl fmt::Debug for AsyncClient {
         f.debug_struct("AsyncClient")
             .field("servers", &servers)
             .field("binary", &self.is_binary())
+            .field("lanes", &self.inner.engine.shape.lanes)
             .field("workers", &self.inner.engine.shape.workers)
             .finish()
     }
@@ -172,11 +210,13 @@ pub struct AsyncClientBuilder {
     workers: usize,
     max_batch: usize,
     queue_capacity: usize,
+    thread_name: String,
 }
 
 impl AsyncClientBuilder {
-    /// Worker threads, each with its own connections (default [`DEFAULT_WORKERS`]). More
-    /// workers run more writes and batches at once.
+    /// Worker threads per lane, each with its own connections (default [`DEFAULT_WORKERS`]).
+    /// More workers run more writes and batches at once. There is one lane with a single
+    /// server; with `n` servers, `n + 1`.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
@@ -190,10 +230,17 @@ impl AsyncClientBuilder {
         self
     }
 
-    /// How many requests wait in the queue before callers wait for room, asynchronously
-    /// (default [`DEFAULT_QUEUE_CAPACITY`]).
+    /// How many requests wait in each lane's queue before callers wait for room,
+    /// asynchronously (default [`DEFAULT_QUEUE_CAPACITY`]).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
+        self
+    }
+
+    /// The start of the worker threads' names (default `memcached-async`), followed by the
+    /// lane and the worker's number in it: `memcached-async-0.1`.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
         self
     }
 
@@ -214,13 +261,14 @@ impl AsyncClientBuilder {
         let servers = self.client.servers();
         let binary = self.client.is_binary();
         let shape = Shape {
+            lanes: 1,
             workers: self.workers,
             queue_capacity: self.queue_capacity,
             max_batch: self.max_batch,
         };
         Ok(AsyncClient {
             inner: Arc::new(Inner {
-                engine: Engine::start(self.client, shape)?,
+                engine: Engine::start(self.client, shape, &self.thread_name)?,
                 rules,
                 servers,
                 binary,
@@ -237,7 +285,8 @@ impl AsyncClientBuilder {
 ///
 /// If user code the worker ran for the call panicked (a value's encoder or decoder), the panic
 /// resumes where the future is polled, as it would have in the caller with a blocking
-/// [`Client`]. If the engine stopped before answering, the result is [`Error::Shutdown`].
+/// [`Client`]. If the client was shut down before answering, the result is
+/// [`Error::Shutdown`]; if the worker serving it panicked elsewhere, [`Error::WorkerPanicked`].
 #[must_use = "futures do nothing unless polled"]
 pub struct AsyncCall<'a, T> {
     state: State<'a, T>,
@@ -247,26 +296,37 @@ enum State<'a, T> {
     /// Ready to queue on the first poll.
     Queue {
         engine: &'a Engine,
+        lane: &'a Queue<Request>,
         request: Request,
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// The queue was full: waiting for room.
     Sending {
-        send: flume::r#async::SendFut<'a, Request>,
+        engine: &'a Engine,
+        push: Push<'a, Request>,
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// Queued: waiting for the answer.
-    Waiting(oneshot::Receiver<Outcome<T>>),
+    Waiting {
+        engine: &'a Engine,
+        answer: oneshot::Receiver<Outcome<T>>,
+    },
     /// Refused before anything was queued.
     Failed(Error),
     Done,
 }
 
 impl<'a, T> AsyncCall<'a, T> {
-    fn queue(engine: &'a Engine, request: Request, answer: oneshot::Receiver<Outcome<T>>) -> Self {
+    fn queue(
+        engine: &'a Engine,
+        lane: &'a Queue<Request>,
+        request: Request,
+        answer: oneshot::Receiver<Outcome<T>>,
+    ) -> Self {
         AsyncCall {
             state: State::Queue {
                 engine,
+                lane,
                 request,
                 answer,
             },
@@ -289,33 +349,43 @@ impl<T> Future for AsyncCall<'_, T> {
             *state = match mem::replace(state, State::Done) {
                 State::Queue {
                     engine,
+                    lane,
                     request,
                     answer,
-                } => match engine.queue.try_send(request) {
-                    Ok(()) => State::Waiting(answer),
-                    Err(flume::TrySendError::Full(request)) => {
+                } => match lane.try_push(request) {
+                    Ok(()) => State::Waiting { engine, answer },
+                    Err(Refused::Full(request)) => {
                         engine.counters.full_wait();
                         State::Sending {
-                            send: engine.queue.send_async(request),
+                            engine,
+                            push: lane.push(request),
                             answer,
                         }
                     }
-                    Err(flume::TrySendError::Disconnected(_)) => {
-                        return Poll::Ready(Err(Error::Shutdown));
-                    }
+                    Err(Refused::Closed(_)) => return Poll::Ready(Err(Error::Shutdown)),
                 },
-                State::Sending { mut send, answer } => match Pin::new(&mut send).poll(cx) {
-                    Poll::Ready(Ok(())) => State::Waiting(answer),
+                State::Sending {
+                    engine,
+                    mut push,
+                    answer,
+                } => match Pin::new(&mut push).poll(cx) {
+                    Poll::Ready(Ok(())) => State::Waiting { engine, answer },
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(Error::Shutdown)),
                     Poll::Pending => {
-                        *state = State::Sending { send, answer };
+                        *state = State::Sending {
+                            engine,
+                            push,
+                            answer,
+                        };
                         return Poll::Pending;
                     }
                 },
-                State::Waiting(mut answer) => match Pin::new(&mut answer).poll(cx) {
-                    Poll::Ready(outcome) => return Poll::Ready(unwrap_outcome(outcome)),
+                State::Waiting { engine, mut answer } => match Pin::new(&mut answer).poll(cx) {
+                    Poll::Ready(outcome) => {
+                        return Poll::Ready(unwrap_outcome(outcome, engine.is_closed()));
+                    }
                     Poll::Pending => {
-                        *state = State::Waiting(answer);
+                        *state = State::Waiting { engine, answer };
                         return Poll::Pending;
                     }
                 },
@@ -326,12 +396,87 @@ impl<T> Future for AsyncCall<'_, T> {
     }
 }
 
-/// The call's result; a worker's panic resumes here; a dropped reply means the engine stopped.
-fn unwrap_outcome<T>(outcome: Result<Outcome<T>, oneshot::Canceled>) -> Result<T> {
+/// The call's result; a worker's panic in the caller's own code resumes here. A reply dropped
+/// unanswered means the client shut down (`closed`), or else that the worker panicked.
+fn unwrap_outcome<T>(outcome: Result<Outcome<T>, oneshot::Canceled>, closed: bool) -> Result<T> {
     match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => resume_unwind(panic),
-        Err(oneshot::Canceled) => Err(Error::Shutdown),
+        Err(oneshot::Canceled) if closed => Err(Error::Shutdown),
+        Err(oneshot::Canceled) => Err(Error::WorkerPanicked),
+    }
+}
+
+/// The future of [`AsyncClient::shutdown`]: ready once every worker has stopped, or at the
+/// deadline.
+#[must_use = "futures do nothing unless polled"]
+pub struct ShuttingDown {
+    lanes: Vec<Arc<Queue<Request>>>,
+    workers: Arc<Alive>,
+    /// `None`: no deadline (a timeout too long to represent).
+    deadline: Option<Instant>,
+    /// The thread that wakes this future at the deadline, started on the first poll.
+    timer: Option<Thread>,
+}
+
+/// How a [`ShuttingDown`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Workers still running a call at the deadline (0: every worker stopped in time). Each
+    /// stops once its call ends.
+    pub workers_running: usize,
+    /// Calls still queued at the deadline, failed with [`Error::Shutdown`] unsent.
+    pub calls_failed: usize,
+}
+
+impl Future for ShuttingDown {
+    type Output = ShutdownReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
+        let this = &mut *self;
+        let expired = this
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        if expired {
+            let calls_failed = engine::fail_queued(&this.lanes);
+            return Poll::Ready(ShutdownReport {
+                workers_running: this.workers.running(),
+                calls_failed,
+            });
+        }
+        if let (None, Some(deadline)) = (&this.timer, this.deadline) {
+            let (waker, workers) = (cx.waker().clone(), Arc::clone(&this.workers));
+            let timer = thread::Builder::new()
+                .name("memcached-async-shutdown".into())
+                .spawn(move || {
+                    // Unparked early when the last worker stops.
+                    while workers.running() > 0 {
+                        match deadline.checked_duration_since(Instant::now()) {
+                            Some(left) if !left.is_zero() => thread::park_timeout(left),
+                            _ => break,
+                        }
+                    }
+                    waker.wake();
+                });
+            // Without a timer thread, the deadline is seen at the next poll only.
+            this.timer = timer.ok().map(|handle| handle.thread().clone());
+        }
+        match this.workers.watch(cx.waker(), this.timer.as_ref()) {
+            0 => Poll::Ready(ShutdownReport {
+                workers_running: 0,
+                calls_failed: 0,
+            }),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl fmt::Debug for ShuttingDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShuttingDown")
+            .field("workers_running", &self.workers.running())
+            .finish()
     }
 }
 
@@ -340,7 +485,7 @@ impl<T> fmt::Debug for AsyncCall<'_, T> {
         let state = match self.state {
             State::Queue { .. } => "not queued",
             State::Sending { .. } => "waiting for room in the queue",
-            State::Waiting(_) => "queued",
+            State::Waiting { .. } => "queued",
             State::Failed(_) => "refused",
             State::Done => "done",
         };
@@ -363,13 +508,17 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_reply_is_a_shutdown_and_a_panic_resumes() {
+    fn a_dropped_reply_is_a_shutdown_or_a_worker_panic_and_a_panic_resumes() {
         assert!(matches!(
-            unwrap_outcome::<()>(Err(oneshot::Canceled)),
+            unwrap_outcome::<()>(Err(oneshot::Canceled), true),
             Err(Error::Shutdown)
         ));
-        assert_eq!(unwrap_outcome(Ok(Ok(Ok(7)))).unwrap(), 7);
-        let panic = catch_unwind(|| unwrap_outcome::<()>(Ok(Err(Box::new("boom")))));
+        assert!(matches!(
+            unwrap_outcome::<()>(Err(oneshot::Canceled), false),
+            Err(Error::WorkerPanicked)
+        ));
+        assert_eq!(unwrap_outcome(Ok(Ok(Ok(7))), false).unwrap(), 7);
+        let panic = catch_unwind(|| unwrap_outcome::<()>(Ok(Err(Box::new("boom"))), false));
         assert_eq!(*panic.unwrap_err().downcast::<&str>().unwrap(), "boom");
     }
 }

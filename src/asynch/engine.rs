@@ -1,23 +1,36 @@
-//! The engine: worker threads, each owning a clone of the client (its own connections), fed by
-//! one bounded queue.
+//! The engine: lanes of worker threads, each worker owning a clone of the client (its own
+//! connections), each lane fed by its own bounded queue.
 //!
-//! A worker blocks on the queue. When it takes a get it also takes whatever else is already
-//! queued, up to the batch cap, without waiting for more: the gets go into one multi-get, and
-//! the other requests it took (writes, counters, multi-key calls...) run one by one afterwards,
-//! in the order they were queued. A request whose caller has gone before a worker starts it is
+//! With several servers there is one lane per server, for the calls on one key that server
+//! holds, and one shared lane for calls on many keys or on every server. A server that hangs
+//! or fails holds up its own lane only: keys of the other servers never wait behind it.
+//!
+//! A worker blocks on its lane's queue. When it takes a get it also takes whatever else is
+//! already queued, up to the batch cap, without waiting for more: the gets go into one
+//! multi-get, and the other requests it took (writes, counters...) run one by one afterwards, in
+//! the order they were queued. A request whose caller has gone before a worker starts it is
 //! never started (nothing was sent for it, so nothing happened); once started, a request is
 //! finished whether or not its caller is still there, so a connection is never left in the
 //! middle of a reply.
+//!
+//! A worker outlives the client only to finish the call it is running: closing the queues (the
+//! last handle dropped, or [`shutdown`](super::AsyncClient::shutdown)) makes it skip what is
+//! queued for callers who have gone and stop. A panic in the engine's own code (user code
+//! included: a value's `Drop` on the worker) fails the calls it was serving, resets the
+//! worker's connections and the worker goes on.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::thread::{self, Thread};
 
 use crate::client::Client;
 use crate::error::{Error, Result, ReturnCode};
 use crate::metrics::Group;
 
 use super::batch::{Batch, GetRequest};
+use super::queue::Queue;
 use super::stats::{Counters, Shape};
 
 /// A call other than a single-key get, made on a worker's client. It answers its caller
@@ -42,76 +55,182 @@ pub(crate) enum Request {
     Run(Job),
 }
 
-/// The queue and the workers. Dropping it closes the queue (the workers serve what is left in
-/// it and stop, dropping their clients and so closing their connections) and joins them.
+/// The lanes and their workers. Dropping it closes the queues and returns at once: the workers
+/// finish the calls they are running and stop, closing their connections.
 pub(crate) struct Engine {
-    // Fields drop in order: the queue closes before the workers are joined.
-    pub(crate) queue: flume::Sender<Request>,
+    /// One lane per server, then the shared lane (one lane in all with a single server).
+    lanes: Box<[Arc<Queue<Request>>]>,
+    /// A clone of the client that only maps keys to servers (with several servers).
+    router: Option<Mutex<Client>>,
     pub(crate) counters: Arc<Counters>,
     /// The workers' clients' counters (see `AsyncClient::metrics`).
     pub(crate) metrics: Group,
     pub(crate) shape: Shape,
-    _workers: Workers,
+    pub(crate) workers: Arc<Alive>,
 }
 
 impl Engine {
-    /// Starts `shape.workers` threads: the first uses `client`, the others clones of it.
-    pub(crate) fn start(client: Client, shape: Shape) -> Result<Engine> {
-        // Declared before the queue so that on an error the queue closes first and the
-        // threads already started stop before they are joined.
-        let mut workers = Workers(Vec::with_capacity(shape.workers));
-        let (queue, requests) = flume::bounded(shape.queue_capacity);
-        let counters = Arc::new(Counters::default());
-        let mut clients = Vec::with_capacity(shape.workers);
-        for _ in 1..shape.workers {
+    /// Starts `shape.workers` threads per lane: the first uses `client`, the others clones of
+    /// it. Thread names start with `name`.
+    pub(crate) fn start(client: Client, shape: Shape, name: &str) -> Result<Engine> {
+        let servers = client.servers().len();
+        let lanes = match servers {
+            0 | 1 => 1,
+            n => n + 1,
+        };
+        let shape = Shape { lanes, ..shape };
+        let router = match lanes {
+            1 => None,
+            _ => Some(Mutex::new(client.try_clone()?)),
+        };
+        let mut clients = Vec::with_capacity(lanes * shape.workers);
+        for _ in 1..lanes * shape.workers {
             clients.push(client.try_clone()?);
         }
         clients.push(client);
-        let metrics = Group::default();
+        let engine = Engine {
+            lanes: (0..lanes)
+                .map(|_| Arc::new(Queue::new(shape.queue_capacity)))
+                .collect(),
+            router,
+            counters: Arc::new(Counters::default()),
+            metrics: Group::default(),
+            shape,
+            workers: Arc::new(Alive::default()),
+        };
         // Workers report to the subscriber of the thread that started them.
         let subscriber = crate::trace::Subscriber::current();
         for (i, client) in clients.into_iter().enumerate() {
-            metrics.join(&client.counters);
-            let subscriber = subscriber.clone();
+            engine.metrics.join(&client.counters);
+            let lane = i / shape.workers;
             let worker = Worker {
                 client,
-                requests: requests.clone(),
-                counters: Arc::clone(&counters),
+                requests: Arc::clone(&engine.lanes[lane]),
+                counters: Arc::clone(&engine.counters),
                 max_batch: shape.max_batch,
+                _alive: Alive::count(&engine.workers),
             };
-            let handle = thread::Builder::new()
-                .name(format!("memcached-async-{i}"))
+            let subscriber = subscriber.clone();
+            // On an error the engine drops, closing the queues: the threads started stop.
+            thread::Builder::new()
+                .name(format!("{name}-{lane}.{}", i % shape.workers))
                 .spawn(move || subscriber.within(|| worker.run()))
                 .map_err(|err| Error::Memcached {
                     code: ReturnCode::Errno,
                     message: format!("cannot start an AsyncClient worker thread: {err}"),
                     server: None,
                 })?;
-            workers.0.push(handle);
         }
-        Ok(Engine {
-            queue,
-            counters,
-            metrics,
-            shape,
-            _workers: workers,
-        })
+        Ok(engine)
+    }
+
+    /// The queue of the lane that serves a call on `key` (on many keys, or none: `None`).
+    pub(crate) fn lane(&self, key: Option<&[u8]>) -> &Queue<Request> {
+        let shared = self.lanes.len() - 1;
+        let lane = match (key, &self.router) {
+            (Some(key), Some(router)) => {
+                let router = router.lock().unwrap_or_else(|p| p.into_inner());
+                router.handle.server_index(key) % shared
+            }
+            _ => shared,
+        };
+        &self.lanes[lane]
+    }
+
+    /// Requests waiting in every lane.
+    pub(crate) fn queued(&self) -> usize {
+        self.lanes.iter().map(|lane| lane.len()).sum()
+    }
+
+    /// Stops taking calls; what is queued stays for the workers.
+    pub(crate) fn close(&self) {
+        self.lanes.iter().for_each(|lane| lane.close());
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lanes[0].is_closed()
+    }
+
+    /// The lanes, for a shutdown that outlives the handle.
+    pub(crate) fn lanes(&self) -> Vec<Arc<Queue<Request>>> {
+        self.lanes.to_vec()
     }
 }
 
-/// The worker threads, joined on drop.
-struct Workers(Vec<JoinHandle<()>>);
-
-impl Drop for Workers {
+impl Drop for Engine {
     fn drop(&mut self) {
-        let me = thread::current().id();
-        for handle in self.0.drain(..) {
-            // A worker can only drop the last handle itself through user code it runs (a value
-            // that owns the client); it cannot wait for its own end.
-            if handle.thread().id() != me {
-                // Workers catch the panics of the user code they run; a panic of the engine
-                // itself has already failed its callers (their replies were dropped).
-                let _ = handle.join();
+        self.close();
+    }
+}
+
+/// Fails every call still queued in `lanes` (their callers get [`Error::Shutdown`]); returns
+/// how many there were.
+pub(crate) fn fail_queued(lanes: &[Arc<Queue<Request>>]) -> usize {
+    let mut failed = 0;
+    for lane in lanes {
+        let requests = lane.take_all();
+        failed += requests.len();
+        // Dropping a request drops its caller's value: user code, which may panic.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(requests)));
+    }
+    failed
+}
+
+/// How many workers are running, and who waits for them all to stop.
+#[derive(Default)]
+pub(crate) struct Alive {
+    state: Mutex<AliveState>,
+}
+
+#[derive(Default)]
+struct AliveState {
+    running: usize,
+    /// A shutdown waiting, and its timer.
+    waker: Option<Waker>,
+    timer: Option<Thread>,
+}
+
+impl Alive {
+    fn lock(&self) -> MutexGuard<'_, AliveState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more worker, counted until the returned guard drops (when its thread ends, however).
+    fn count(this: &Arc<Alive>) -> Running {
+        this.lock().running += 1;
+        Running(Arc::clone(this))
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.lock().running
+    }
+
+    /// Registers who to wake when the last worker stops; says how many run now.
+    pub(crate) fn watch(&self, waker: &Waker, timer: Option<&Thread>) -> usize {
+        let mut state = self.lock();
+        state.waker = Some(waker.clone());
+        if let Some(timer) = timer {
+            state.timer = Some(timer.clone());
+        }
+        state.running
+    }
+}
+
+/// A worker's place in [`Alive`].
+struct Running(Arc<Alive>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.running -= 1;
+        if state.running == 0 {
+            let (waker, timer) = (state.waker.take(), state.timer.take());
+            drop(state);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            if let Some(timer) = timer {
+                timer.unpark();
             }
         }
     }
@@ -119,17 +238,27 @@ impl Drop for Workers {
 
 struct Worker {
     client: Client,
-    requests: flume::Receiver<Request>,
+    requests: Arc<Queue<Request>>,
     counters: Arc<Counters>,
     max_batch: usize,
+    _alive: Running,
 }
 
 impl Worker {
+    /// Serves until the queue is closed and empty; after a panic, starts over with its
+    /// connections reset (the panic's calls have failed: their replies were dropped).
     fn run(self) {
+        while catch_unwind(AssertUnwindSafe(|| self.serve())).is_err() {
+            self.counters.restarted();
+            crate::trace::worker_restarted();
+            self.client.disconnect_all();
+        }
+    }
+
+    fn serve(&self) {
         let mut batch = Batch::default();
         let mut later: VecDeque<Job> = VecDeque::new();
-        // Ends once every handle is gone and the queue is empty.
-        while let Ok(first) = self.requests.recv() {
+        while let Some(first) = self.requests.pop() {
             self.counters.depth(self.requests.len());
             let get = match first {
                 Request::Run(job) => {
@@ -140,13 +269,11 @@ impl Worker {
             };
             batch.requests.push(get);
             // Everything already waiting, up to the cap; no waiting for more.
-            for _ in 1..self.max_batch {
-                match self.requests.try_recv() {
-                    Ok(Request::Get(get)) => batch.requests.push(get),
-                    Ok(Request::Run(job)) => later.push_back(job),
-                    Err(_) => break,
-                }
-            }
+            self.requests
+                .pop_more(self.max_batch - 1, |request| match request {
+                    Request::Get(get) => batch.requests.push(get),
+                    Request::Run(job) => later.push_back(job),
+                });
             batch.serve(&self.client, &self.counters);
             while let Some(job) = later.pop_front() {
                 self.run_job(job);

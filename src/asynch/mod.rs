@@ -4,7 +4,8 @@
 //! - `client`: the handle, its builder and [`AsyncCall`], the future of every call.
 //! - `ops`: the operations other than `get`, listed once, each run by a worker as the blocking
 //!   [`Client`](crate::Client) runs it.
-//! - `engine`: the bounded queue and the worker threads.
+//! - `engine`: the lanes (one per server, and one shared) and their worker threads.
+//! - `queue`: a lane's bounded queue, which callers waiting for room can leave cheaply.
 //! - `batch`: gets merged into one multi-get and answered one by one.
 //! - `stats`: the counters behind [`EngineStats`].
 
@@ -12,10 +13,11 @@ mod batch;
 mod client;
 mod engine;
 mod ops;
+mod queue;
 mod stats;
 
 pub use client::{
     AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS,
+    DEFAULT_WORKERS, ShutdownReport, ShuttingDown,
 };
 pub use stats::EngineStats;

@@ -20,12 +20,13 @@ use crate::value::{FromValue, ToValue};
 use super::{AsyncCall, AsyncClient};
 
 /// Defines each operation as a method of [`AsyncClient`] that readies its arguments (each
-/// through the function after `=>`) and queues the client method of the same name. Generic
+/// through the function after `=>`) and queues the client method of the same name, in the
+/// lane of the server of the argument named after `on` (the shared lane without one). Generic
 /// parameters go in `[...]`, bounds in `where [...]`.
 macro_rules! on_a_worker {
     ($(
         $(#[$doc:meta])*
-        fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
+        $(on $route:ident)? fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
             -> $ret:ty $(where [$($bound:tt)*])?;
     )*) => {
         impl AsyncClient {
@@ -35,7 +36,8 @@ macro_rules! on_a_worker {
                 $(where $($bound)*)?
                 {
                     $(let $arg = $ready($arg);)*
-                    self.call(move |client| client.$name($($arg),*))
+                    let lane = self.lane(None $(.or(Some(&$route[..])))?);
+                    self.call(lane, move |client| client.$name($($arg),*))
                 }
             )*
         }
@@ -72,24 +74,24 @@ on_a_worker! {
 
     /// The value of `key` and its CAS token, or `None`: [`Client::gets`]. Not merged with
     /// other gets (a multi-get carries no tokens here).
-    fn gets[V: FromValue + Send + 'static](key: impl AsRef<[u8]> => ready::key) -> Option<(V, u64)>;
+    on key fn gets[V: FromValue + Send + 'static](key: impl AsRef<[u8]> => ready::key) -> Option<(V, u64)>;
 
     /// Stores `value` under `key`: [`Client::set`].
-    fn set(
+    on key fn set(
         key: impl AsRef<[u8]> => ready::key,
         value: impl ToValue + Send + 'static => ready::moved,
         exp: impl Into<Expiration> => ready::exp,
     ) -> ();
 
     /// Stores `value` only if `key` does not exist; `false` if it does: [`Client::add`].
-    fn add(
+    on key fn add(
         key: impl AsRef<[u8]> => ready::key,
         value: impl ToValue + Send + 'static => ready::moved,
         exp: impl Into<Expiration> => ready::exp,
     ) -> bool;
 
     /// Stores `value` only if `key` exists; `false` if it does not: [`Client::replace`].
-    fn replace(
+    on key fn replace(
         key: impl AsRef<[u8]> => ready::key,
         value: impl ToValue + Send + 'static => ready::moved,
         exp: impl Into<Expiration> => ready::exp,
@@ -97,17 +99,17 @@ on_a_worker! {
 
     /// Appends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::append`].
-    fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+    on key fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
         -> bool;
 
     /// Prepends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::prepend`].
-    fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+    on key fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
         -> bool;
 
     /// Stores `value` only if `key` still has the CAS token `cas`; `false` if it changed or is
     /// gone: [`Client::cas`].
-    fn cas(
+    on key fn cas(
         key: impl AsRef<[u8]> => ready::key,
         value: impl ToValue + Send + 'static => ready::moved,
         cas: u64 => ready::moved,
@@ -115,21 +117,21 @@ on_a_worker! {
     ) -> bool;
 
     /// Deletes `key`; `false` if it did not exist: [`Client::delete`].
-    fn delete(key: impl AsRef<[u8]> => ready::key) -> bool;
+    on key fn delete(key: impl AsRef<[u8]> => ready::key) -> bool;
 
     /// Sets a new expiration on `key`; `false` if it does not exist: [`Client::touch`].
-    fn touch(key: impl AsRef<[u8]> => ready::key, exp: impl Into<Expiration> => ready::exp) -> bool;
+    on key fn touch(key: impl AsRef<[u8]> => ready::key, exp: impl Into<Expiration> => ready::exp) -> bool;
 
     /// Adds `delta` to the counter under `key`: [`Client::incr`]. A missing key is
     /// [`Error::NotFound`](crate::Error::NotFound).
-    fn incr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
+    on key fn incr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
 
     /// Subtracts `delta` from the counter under `key`, stopping at 0: [`Client::decr`].
-    fn decr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
+    on key fn decr(key: impl AsRef<[u8]> => ready::key, delta: u64 => ready::moved) -> u64;
 
     /// [`AsyncClient::incr`] that creates a missing counter with `initial`:
     /// [`Client::incr_with_initial`].
-    fn incr_with_initial(
+    on key fn incr_with_initial(
         key: impl AsRef<[u8]> => ready::key,
         delta: u64 => ready::moved,
         initial: u64 => ready::moved,
@@ -138,7 +140,7 @@ on_a_worker! {
 
     /// [`AsyncClient::decr`] that creates a missing counter with `initial`:
     /// [`Client::decr_with_initial`].
-    fn decr_with_initial(
+    on key fn decr_with_initial(
         key: impl AsRef<[u8]> => ready::key,
         delta: u64 => ready::moved,
         initial: u64 => ready::moved,
@@ -146,7 +148,7 @@ on_a_worker! {
     ) -> u64;
 
     /// The server `key` maps to now: [`Client::server_for_key`].
-    fn server_for_key(key: impl AsRef<[u8]> => ready::key) -> Address;
+    on key fn server_for_key(key: impl AsRef<[u8]> => ready::key) -> Address;
 
     // ---- many keys --------------------------------------------------------------------------
 
@@ -257,6 +259,8 @@ impl AsyncClient {
     /// [`Client::stats`].
     pub fn stats(&self, arg: Option<&str>) -> AsyncCall<'_, Vec<ServerStats>> {
         let arg = arg.map(str::to_owned);
-        self.call(move |client: &Client| client.stats(arg.as_deref()))
+        self.call(self.lane(None), move |client: &Client| {
+            client.stats(arg.as_deref())
+        })
     }
 }

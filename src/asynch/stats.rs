@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     queue_full_waits: AtomicU64,
     abandoned: AtomicU64,
     discarded: AtomicU64,
+    restarts: AtomicU64,
 }
 
 impl Counters {
@@ -60,9 +61,22 @@ impl Counters {
         }
     }
 
-    pub(crate) fn snapshot(&self, shape: Shape, queue_depth: usize) -> EngineStats {
+    /// A worker panicked and started over.
+    pub(crate) fn restarted(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        shape: Shape,
+        queue_depth: usize,
+        workers_running: usize,
+    ) -> EngineStats {
         EngineStats {
+            lanes: shape.lanes,
             workers: shape.workers,
+            workers_running,
+            restarts: self.restarts.load(Relaxed),
             queue_capacity: shape.queue_capacity,
             max_batch: shape.max_batch,
             queue_depth,
@@ -83,6 +97,7 @@ impl Counters {
 /// The engine's fixed settings, repeated in each snapshot.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
+    pub lanes: usize,
     pub workers: usize,
     pub queue_capacity: usize,
     pub max_batch: usize,
@@ -102,13 +117,21 @@ fn bucket(keys: usize) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EngineStats {
-    /// Worker threads, each with its own connections.
+    /// Lanes: one per server and a shared one, or one with a single server.
+    pub lanes: usize,
+    /// Worker threads per lane, each with its own connections.
     pub workers: usize,
-    /// How many requests the queue holds before callers wait.
+    /// Worker threads running now: `lanes * workers` until the client stops.
+    pub workers_running: usize,
+    /// Times a worker panicked (in the engine's code or in user code it ran outside a call,
+    /// such as the `Drop` of a value whose caller had gone), failed the calls it was serving
+    /// and started over with fresh connections.
+    pub restarts: u64,
+    /// How many requests each lane's queue holds before callers wait.
     pub queue_capacity: usize,
-    /// The most requests a worker takes from the queue at once.
+    /// The most requests a worker takes from its queue at once.
     pub max_batch: usize,
-    /// Requests in the queue now.
+    /// Requests in the queues now.
     pub queue_depth: usize,
     /// The most requests a worker saw waiting as it took one (at most `queue_capacity`).
     pub max_queue_depth: usize,
@@ -187,12 +210,18 @@ mod tests {
         counters.full_wait();
         counters.abandoned(2);
         counters.discarded(1);
+        counters.restarted();
         let shape = Shape {
+            lanes: 4,
             workers: 2,
             queue_capacity: 8,
             max_batch: 16,
         };
-        let stats = counters.snapshot(shape, 1);
+        let stats = counters.snapshot(shape, 1, 7);
+        assert_eq!(
+            (stats.lanes, stats.workers_running, stats.restarts),
+            (4, 7, 1)
+        );
         assert_eq!((stats.gets, stats.batches, stats.batch_keys), (6, 2, 4));
         assert_eq!((stats.max_batch_keys, stats.max_queue_depth), (3, 4));
         assert_eq!((stats.requests, stats.queue_full_waits), (6, 1));

@@ -1,0 +1,315 @@
+//! A lane's bounded queue: callers push without blocking (or wait asynchronously for room),
+//! workers block for what is queued.
+//!
+//! Callers waiting for room hold a ticket in an ordered map, so that one that leaves (its future
+//! dropped, a timeout) removes itself in `O(log n)`: however many callers give up at once, they
+//! cost about what their calls would have.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Why a push failed; the item comes back.
+pub(crate) enum Refused<T> {
+    /// No room.
+    Full(T),
+    /// The queue no longer takes items.
+    Closed(T),
+}
+
+pub(crate) struct Queue<T> {
+    state: Mutex<State<T>>,
+    /// Workers waiting for an item.
+    takers: Condvar,
+    capacity: usize,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// Callers waiting for room, in the order they came.
+    waiting: BTreeMap<u64, Waker>,
+    next_ticket: u64,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize) -> Queue<T> {
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+                waiting: BTreeMap::new(),
+                next_ticket: 0,
+            }),
+            takers: Condvar::new(),
+            capacity,
+        }
+    }
+
+    /// Items are plain data and every critical section leaves the state whole, so a panic
+    /// elsewhere while the lock was held cannot have broken it.
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `item` if there is room and nobody is waiting for it already.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), Refused<T>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed(item));
+        }
+        if state.items.len() >= self.capacity || !state.waiting.is_empty() {
+            return Err(Refused::Full(item));
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.takers.notify_one();
+        Ok(())
+    }
+
+    /// Queues `item` once there is room: a future that waits its turn.
+    pub(crate) fn push(&self, item: T) -> Push<'_, T> {
+        Push {
+            queue: self,
+            item: Some(item),
+            ticket: None,
+        }
+    }
+
+    /// The next item, waiting for one; `None` once the queue is closed and empty.
+    pub(crate) fn pop(&self) -> Option<T> {
+        let mut state = self.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                self.make_room(&mut state, 1);
+                return Some(item);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .takers
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Up to `max` more items, without waiting, appended to `into` by `take`.
+    pub(crate) fn pop_more(&self, max: usize, mut take: impl FnMut(T)) {
+        let mut state = self.lock();
+        let n = max.min(state.items.len());
+        for item in state.items.drain(..n) {
+            take(item);
+        }
+        self.make_room(&mut state, n);
+    }
+
+    /// Stops taking items; waiting callers and workers wake to see it. What is queued stays
+    /// for the workers.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let waiting = std::mem::take(&mut state.waiting);
+        drop(state);
+        self.takers.notify_all();
+        waiting.into_values().for_each(Waker::wake);
+    }
+
+    /// Takes everything queued, to fail it (after [`Queue::close`]).
+    pub(crate) fn take_all(&self) -> VecDeque<T> {
+        std::mem::take(&mut self.lock().items)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Wakes as many waiting callers as there are free places among the `freed`.
+    fn make_room(&self, state: &mut State<T>, freed: usize) {
+        for _ in 0..freed {
+            match state.waiting.pop_first() {
+                Some((_, waker)) => waker.wake(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// A caller waiting for room, from [`Queue::push`]. Dropped before it is done, it leaves the
+/// line and hands its turn on if it had been woken.
+pub(crate) struct Push<'q, T> {
+    queue: &'q Queue<T>,
+    item: Option<T>,
+    ticket: Option<u64>,
+}
+
+impl<T> Push<'_, T> {
+    /// Gives back the item not pushed (when the caller decides to stop waiting).
+    #[cfg(test)]
+    fn into_item(mut self) -> Option<T> {
+        self.item.take()
+    }
+}
+
+impl<T> Unpin for Push<'_, T> {}
+
+impl<T> Future for Push<'_, T> {
+    /// `Err` with the item if the queue closed first.
+    type Output = Result<(), T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T>> {
+        let this = &mut *self;
+        let queue = this.queue;
+        let mut state = queue.lock();
+        let Some(item) = this.item.take() else {
+            panic!("a queue push was polled after it completed");
+        };
+        if state.closed {
+            this.ticket = None;
+            return Poll::Ready(Err(item));
+        }
+        // A ticket no longer in the line was woken: its holder is first in turn.
+        let first_in_line = match this.ticket {
+            Some(ticket) => {
+                !state.waiting.contains_key(&ticket)
+                    || state.waiting.first_key_value().map(|(t, _)| *t) == Some(ticket)
+            }
+            None => state.waiting.is_empty(),
+        };
+        if state.items.len() < queue.capacity && first_in_line {
+            if let Some(ticket) = this.ticket.take() {
+                state.waiting.remove(&ticket);
+            }
+            state.items.push_back(item);
+            drop(state);
+            queue.takers.notify_one();
+            return Poll::Ready(Ok(()));
+        }
+        let ticket = *this.ticket.get_or_insert_with(|| {
+            state.next_ticket += 1;
+            state.next_ticket
+        });
+        state.waiting.insert(ticket, cx.waker().clone());
+        this.item = Some(item);
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Push<'_, T> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket else { return };
+        let mut state = self.queue.lock();
+        // Woken (so out of the line) but gone before taking its place: the next caller takes it.
+        if state.waiting.remove(&ticket).is_none() && state.items.len() < self.queue.capacity {
+            self.queue.make_room(&mut state, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll<T>(push: &mut Push<'_, T>, waker: &Waker) -> Poll<Result<(), T>> {
+        Pin::new(push).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn callers_wait_their_turn_and_leave_in_any_order() {
+        let queue = Queue::new(1);
+        assert!(queue.try_push(0).is_ok());
+        assert!(matches!(queue.try_push(9), Err(Refused::Full(9))));
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut pushes: Vec<_> = (1..=3).map(|i| queue.push(i)).collect();
+        for push in &mut pushes {
+            assert!(poll(push, &waker).is_pending());
+        }
+        // The second leaves the line; nothing is woken for it.
+        let second = pushes.remove(1);
+        assert_eq!(second.into_item(), Some(2));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        // A place frees: the first in line is woken and takes it, ahead of a newcomer.
+        assert_eq!(queue.pop(), Some(0));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(queue.try_push(8), Err(Refused::Full(8))));
+        assert!(poll(&mut pushes[0], &waker).is_ready());
+        assert_eq!(queue.pop(), Some(1));
+        // Woken, then gone: its turn passes to no one left but the queue has room again.
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        drop(pushes.remove(1));
+        assert!(queue.try_push(7).is_ok());
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn a_woken_caller_that_leaves_hands_its_turn_on() {
+        let queue = Queue::new(1);
+        queue.try_push(0).ok();
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut first = queue.push(1);
+        let mut second = queue.push(2);
+        assert!(poll(&mut first, &waker).is_pending());
+        assert!(poll(&mut second, &waker).is_pending());
+        assert_eq!(queue.pop(), Some(0));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the first was woken");
+        drop(first);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "so is the second");
+        assert!(poll(&mut second, &waker).is_ready());
+        assert_eq!(queue.pop(), Some(2));
+    }
+
+    #[test]
+    fn closing_wakes_everyone_and_keeps_what_is_queued() {
+        let queue = Queue::new(1);
+        queue.try_push(0).ok();
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut push = queue.push(1);
+        assert!(poll(&mut push, &waker).is_pending());
+        queue.close();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(poll(&mut push, &waker), Poll::Ready(Err(1))));
+        assert!(matches!(queue.try_push(2), Err(Refused::Closed(2))));
+        assert_eq!(queue.pop(), Some(0));
+        assert_eq!(queue.pop(), None, "closed and empty: the worker stops");
+    }
+
+    #[test]
+    fn callers_leave_from_anywhere_in_the_line() {
+        let queue = Queue::new(1);
+        queue.try_push(0).ok();
+        let waker = Waker::noop();
+        let mut pushes: Vec<_> = (1..=1000).map(|i| queue.push(i)).collect();
+        for push in &mut pushes {
+            assert!(poll(push, waker).is_pending());
+        }
+        // The middle of the line leaves first, then the rest.
+        pushes.drain(250..750);
+        assert_eq!(queue.lock().waiting.len(), 500);
+        drop(pushes);
+        assert!(queue.lock().waiting.is_empty());
+        assert_eq!(queue.pop(), Some(0));
+        assert!(queue.try_push(1).is_ok(), "nobody holds a place");
+    }
+}
