@@ -463,24 +463,28 @@ async fn a_lone_get_whose_decoder_panics_leaves_the_worker_in_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compressed_values_inflate_for_every_caller() {
+async fn compressed_values_inflate_once_per_batch_for_every_caller() {
     let server = common::server();
+    let long = "compressible ".repeat(200);
+    // Room for one inflated value per batch, not two.
     let client = Client::builder()
         .servers(server.specs())
         .unwrap()
         .compression(Compression::new(100))
+        .max_inflated_len(long.len() * 3 / 2)
         .build()
         .unwrap();
     let mc = AsyncClient::builder(client).workers(1).build().unwrap();
-    let key = common::key("zlib");
-    let long = "compressible ".repeat(200);
+    let [key, other] = ["zlib", "zlib2"].map(common::key);
     mc.set(&key, long.clone(), 0).await.unwrap();
+    mc.set(&other, long.clone(), 0).await.unwrap();
     let (flags, stored) = common::raw_get(&server.spec(), &key).unwrap();
     assert!(
         flags & 8 != 0 && stored.len() < long.len(),
         "stored compressed"
     );
 
+    // Ten callers of one key: inflated once, within the batch's budget, for all of them.
     let held = hold(&mc, 1).await;
     let tasks = spawn_gets(&mc, &vec![key.clone(); 10]);
     wait_until("every get is queued", || {
@@ -491,7 +495,35 @@ async fn compressed_values_inflate_for_every_caller() {
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().as_ref(), Some(&long));
     }
-    assert_eq!(mc.get::<String>(&key).await.unwrap(), Some(long), "alone");
+    assert_eq!(
+        mc.get::<String>(&key).await.unwrap(),
+        Some(long.clone()),
+        "alone"
+    );
+
+    // Two keys in one batch share its budget, as in a multi-get: the second does not fit.
+    let held = hold(&mc, 1).await;
+    let tasks = spawn_gets(&mc, &[key.clone(), other.clone()]);
+    wait_until("both gets are queued", || {
+        mc.engine_stats().queue_depth == 2
+    })
+    .await;
+    held.open().await;
+    let results: Vec<_> = futures_join(tasks).await;
+    assert_eq!(results[0].as_ref().unwrap().as_ref(), Some(&long));
+    let error = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(error, Error::Decompress { .. }) && error.to_string().contains("budget"),
+        "{error}"
+    );
+}
+
+async fn futures_join<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Gets merged into one multi-get: the requests a worker took, deduplicated by key, fetched as
-//! raw items with one [`Client::get_multi_each`], each decoded into its own caller's type, and
-//! answered once the multi-get has ended (so that a server that breaks off fails its keys).
+//! raw items with one [`Client::get_multi_each`], each inflated once (from one inflate budget
+//! for the batch) and decoded into each of its callers' types, and answered once the multi-get
+//! has ended (so that a server that breaks off fails its keys).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -10,7 +11,7 @@ use futures_channel::oneshot;
 
 use crate::client::Client;
 use crate::error::{Error, ReturnCode};
-use crate::keyspace::Fetched;
+use crate::keyspace::Unpacked;
 use crate::value::FromValue;
 
 use super::stats::Counters;
@@ -32,9 +33,9 @@ pub(crate) trait Waiter: Send {
     fn is_gone(&self) -> bool;
     /// The only get of its batch: a plain `get`, decoded as the blocking client decodes.
     fn alone(self: Box<Self>, client: &Client, key: &[u8]) -> bool;
-    /// The key's value, fetched raw and decoded here for this caller alone; the answer waits
-    /// until the multi-get has ended (see [`Held`]).
-    fn found(self: Box<Self>, item: &Fetched<'_>) -> Box<dyn Held>;
+    /// The key's value, fetched and inflated for all its callers, decoded here for this one;
+    /// the answer waits until the multi-get has ended (see [`Held`]).
+    fn found(self: Box<Self>, value: &Unpacked<'_>) -> Box<dyn Held>;
     /// The server said the key is not there.
     fn missed(self: Box<Self>) -> bool;
     /// The call failed for this key.
@@ -51,8 +52,8 @@ impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>
         self.send(outcome).is_ok()
     }
 
-    fn found(self: Box<Self>, item: &Fetched<'_>) -> Box<dyn Held> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| item.decode::<V>().map(Some)));
+    fn found(self: Box<Self>, value: &Unpacked<'_>) -> Box<dyn Held> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| value.decode::<V>(copy).map(Some)));
         Box::new((*self, outcome))
     }
 
@@ -162,6 +163,7 @@ impl Batch {
         let (keys, next, firsts) = (&*keys, &*next, &*firsts);
         // Replies mostly come in the order the keys were sent: try the next key first.
         let mut cursor = 0;
+        let mut budget = client.settings.max_inflated_len;
         let unique = firsts.iter().map(|&i| &*keys[i as usize]);
         let result = client.get_multi_each(unique, |item| {
             let expected = firsts.get(cursor).map(|&i| &*keys[i as usize]);
@@ -171,10 +173,11 @@ impl Batch {
             };
             if let Some(group) = group {
                 cursor = group + 1;
+                let value = client.unpack(item.key(), item.value(), item.flags(), &mut budget);
                 for i in chain(next, firsts[group]) {
                     if let Slot::Waiting(waiter) = std::mem::replace(&mut slots[i], Slot::Answered)
                     {
-                        slots[i] = Slot::Found(waiter.found(&item));
+                        slots[i] = Slot::Found(waiter.found(&value));
                     }
                 }
             }
@@ -275,6 +278,10 @@ pub(crate) fn copy(error: &Error) -> Error {
         },
         Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
         Error::InvalidArgument(why) => Error::InvalidArgument(why.clone()),
+        Error::Decompress { key, reason } => Error::Decompress {
+            key: key.clone(),
+            reason: reason.clone(),
+        },
         Error::Shutdown => Error::Shutdown,
         Error::WorkerPanicked => Error::WorkerPanicked,
         other => Error::Memcached {

@@ -21,6 +21,8 @@ use crate::value::{FromValue, ToValue};
 
 pub(crate) use bulk::Bulk;
 pub use partial::{Fetched, Partial};
+#[cfg(feature = "async")]
+pub(crate) use single::Unpacked;
 
 /// The keys of one client under one prefix (empty for the client's own keys).
 #[derive(Clone, Copy)]

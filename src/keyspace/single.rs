@@ -1,5 +1,7 @@
 //! One-key operations, and the storage, counter and codec steps the multi-key ones share.
 
+use std::borrow::Cow;
+
 use super::fetch::fetch_one;
 use crate::client::Client;
 use crate::compression::{self, Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
@@ -325,24 +327,35 @@ impl Client {
         flags: u32,
         budget: &mut usize,
     ) -> Result<V> {
-        if self.settings.format == ValueFormat::Php {
-            let max = self.settings.max_inflated_len;
-            let (data, own_flags) = php::decode(key, data, flags, budget, max)?;
-            return V::from_value(&data, own_flags).map_err(|e| decode_error(key, flags, e));
-        }
-        if flags & flags::ZLIB != 0 {
-            return self.decode_compressed(key, data, flags, budget);
+        if self.settings.format == ValueFormat::Php || flags & flags::ZLIB != 0 {
+            return self.unpack(key, data, flags, budget).into_value();
         }
         V::from_value(data, flags).map_err(|source| decode_error(key, flags, source))
     }
 
-    fn decode_compressed<V: FromValue>(
+    /// A fetched value made ready for [`FromValue`] once, for however many callers decode it:
+    /// inflated if compressed (taking from `budget`), and PHP's flags read.
+    pub(crate) fn unpack<'a>(
         &self,
-        key: &[u8],
-        data: &[u8],
+        key: &'a [u8],
+        data: &'a [u8],
         flags: u32,
         budget: &mut usize,
-    ) -> Result<V> {
+    ) -> Unpacked<'a> {
+        let ready = match self.settings.format {
+            ValueFormat::Php => {
+                let max = self.settings.max_inflated_len;
+                php::decode(key, data, flags, budget, max)
+            }
+            _ if flags & flags::ZLIB != 0 => self
+                .inflate(key, data, budget)
+                .map(|inflated| (Cow::Owned(inflated), flags)),
+            _ => Ok((Cow::Borrowed(data), flags)),
+        };
+        Unpacked { key, flags, ready }
+    }
+
+    fn inflate(&self, key: &[u8], data: &[u8], budget: &mut usize) -> Result<Vec<u8>> {
         let inflated = compression::inflate(data, *budget).map_err(|reason| {
             let reason = match *budget < self.settings.max_inflated_len {
                 true => format!("{reason} left of this call's inflate budget"),
@@ -354,7 +367,7 @@ impl Client {
             }
         })?;
         *budget -= inflated.len();
-        V::from_value(&inflated, flags).map_err(|source| decode_error(key, flags, source))
+        Ok(inflated)
     }
 
     /// Maps a storage command's code: stored, not stored, or an error.
@@ -486,6 +499,34 @@ impl Client {
             message: format!("{operation} need a reply, and {why}"),
             server: None,
         })
+    }
+}
+
+/// A value made ready by [`Client::unpack`]: its bytes and the flags [`FromValue`] reads, or why
+/// it could not be made ready.
+pub(crate) struct Unpacked<'a> {
+    key: &'a [u8],
+    /// The flags stored with the value.
+    flags: u32,
+    ready: Result<(Cow<'a, [u8]>, u32)>,
+}
+
+impl Unpacked<'_> {
+    /// Decodes the value for one of its callers; if it could not be made ready, a copy of the
+    /// error made by `copy`.
+    #[cfg(feature = "async")]
+    pub(crate) fn decode<V: FromValue>(&self, copy: impl FnOnce(&Error) -> Error) -> Result<V> {
+        match &self.ready {
+            Ok((data, own_flags)) => V::from_value(data, *own_flags)
+                .map_err(|source| decode_error(self.key, self.flags, source)),
+            Err(error) => Err(copy(error)),
+        }
+    }
+
+    /// Decodes the value for its only caller.
+    fn into_value<V: FromValue>(self) -> Result<V> {
+        let (data, own_flags) = self.ready?;
+        V::from_value(&data, own_flags).map_err(|source| decode_error(self.key, self.flags, source))
     }
 }
 
