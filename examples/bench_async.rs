@@ -1,4 +1,4 @@
-//! Gets per second from many concurrent tasks, side by side: `AsyncClient` (merging gets, and
+//! Operations per second from many concurrent tasks, side by side: `AsyncClient` (merging gets, and
 //! with merging off), the pure-Rust `async-memcached` crate with one connection per task, the
 //! `ClientPool` + `tokio::task::spawn_blocking` recipe, and one blocking `Client` in a loop.
 //!
@@ -9,7 +9,8 @@
 //! ```
 //!
 //! One memcached (started here), 10 000 keys of 15 bytes with 100-byte values; 1, 16, 64 and
-//! 256 tasks on a multi-thread tokio runtime; gets only, and 90 % gets with 10 % sets. Each
+//! 256 tasks on a multi-thread tokio runtime; gets only, and 90 % gets with 10 % sets; at 256
+//! tasks also half gets and half sets, and sets only. Each
 //! measurement runs in a process of its own (this program, re-run with `--child`), so that its
 //! peak RSS (VmHWM) is its own: a short warm-up, then `--seconds` (default 0.6) of counting.
 //! Rounds are interleaved and the median is printed, with the CPU time the client process and
@@ -36,6 +37,28 @@ enum Mix {
     Gets,
     /// 90 % gets, 10 % sets.
     Mixed,
+    /// 50 % gets, 50 % sets (256 tasks only).
+    Half,
+    /// Sets only (256 tasks only).
+    Sets,
+}
+
+const MIXES: [Mix; 4] = [Mix::Gets, Mix::Mixed, Mix::Half, Mix::Sets];
+
+impl Mix {
+    /// Whether this mix runs with `tasks` tasks.
+    fn runs_with(self, tasks: usize) -> bool {
+        matches!(self, Mix::Gets | Mix::Mixed) || tasks == 256
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Gets => "gets",
+            Mix::Mixed => "90 % get, 10 % set",
+            Mix::Half => "50 % get, 50 % set",
+            Mix::Sets => "sets",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -145,8 +168,9 @@ impl Run {
         Some(run)
     }
 
-    fn gets_per_sec(&self) -> f64 {
-        self.gets as f64 / self.secs
+    /// Gets and sets per second.
+    fn ops_per_sec(&self) -> f64 {
+        (self.gets + self.sets) as f64 / self.secs
     }
 
     /// CPU microseconds per operation: (client, server).
@@ -194,6 +218,8 @@ impl Mix {
         match self {
             Mix::Gets => "gets",
             Mix::Mixed => "mixed",
+            Mix::Half => "half",
+            Mix::Sets => "sets",
         }
     }
 }
@@ -229,8 +255,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs: BTreeMap<(Mix, usize, Impl), Vec<Run>> = BTreeMap::new();
     let started = Instant::now();
     for round in 0..rounds {
-        for mix in [Mix::Gets, Mix::Mixed] {
-            for tasks in TASKS {
+        for mix in MIXES {
+            for tasks in TASKS.into_iter().filter(|&tasks| mix.runs_with(tasks)) {
                 for which in IMPLS {
                     if (which == Impl::Blocking && tasks != 1) || !args.runs(which, tasks, mix) {
                         continue;
@@ -255,9 +281,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .into());
                     };
                     eprintln!(
-                        "round {round}: {mix:?} {tasks:>3} tasks {:<45} {:>9.0} gets/s",
+                        "round {round}: {mix:?} {tasks:>3} tasks {:<45} {:>9.0} ops/s",
                         which.name(),
-                        run.gets_per_sec()
+                        run.ops_per_sec()
                     );
                     runs.entry((mix, tasks, which)).or_default().push(run);
                 }
@@ -268,7 +294,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let medians: BTreeMap<_, Run> = runs
         .into_iter()
         .map(|(k, mut v)| {
-            v.sort_by(|a, b| a.gets_per_sec().total_cmp(&b.gets_per_sec()));
+            v.sort_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
             (k, v.swap_remove(v.len() / 2))
         })
         .collect();
@@ -304,7 +330,7 @@ fn parse_args() -> Args {
             }
             other => panic!(
                 "unknown argument {other}: use --seconds S --rounds N --only IMPL --tasks N \
-                 --mix gets|mixed --workers N"
+                 --mix gets|mixed|half|sets --workers N"
             ),
         }
     }
@@ -321,6 +347,8 @@ fn child(args: &Args, spec: &str, server_pid: u32) -> Result<(), Box<dyn std::er
         .ok_or("--child needs --only")?;
     let mix = match args.mix.as_deref() {
         Some("mixed") => Mix::Mixed,
+        Some("half") => Mix::Half,
+        Some("sets") => Mix::Sets,
         _ => Mix::Gets,
     };
     let tasks = args.tasks.unwrap_or(1);
@@ -540,7 +568,12 @@ impl Ops {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
-        let set = self.mix == Mix::Mixed && (self.state >> 32) % 10 == 0;
+        let set = match self.mix {
+            Mix::Gets => false,
+            Mix::Mixed => (self.state >> 32) % 10 == 0,
+            Mix::Half => (self.state >> 32) % 2 == 0,
+            Mix::Sets => true,
+        };
         match set {
             true => self.sets += 1,
             false => self.gets += 1,
@@ -615,25 +648,23 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
-    let rows: Vec<(Mix, usize)> = [Mix::Gets, Mix::Mixed]
+    let rows: Vec<(Mix, usize)> = MIXES
         .into_iter()
         .flat_map(|mix| TASKS.map(|tasks| (mix, tasks)))
+        .filter(|&(mix, tasks)| mix.runs_with(tasks))
         .collect();
-    let mix_name = |mix: Mix| match mix {
-        Mix::Gets => "gets",
-        Mix::Mixed => "90 % get, 10 % set",
-    };
+    let mix_name = Mix::name;
     let cell = |mix, tasks, which, f: &dyn Fn(&Run) -> String| {
         runs.get(&(mix, tasks, which))
             .map_or_else(|| "—".to_owned(), f)
     };
-    let rate = |r: &Run| format!("{:.0}k", r.gets_per_sec() / 1000.0);
+    let rate = |r: &Run| format!("{:.0}k", r.ops_per_sec() / 1000.0);
     let ratio = |a: Option<&Run>, b: Option<&Run>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2}×", a.gets_per_sec() / b.gets_per_sec()),
+        (Some(a), Some(b)) => format!("{:.2}×", a.ops_per_sec() / b.ops_per_sec()),
         _ => "—".to_owned(),
     };
 
-    println!("\nGets per second (medians):\n");
+    println!("\nOperations (gets and sets) per second (medians):\n");
     print!("| workload | tasks |");
     for which in IMPLS {
         print!(" {} |", which.name());
