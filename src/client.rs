@@ -47,6 +47,8 @@ pub struct Client {
     /// Set when `disconnect_all` is called while streaming: the connections close when the
     /// multi-get has read every reply (closing them then would lose the replies still owed).
     pub(crate) quit_after_streaming: Cell<bool>,
+    /// The `get_or_set_with` loads in flight, shared with the client's clones.
+    pub(crate) flights: Arc<crate::cache_aside::Flights>,
 }
 
 /// What the client does itself, beside libmemcached: compression and its limits, and the
@@ -148,6 +150,7 @@ impl Client {
             counters: Counters::new(),
             streaming: Cell::new(false),
             quit_after_streaming: Cell::new(false),
+            flights: Arc::default(),
         }
     }
 
@@ -251,6 +254,7 @@ impl Client {
     pub fn try_clone(&self) -> Result<Client> {
         let mut clone = Client::from_handle(self.handle.try_clone()?);
         clone.settings = self.settings;
+        clone.flights = Arc::clone(&self.flights);
         Ok(clone)
     }
 

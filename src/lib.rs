@@ -45,6 +45,8 @@
 //!   `serde` feature, in pylibmc's format or php-memcached's ([`ValueFormat`]).
 //! - [`Expiration`]: seconds, [`Duration`](std::time::Duration)s and
 //!   [`SystemTime`](std::time::SystemTime)s, meaning what they say past 30 days.
+//! - [`Client::get_or_set_with`]: cache-aside, concurrent misses of a key sharing one load
+//!   ([`Loaded`], [`LoadError`]).
 //! - [`Client::stats`]: every stat line of every server.
 //! - [`Client::metrics`]: the client's own counters ([`Metrics`]: operations, hits, misses,
 //!   bytes, errors by [`ErrorKind`] and by server), summed by the pools; with the `tracing`
@@ -79,6 +81,7 @@
 mod asynch;
 mod behavior;
 mod builder;
+mod cache_aside;
 mod client;
 mod compression;
 pub mod elasticache;
@@ -114,6 +117,7 @@ pub use behavior::{
     hashers,
 };
 pub use builder::ClientBuilder;
+pub use cache_aside::{LoadError, Loaded, Source};
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 pub use error::{BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode};

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub bytes_sent: u64,
     /// Value bytes received, as stored (before inflating).
     pub bytes_received: u64,
+    /// Loader calls of `get_or_set_with` (misses this client loaded).
+    pub loads: u64,
+    /// `get_or_set_with` misses that waited for another caller's load instead of loading.
+    pub load_waits: u64,
     /// Failed calls by kind; a multi-key call counts each failure it reports, by server.
     /// Misses and `incr` of a missing key are not errors.
     pub errors: ErrorCounts,
@@ -112,6 +116,8 @@ impl Metrics {
         self.misses += other.misses;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.loads += other.loads;
+        self.load_waits += other.load_waits;
         self.errors.add(&other.errors);
         for theirs in &other.servers {
             match self
@@ -177,6 +183,8 @@ pub(crate) struct Counters {
     pub misses: Count,
     pub bytes_sent: Count,
     pub bytes_received: Count,
+    pub loads: Count,
+    pub load_waits: Count,
     /// Whether any server is failing (see [`ServerMetrics::failing`]): the one check a
     /// successful call makes.
     any_failing: AtomicBool,
@@ -265,6 +273,8 @@ impl Counters {
             misses: self.misses.get(),
             bytes_sent: self.bytes_sent.get(),
             bytes_received: self.bytes_received.get(),
+            loads: self.loads.get(),
+            load_waits: self.load_waits.get(),
             errors: errors.total,
             servers: errors.servers.clone(),
         }

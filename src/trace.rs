@@ -217,6 +217,21 @@ impl Subscriber {
     }
 }
 
+/// A `get_or_set_with` missed and runs its loader, at `debug` (the key is in the call's
+/// `trace` events).
+#[inline(always)]
+pub(crate) fn load_started() {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: TARGET, "cache miss: loading");
+}
+
+/// A `get_or_set_with` missed and waits for the load another caller runs, at `debug`.
+#[inline(always)]
+pub(crate) fn load_waited() {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: TARGET, "cache miss: waiting for the load in flight");
+}
+
 /// An async worker sent one multi-get for `keys` keys asked by `callers` calls, at `debug`.
 #[cfg(feature = "async")]
 #[inline(always)]

@@ -75,6 +75,11 @@ struct Inner {
     rules: key::Rules,
     servers: Vec<Address>,
     binary: bool,
+    /// The `get_or_set_with` loads in flight (shared with the client it was made from).
+    flights: Arc<crate::cache_aside::Flights>,
+    /// What `get_or_set_with` counts (loads run in the callers' tasks, not on the workers),
+    /// part of the engine's metrics group.
+    load_counters: Arc<crate::metrics::Counters>,
 }
 
 impl AsyncClient {
@@ -160,6 +165,21 @@ impl AsyncClient {
     /// Whether the binary protocol is on.
     pub fn is_binary(&self) -> bool {
         self.inner.binary
+    }
+
+    /// Checks `key` against the client's rules.
+    pub(super) fn check_key(&self, key: &[u8]) -> Result<()> {
+        self.inner.rules.check(key)
+    }
+
+    /// The `get_or_set_with` loads in flight.
+    pub(super) fn flights(&self) -> &Arc<crate::cache_aside::Flights> {
+        &self.inner.flights
+    }
+
+    /// Where `get_or_set_with` counts its loads and waits.
+    pub(super) fn load_counters(&self) -> &crate::metrics::Counters {
+        &self.inner.load_counters
     }
 
     /// The lane that serves calls on `key` (calls on many keys, or on none: `None`).
@@ -260,18 +280,24 @@ impl AsyncClientBuilder {
         let rules = self.client.key_rules();
         let servers = self.client.servers();
         let binary = self.client.is_binary();
+        let flights = Arc::clone(&self.client.flights);
         let shape = Shape {
             lanes: 1,
             workers: self.workers,
             queue_capacity: self.queue_capacity,
             max_batch: self.max_batch,
         };
+        let engine = Engine::start(self.client, shape, &self.thread_name)?;
+        let load_counters = crate::metrics::Counters::new();
+        engine.metrics.join(&load_counters);
         Ok(AsyncClient {
             inner: Arc::new(Inner {
-                engine: Engine::start(self.client, shape, &self.thread_name)?,
+                engine,
                 rules,
                 servers,
                 binary,
+                flights,
+                load_counters,
             }),
         })
     }

@@ -6,12 +6,14 @@
 //!   [`Client`](crate::Client) runs it.
 //! - `engine`: the lanes (one per server, and one shared) and their worker threads.
 //! - `queue`: a lane's bounded queue, which callers waiting for room can leave cheaply.
+//! - `load`: `get_or_set_with`, cache-aside with single-flight among the handles.
 //! - `batch`: gets merged into one multi-get and answered one by one.
 //! - `stats`: the counters behind [`EngineStats`].
 
 mod batch;
 mod client;
 mod engine;
+mod load;
 mod ops;
 mod queue;
 mod stats;

@@ -4,6 +4,7 @@
 
 mod bulk;
 mod fetch;
+mod load;
 mod multi;
 mod partial;
 mod replies;
