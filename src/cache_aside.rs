@@ -1,19 +1,108 @@
 //! Cache-aside: get a key; on a miss, run the caller's loader, store what it returns and hand it
 //! back. Concurrent misses of one key in one process share one loader call ("single-flight"):
 //! the first caller loads, the others wait for its result and decode it into their own type.
+//! Across processes, an opt-in lock key lets one caller load while the others poll for its
+//! value; an opt-in freshness marker lets callers serve a stale value while one refreshes it.
 //!
 //! A loader that fails hands its error to every waiter (shared as an `Arc`). A loader that
 //! panics, or whose caller is cancelled, lands nothing: the waiters try the cache again and one
 //! of them loads.
+//!
+//! The steps are written once, as async code over [`Store`]: the blocking clients run them with
+//! [`block_on`], their store's calls completing at once.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{BoxError, Error};
+use crate::expiration::Expiration;
+use crate::metrics::Counters;
 use crate::value::{Encoded, FromValue, ToValue};
+
+/// How `get_or_set_with` stores and shares a value: its expiration and, opt-in, a lock across
+/// processes and a stale period. Made from an expiration (`300`, a `Duration`, a `SystemTime`,
+/// an [`Expiration`]) or with [`CacheAside::new`].
+///
+/// ```no_run
+/// # let mc = libmemcached::Client::new(["127.0.0.1:11211"])?;
+/// # fn render() -> Result<String, std::io::Error> { Ok(String::new()) }
+/// use std::time::Duration;
+/// use libmemcached::CacheAside;
+///
+/// let policy = CacheAside::new(60)
+///     .lock(Duration::from_secs(10))        // one process loads; the others wait for it
+///     .stale_for(Duration::from_secs(600)); // for 10 minutes after 60 s, serve stale and refresh
+/// let page = mc.get_or_set_with("page:/", policy, render)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheAside {
+    exp: Expiration,
+    lock: Option<Duration>,
+    stale_for: Option<Duration>,
+}
+
+impl CacheAside {
+    /// Values stored with `exp`, no lock, no stale period.
+    pub fn new(exp: impl Into<Expiration>) -> CacheAside {
+        CacheAside {
+            exp: exp.into(),
+            lock: None,
+            stale_for: None,
+        }
+    }
+
+    /// On a miss, the caller that adds the key's lock (`<key>:lock`, expiring after `ttl`)
+    /// loads; the others, in any process, poll the cache with a growing pause (5 ms to 100 ms)
+    /// and take its value when it appears, or load themselves once `ttl` has passed (a holder
+    /// that died leaves a lock that expires). Keys must leave room for the 5 bytes of `:lock`.
+    pub fn lock(self, ttl: Duration) -> CacheAside {
+        CacheAside {
+            lock: Some(ttl),
+            ..self
+        }
+    }
+
+    /// Keeps each value `stale_for` past its expiration, and its freshness in a marker key
+    /// (`<key>:fresh`, expiring with the value's own expiration) read in the same multi-get:
+    /// the value itself is stored as it is, for other clients. Once the marker has expired,
+    /// one caller refreshes the value (through the lock, if set, so one per cluster) while every
+    /// other caller gets the stale value at once ([`Source::Stale`]). Keys must leave room for
+    /// the 6 bytes of `:fresh`.
+    pub fn stale_for(self, stale_for: Duration) -> CacheAside {
+        CacheAside {
+            stale_for: Some(stale_for),
+            ..self
+        }
+    }
+
+    /// How long the value itself is kept: its expiration, plus the stale period.
+    fn value_exp(&self) -> Expiration {
+        match (self.exp, self.stale_for) {
+            (Expiration::After(d), Some(stale)) => Expiration::After(d.saturating_add(stale)),
+            (Expiration::At(t), Some(stale)) => Expiration::At(t.checked_add(stale).unwrap_or(t)),
+            (exp, _) => exp,
+        }
+    }
+}
+
+macro_rules! policy_from_expiration {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CacheAside {
+            fn from(exp: $t) -> CacheAside {
+                CacheAside::new(exp)
+            }
+        }
+    )*};
+}
+
+policy_from_expiration!(u32, Duration, SystemTime, Option<Duration>, Expiration);
 
 /// Where a value from `get_or_set_with` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +112,12 @@ pub enum Source {
     Cache,
     /// This caller's loader made it (and it was stored, unless `cache_error` says otherwise).
     Loader,
-    /// Another caller's loader made it while this one waited (single-flight).
+    /// Another caller's loader made it while this one waited: in this process (single-flight)
+    /// or, with [`CacheAside::lock`], in another.
     Shared,
+    /// The cache had it, past its freshness ([`CacheAside::stale_for`]): another caller is
+    /// refreshing it.
+    Stale,
 }
 
 /// A value from `get_or_set_with`, and where it came from.
@@ -260,6 +353,191 @@ pub(crate) fn followed<V: FromValue, E: Send + Sync + 'static>(
             .ok()
             .map(|e| Err(LoadError::Loader(e))),
         Landing::Abandoned => None,
+    }
+}
+
+/// What the steps of `get_or_set_with` need of a client: its calls on keys (which it prefixes
+/// as it does for any call) and somewhere to wait.
+pub(crate) trait Store {
+    /// `key` checked, as it is sent: what identifies its load in flight.
+    fn sent_key(&self, key: &[u8]) -> Result<Vec<u8>, Error>;
+    fn flights(&self) -> &Arc<Flights>;
+    fn counters(&self) -> &Counters;
+    async fn get<V: FromValue + Send + 'static>(&self, key: &[u8]) -> Result<Option<V>, Error>;
+    /// The value of `key`, and whether `marker` is there, in one round trip where it can.
+    async fn get_marked<V: FromValue + Send + 'static>(
+        &self,
+        key: &[u8],
+        marker: &[u8],
+    ) -> Result<(Option<V>, bool), Error>;
+    async fn set(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<(), Error>;
+    /// Adds a small marker under `key` (a lock); `false` if it existed.
+    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool, Error>;
+    async fn delete(&self, key: &[u8]) -> Result<bool, Error>;
+    async fn sleep(&self, pause: Duration);
+    async fn wait(&self, flight: Arc<Flight>) -> Landing;
+}
+
+/// A small value for markers and locks.
+pub(crate) fn marker() -> Shared {
+    Shared {
+        data: Arc::from(&b"1"[..]),
+        flags: 0,
+    }
+}
+
+/// The keys beside `key` that a policy uses.
+fn beside(key: &[u8], suffix: &[u8]) -> Vec<u8> {
+    [key, suffix].concat()
+}
+
+/// `get_or_set_with`, on any store.
+pub(crate) async fn get_or_set<S, V, E, F>(
+    store: &S,
+    key: &[u8],
+    policy: CacheAside,
+    loader: impl FnOnce() -> F,
+) -> Result<Loaded<V>, LoadError<E>>
+where
+    S: Store,
+    V: FromValue + ToValue + Send + 'static,
+    E: Send + Sync + 'static,
+    F: Future<Output = Result<V, E>>,
+{
+    let sent = store.sent_key(key)?;
+    let lock_key = beside(key, b":lock");
+    let fresh_key = beside(key, b":fresh");
+    // Refused before anything runs, like the key itself.
+    if policy.lock.is_some() {
+        store.sent_key(&lock_key)?;
+    }
+    if policy.stale_for.is_some() {
+        store.sent_key(&fresh_key)?;
+    }
+    loop {
+        let read = match policy.stale_for {
+            None => store.get::<V>(key).await.map(|value| (value, true)),
+            Some(_) => store.get_marked::<V>(key, &fresh_key).await,
+        };
+        let (cached, mut cache_error) = match read {
+            Ok((Some(value), true)) => return Ok(loaded(value, Source::Cache, None)),
+            Ok((Some(value), false)) => (Some(value), None),
+            Ok((None, _)) => (None, None),
+            Err(error) => (None, Some(error)),
+        };
+        let (lead, cached) = match (store.flights().join(&sent), cached) {
+            (Role::Leader(lead), cached) => (lead, cached),
+            // Stale, and this process refreshes it already.
+            (Role::Follower(_), Some(value)) => return Ok(stale(store, value)),
+            (Role::Follower(flight), None) => {
+                crate::trace::load_waited();
+                store.counters().load_waits.add(1);
+                match followed(store.wait(flight).await, key) {
+                    Some(result) => return result,
+                    None => continue,
+                }
+            }
+        };
+        let mut holding = false;
+        if let Some(ttl) = policy.lock {
+            match (
+                store.add_marker(&lock_key, Expiration::After(ttl)).await,
+                cached,
+            ) {
+                (Ok(true), _) => holding = true,
+                // Another caller refreshes the stale value.
+                (Ok(false), Some(value)) => return Ok(stale(store, value)),
+                (Ok(false), None) => {
+                    store.counters().lock_waits.add(1);
+                    if let Some(value) = poll_for(store, key, ttl).await {
+                        if let Ok(shared) = Shared::encode(&value) {
+                            lead.land(shared.landing());
+                        }
+                        return Ok(loaded(value, Source::Shared, None));
+                    }
+                }
+                (Err(error), _) => cache_error = Some(error),
+            }
+        }
+        crate::trace::load_started();
+        store.counters().loads.add(1);
+        // A panic in the loader, or this future dropped, drops `lead` (the waiters try again)
+        // and leaves the lock to expire.
+        let value = match loader().await {
+            Ok(value) => value,
+            Err(error) => {
+                let error = Arc::new(error);
+                if holding {
+                    let _ = store.delete(&lock_key).await;
+                }
+                lead.land(Landing::Failed(error.clone()));
+                return Err(LoadError::Loader(error));
+            }
+        };
+        match Shared::encode(&value) {
+            Ok(shared) => {
+                let landing = shared.landing();
+                if let Err(error) = store.set(key, shared, policy.value_exp()).await {
+                    cache_error = Some(error);
+                } else if policy.stale_for.is_some() {
+                    if let Err(error) = store.set(&fresh_key, marker(), policy.exp).await {
+                        cache_error = Some(error);
+                    }
+                }
+                lead.land(landing);
+            }
+            // Nothing to store or share: the waiters load for themselves.
+            Err(error) => cache_error = Some(error),
+        }
+        if holding {
+            let _ = store.delete(&lock_key).await;
+        }
+        return Ok(loaded(value, Source::Loader, cache_error));
+    }
+}
+
+/// Polls for the value another process loads under its lock, until `ttl` has passed.
+async fn poll_for<S: Store, V: FromValue + Send + 'static>(
+    store: &S,
+    key: &[u8],
+    ttl: Duration,
+) -> Option<V> {
+    let deadline = Instant::now() + ttl;
+    let mut pause = Duration::from_millis(5);
+    while Instant::now() < deadline {
+        store.sleep(pause.min(deadline - Instant::now())).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+        if let Ok(Some(value)) = store.get::<V>(key).await {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A stale value, served (and counted).
+fn stale<S: Store, V>(store: &S, value: V) -> Loaded<V> {
+    store.counters().stale_served.add(1);
+    loaded(value, Source::Stale, None)
+}
+
+fn loaded<V>(value: V, source: Source, cache_error: Option<Error>) -> Loaded<V> {
+    Loaded {
+        value,
+        source,
+        cache_error,
+    }
+}
+
+/// Runs the steps of a blocking store: each of its calls completes when polled.
+pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        // A blocking store never leaves a step pending; yield rather than spin if one did.
+        std::thread::yield_now();
     }
 }
 

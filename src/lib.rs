@@ -117,7 +117,7 @@ pub use behavior::{
     hashers,
 };
 pub use builder::ClientBuilder;
-pub use cache_aside::{LoadError, Loaded, Source};
+pub use cache_aside::{CacheAside, LoadError, Loaded, Source};
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 pub use error::{BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode};

@@ -44,8 +44,15 @@ pub struct Metrics {
     pub bytes_received: u64,
     /// Loader calls of `get_or_set_with` (misses this client loaded).
     pub loads: u64,
-    /// `get_or_set_with` misses that waited for another caller's load instead of loading.
+    /// `get_or_set_with` misses that waited for another caller's load in this process instead
+    /// of loading.
     pub load_waits: u64,
+    /// `get_or_set_with` misses that found the key's lock held (another process loading) and
+    /// polled for its value ([`CacheAside::lock`](crate::CacheAside::lock)).
+    pub lock_waits: u64,
+    /// Stale values `get_or_set_with` returned while another caller refreshed them
+    /// ([`CacheAside::stale_for`](crate::CacheAside::stale_for)).
+    pub stale_served: u64,
     /// Failed calls by kind; a multi-key call counts each failure it reports, by server.
     /// Misses and `incr` of a missing key are not errors.
     pub errors: ErrorCounts,
@@ -118,6 +125,8 @@ impl Metrics {
         self.bytes_received += other.bytes_received;
         self.loads += other.loads;
         self.load_waits += other.load_waits;
+        self.lock_waits += other.lock_waits;
+        self.stale_served += other.stale_served;
         self.errors.add(&other.errors);
         for theirs in &other.servers {
             match self
@@ -185,6 +194,8 @@ pub(crate) struct Counters {
     pub bytes_received: Count,
     pub loads: Count,
     pub load_waits: Count,
+    pub lock_waits: Count,
+    pub stale_served: Count,
     /// Whether any server is failing (see [`ServerMetrics::failing`]): the one check a
     /// successful call makes.
     any_failing: AtomicBool,
@@ -275,6 +286,8 @@ impl Counters {
             bytes_received: self.bytes_received.get(),
             loads: self.loads.get(),
             load_waits: self.load_waits.get(),
+            lock_waits: self.lock_waits.get(),
+            stale_served: self.stale_served.get(),
             errors: errors.total,
             servers: errors.servers.clone(),
         }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use libmemcached::{
-    AsyncClient, Client, ClientPool, Error, LoadError, Loaded, Source, ThreadMappedPool,
+    AsyncClient, CacheAside, Client, ClientPool, Error, LoadError, Loaded, Source,
+    ThreadMappedPool, Value,
 };
 
 #[derive(Debug, PartialEq)]
@@ -203,7 +204,7 @@ async fn concurrent_misses_in_an_async_client_load_once() {
                     }
                     Ok::<_, DbError>(vec![1u8, 2, 3])
                 };
-                mc.get_or_set_with::<Vec<u8>, _, _, _>(&key, 0, loader)
+                mc.get_or_set_with::<Vec<u8>, _, _>(&key, 0, loader)
                     .await
                     .unwrap()
             })
@@ -262,4 +263,267 @@ async fn a_cancelled_loader_hands_the_load_to_a_waiter() {
         ("mine", Source::Loader)
     );
     assert_eq!(mc.metrics().loads, 2);
+}
+
+// ---- across processes: the lock, and serving stale values ---------------------------------
+
+/// Two clients with separate connections and separate loads in flight, as two processes have.
+fn two_processes(specs: &[String]) -> (Client, Client) {
+    (common::client(specs, false), common::client(specs, false))
+}
+
+/// The server's `get_misses` so far (with a client of its own).
+fn misses(spec: &str) -> u64 {
+    let mc = Client::new([spec]).unwrap();
+    mc.stats(None).unwrap()[0].get_u64("get_misses").unwrap()
+}
+
+#[test]
+fn with_the_lock_one_process_loads_and_the_other_takes_its_value() {
+    let server = common::own_server();
+    let spec = server.spec();
+    let (a, b) = two_processes(std::slice::from_ref(&spec));
+    let key = common::key("locked");
+    let policy = CacheAside::new(0).lock(Duration::from_secs(30));
+    let calls = AtomicUsize::new(0);
+    let (first, a, second) = std::thread::scope(|scope| {
+        let (calls, spec, key) = (&calls, &spec, &key);
+        let first = scope.spawn(move || {
+            let first = a.get_or_set_with(key, policy, || {
+                let before = misses(spec);
+                calls.fetch_add(1, Ordering::SeqCst);
+                // The other process's miss, then at least one poll.
+                wait_until("the other process polls", || misses(spec) >= before + 2);
+                Ok::<_, DbError>("from a".to_owned())
+            });
+            (first, a)
+        });
+        // `b` misses once `a` holds the lock.
+        wait_until("a holds the lock", || calls.load(Ordering::SeqCst) == 1);
+        let second = b.get_or_set_with(key, policy, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, DbError>("from b".to_owned())
+        });
+        let (first, a) = first.join().unwrap();
+        (first.unwrap(), a, second.unwrap())
+    });
+    assert_eq!(
+        (first.value.as_str(), first.source),
+        ("from a", Source::Loader)
+    );
+    assert_eq!(
+        (second.value.as_str(), second.source),
+        ("from a", Source::Shared)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!((a.metrics().lock_waits, b.metrics().lock_waits), (0, 1));
+    let lock = format!("{key}:lock");
+    assert_eq!(a.get::<Value>(&lock).unwrap(), None, "the lock is gone");
+}
+
+/// Run as a child process by `a_lock_holder_that_dies_leaves_a_lock_that_expires`: takes the
+/// lock of `$LOCK_HOLDER_KEY` on `$LOCK_HOLDER_SERVER`, says so, and loads forever.
+#[test]
+#[ignore = "a child process of another test"]
+fn lock_holder() {
+    let (Ok(spec), Ok(key)) = (
+        std::env::var("LOCK_HOLDER_SERVER"),
+        std::env::var("LOCK_HOLDER_KEY"),
+    ) else {
+        return;
+    };
+    let mc = Client::new([spec]).unwrap();
+    let policy = CacheAside::new(0).lock(Duration::from_secs(1));
+    let _ = mc.get_or_set_with(&key, policy, || -> Result<String, DbError> {
+        println!("loading");
+        loop {
+            std::thread::park();
+        }
+    });
+}
+
+#[test]
+fn a_lock_holder_that_dies_leaves_a_lock_that_expires() {
+    use std::io::{BufRead, BufReader};
+    let server = common::own_server();
+    let key = common::key("orphan");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "lock_holder",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LOCK_HOLDER_SERVER", server.spec())
+        .env("LOCK_HOLDER_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|line| line.is_ok_and(|l| l.contains("loading"))),
+        "the child took the lock"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mc = Client::new([server.spec()]).unwrap();
+    assert!(
+        mc.get::<Value>(format!("{key}:lock")).unwrap().is_some(),
+        "its lock stays"
+    );
+    let policy = CacheAside::new(0).lock(Duration::from_secs(1));
+    let loaded = mc
+        .get_or_set_with(&key, policy, || {
+            Ok::<_, DbError>("after the lock".to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        (loaded.value.as_str(), loaded.source),
+        ("after the lock", Source::Loader),
+        "loaded once the lock expired"
+    );
+    assert_eq!(mc.metrics().lock_waits, 1);
+}
+
+#[test]
+fn a_stale_value_is_served_while_one_caller_refreshes_it() {
+    let server = common::server();
+    let pool = ClientPool::new(common::client(server.specs(), false), 2).unwrap();
+    let key = common::key("stale");
+    let policy = CacheAside::new(1).stale_for(Duration::from_secs(60));
+    let mc = pool.reserve().unwrap();
+    let first = mc
+        .get_or_set_with(&key, policy, || Ok::<_, DbError>(1u64))
+        .unwrap();
+    assert_eq!((first.value, first.source), (1, Source::Loader));
+    let fresh = format!("{key}:fresh");
+    assert!(mc.get::<Value>(&fresh).unwrap().is_some(), "the marker");
+    assert_eq!(
+        mc.get_or_set_with(&key, policy, || Ok::<_, DbError>(0u64))
+            .unwrap()
+            .source,
+        Source::Cache
+    );
+    // memcached expires the marker within two seconds; the value stays.
+    wait_until("the marker expires", || {
+        mc.get::<Value>(&fresh).unwrap().is_none()
+    });
+    drop(mc);
+
+    let entered = Barrier::new(2);
+    let (refreshed, served) = std::thread::scope(|scope| {
+        let refresher = scope.spawn(|| {
+            let mc = pool.reserve().unwrap();
+            mc.get_or_set_with(&key, policy, || {
+                entered.wait();
+                wait_until("a stale value is served", || {
+                    pool.metrics().stale_served == 1
+                });
+                Ok::<_, DbError>(2u64)
+            })
+        });
+        entered.wait();
+        let mc = pool.reserve().unwrap();
+        let served = mc.get_or_set_with(&key, policy, || -> Result<u64, DbError> {
+            panic!("a stale value is served, not loaded")
+        });
+        (refresher.join().unwrap().unwrap(), served.unwrap())
+    });
+    assert_eq!((served.value, served.source), (1, Source::Stale));
+    assert_eq!((refreshed.value, refreshed.source), (2, Source::Loader));
+    let mc = pool.reserve().unwrap();
+    let now = mc
+        .get_or_set_with(&key, policy, || Ok::<_, DbError>(0u64))
+        .unwrap();
+    assert_eq!((now.value, now.source), (2, Source::Cache), "fresh again");
+}
+
+#[test]
+fn with_the_lock_a_stale_value_is_refreshed_by_one_process() {
+    let server = common::server();
+    let (a, b) = two_processes(server.specs());
+    let key = common::key("stale-locked");
+    let policy = CacheAside::new(1)
+        .stale_for(Duration::from_secs(60))
+        .lock(Duration::from_secs(30));
+    a.get_or_set_with(&key, policy, || Ok::<_, DbError>(1u64))
+        .unwrap();
+    let fresh = format!("{key}:fresh");
+    wait_until("the marker expires", || {
+        a.get::<Value>(&fresh).unwrap().is_none()
+    });
+    // Another process holds the lock: this one serves the stale value without loading.
+    assert!(b.add(format!("{key}:lock"), "1", 30).unwrap());
+    let served = a
+        .get_or_set_with(&key, policy, || -> Result<u64, DbError> {
+            panic!("the lock is held elsewhere")
+        })
+        .unwrap();
+    assert_eq!((served.value, served.source), (1, Source::Stale));
+    assert_eq!(a.metrics().stale_served, 1);
+}
+
+#[test]
+fn keys_too_long_for_the_policy_fail_before_loading() {
+    let server = common::server();
+    let mc = common::client(server.specs(), false);
+    let key = "k".repeat(247);
+    let policy = CacheAside::new(0).lock(Duration::from_secs(1));
+    let result = mc.get_or_set_with(&key, policy, || -> Result<u64, DbError> {
+        panic!("never loads")
+    });
+    assert!(
+        matches!(result, Err(LoadError::Cache(Error::InvalidKey { .. }))),
+        "{result:?}"
+    );
+    // Without the policy the key is fine.
+    assert!(
+        mc.get_or_set_with(&key, 0, || Ok::<_, DbError>(1u64))
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_clients_with_the_lock_poll_for_the_value_another_loads() {
+    let server = common::own_server();
+    let spec = server.spec();
+    let a = AsyncClient::new(common::client(std::slice::from_ref(&spec), false)).unwrap();
+    let b = AsyncClient::new(common::client(std::slice::from_ref(&spec), false)).unwrap();
+    let key = common::key("async-locked");
+    let policy = CacheAside::new(0).lock(Duration::from_secs(30));
+    let first = {
+        let (a, key, spec) = (a.clone(), key.clone(), spec.clone());
+        tokio::spawn(async move {
+            a.get_or_set_with(&key, policy, || async {
+                let before = misses(&spec);
+                // The other client's miss, then at least one poll.
+                while misses(&spec) < before + 2 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<_, DbError>("from a".to_owned())
+            })
+            .await
+        })
+    };
+    while a.metrics().loads < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let second = b
+        .get_or_set_with(&key, policy, || async {
+            Err::<String, _>(DbError("b never loads"))
+        })
+        .await
+        .unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(
+        (first.value.as_str(), first.source),
+        ("from a", Source::Loader)
+    );
+    assert_eq!(
+        (second.value.as_str(), second.source),
+        ("from a", Source::Shared)
+    );
+    assert_eq!(b.metrics().lock_waits, 1);
 }

@@ -1,18 +1,78 @@
-//! [`AsyncClient::get_or_set_with`]: cache-aside with single-flight among the client's handles
-//! (see [`crate::cache_aside`]).
+//! [`AsyncClient::get_or_set_with`]: the steps of [`crate::cache_aside`] run on the async
+//! client's calls.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cache_aside::{Landing, LoadError, Loaded, Role, Shared, Source, followed};
+use crate::cache_aside::{
+    self, CacheAside, Flight, Flights, Landing, LoadError, Loaded, Shared, Store,
+};
+use crate::error::Result;
 use crate::expiration::Expiration;
-use crate::value::{FromValue, ToValue};
+use crate::metrics::Counters;
+use crate::value::{FromValue, ToValue, Value};
 
 use super::AsyncClient;
+use super::wait::{Sleep, join};
+
+impl Store for AsyncClient {
+    fn sent_key(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.check_key(key)?;
+        Ok(key.to_vec())
+    }
+
+    fn flights(&self) -> &Arc<Flights> {
+        self.flights()
+    }
+
+    fn counters(&self) -> &Counters {
+        self.load_counters()
+    }
+
+    async fn get<V: FromValue + Send + 'static>(&self, key: &[u8]) -> Result<Option<V>> {
+        AsyncClient::get(self, key).await
+    }
+
+    async fn get_marked<V: FromValue + Send + 'static>(
+        &self,
+        key: &[u8],
+        marker: &[u8],
+    ) -> Result<(Option<V>, bool)> {
+        // Both queued before either is awaited: merged into one multi-get when one server
+        // holds both, in parallel otherwise.
+        let value = AsyncClient::get::<V>(self, key);
+        let marked = AsyncClient::get::<Value>(self, marker);
+        let (value, marked) = join(value, marked).await;
+        Ok((value?, marked?.is_some()))
+    }
+
+    async fn set(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<()> {
+        AsyncClient::set(self, key, value, exp).await
+    }
+
+    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool> {
+        AsyncClient::add(self, key, cache_aside::marker(), exp).await
+    }
+
+    async fn delete(&self, key: &[u8]) -> Result<bool> {
+        AsyncClient::delete(self, key).await
+    }
+
+    async fn sleep(&self, pause: Duration) {
+        Sleep::new(pause).await
+    }
+
+    async fn wait(&self, flight: Arc<Flight>) -> Landing {
+        flight.landing().await
+    }
+}
 
 impl AsyncClient {
-    /// The value of `key`; on a miss, the value `loader` makes, stored with `exp` and returned
-    /// (cache-aside). [`Loaded::source`] says whether it came from the cache.
+    /// The value of `key`; on a miss, the value `loader` makes, stored and returned
+    /// (cache-aside). `policy` is an expiration (`300`, a `Duration`...) or a [`CacheAside`]
+    /// with a lock across processes and a stale period. [`Loaded::source`] says where the
+    /// value came from.
     ///
     /// Concurrent misses of one key among this client's handles run `loader` once: the other
     /// callers wait for its value, decoded into their own type, or its error
@@ -30,72 +90,17 @@ impl AsyncClient {
     /// println!("{} (from {:?})", user.value, user.source);
     /// # Ok(()) }
     /// ```
-    pub async fn get_or_set_with<V, E, F, L>(
+    pub async fn get_or_set_with<V, E, F>(
         &self,
         key: impl AsRef<[u8]>,
-        exp: impl Into<Expiration>,
-        loader: L,
-    ) -> Result<Loaded<V>, LoadError<E>>
+        policy: impl Into<CacheAside>,
+        loader: impl FnOnce() -> F,
+    ) -> std::result::Result<Loaded<V>, LoadError<E>>
     where
         V: FromValue + ToValue + Send + 'static,
         E: Send + Sync + 'static,
-        L: FnOnce() -> F,
-        F: Future<Output = Result<V, E>>,
+        F: Future<Output = std::result::Result<V, E>>,
     {
-        let key = key.as_ref();
-        self.check_key(key)?;
-        let exp = exp.into();
-        loop {
-            let cache_error = match self.get::<V>(key).await {
-                Ok(Some(value)) => {
-                    return Ok(Loaded {
-                        value,
-                        source: Source::Cache,
-                        cache_error: None,
-                    });
-                }
-                Ok(None) => None,
-                Err(error) => Some(error),
-            };
-            let lead = match self.flights().join(key) {
-                Role::Leader(lead) => lead,
-                Role::Follower(flight) => {
-                    crate::trace::load_waited();
-                    self.load_counters().load_waits.add(1);
-                    match followed(flight.landing().await, key) {
-                        Some(result) => return result,
-                        None => continue,
-                    }
-                }
-            };
-            crate::trace::load_started();
-            self.load_counters().loads.add(1);
-            // A panic in the loader, or this future dropped, drops `lead`: the waiters try again.
-            let value = match loader().await {
-                Ok(value) => value,
-                Err(error) => {
-                    let error = Arc::new(error);
-                    lead.land(Landing::Failed(error.clone()));
-                    return Err(LoadError::Loader(error));
-                }
-            };
-            let mut cache_error = cache_error;
-            match Shared::encode(&value) {
-                Ok(shared) => {
-                    let landing = shared.landing();
-                    if let Err(error) = self.set(key, shared, exp).await {
-                        cache_error = Some(error);
-                    }
-                    lead.land(landing);
-                }
-                // Nothing to store or share: the waiters load for themselves.
-                Err(error) => cache_error = Some(error),
-            }
-            return Ok(Loaded {
-                value,
-                source: Source::Loader,
-                cache_error,
-            });
-        }
+        cache_aside::get_or_set(self, key.as_ref(), policy.into(), loader).await
     }
 }

@@ -7,6 +7,7 @@
 //! - `engine`: the lanes (one per server, and one shared) and their worker threads.
 //! - `queue`: a lane's bounded queue, which callers waiting for room can leave cheaply.
 //! - `load`: `get_or_set_with`, cache-aside with single-flight among the handles.
+//! - `wait`: joining two futures, and pauses, without a runtime.
 //! - `batch`: gets merged into one multi-get and answered one by one.
 //! - `stats`: the counters behind [`EngineStats`].
 
@@ -17,6 +18,7 @@ mod load;
 mod ops;
 mod queue;
 mod stats;
+mod wait;
 
 pub use client::{
     AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,

@@ -1,86 +1,91 @@
-//! `get_or_set_with` on [`Client`] and [`Prefixed`]: cache-aside with single-flight across the
-//! client's clones (see [`crate::cache_aside`]).
+//! `get_or_set_with` on [`Client`] and [`Prefixed`]: the steps of [`crate::cache_aside`] run
+//! on the client's calls, blocking.
 
-use crate::cache_aside::{LoadError, Loaded, Role, Shared, Source, followed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache_aside::{
+    self, CacheAside, Flight, Flights, Landing, LoadError, Loaded, Shared, Store,
+};
 use crate::client::Client;
+use crate::error::Result;
 use crate::expiration::Expiration;
+use crate::metrics::Counters;
 use crate::value::{FromValue, ToValue};
 
 use super::{Keys, Prefixed};
 
-impl Keys<'_> {
-    fn get_or_set_with<V, E>(
+impl Store for Keys<'_> {
+    fn sent_key(&self, key: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.full(key)?.into_owned())
+    }
+
+    fn flights(&self) -> &Arc<Flights> {
+        &self.client.flights
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.client.counters
+    }
+
+    async fn get<V: FromValue + Send + 'static>(&self, key: &[u8]) -> Result<Option<V>> {
+        self.client.call("get", || Keys::get(self, key))
+    }
+
+    async fn get_marked<V: FromValue + Send + 'static>(
         &self,
         key: &[u8],
-        exp: Expiration,
-        loader: impl FnOnce() -> Result<V, E>,
-    ) -> Result<Loaded<V>, LoadError<E>>
-    where
-        V: FromValue + ToValue,
-        E: Send + Sync + 'static,
-    {
-        let client = self.client;
-        let full = self.full(key)?.into_owned();
-        loop {
-            let cache_error = match client.call("get", || self.get::<V>(key)) {
-                Ok(Some(value)) => {
-                    return Ok(Loaded {
-                        value,
-                        source: Source::Cache,
-                        cache_error: None,
-                    });
-                }
-                Ok(None) => None,
-                Err(error) => Some(error),
-            };
-            let lead = match client.flights.join(&full) {
-                Role::Leader(lead) => lead,
-                Role::Follower(flight) => {
-                    crate::trace::load_waited();
-                    client.counters.load_waits.add(1);
-                    match followed(flight.wait(), key) {
-                        Some(result) => return result,
-                        None => continue,
+        marker: &[u8],
+    ) -> Result<(Option<V>, bool)> {
+        let (mut value, mut marked) = (None, false);
+        let mut decoded = Ok(());
+        self.client.call("get_multi", || {
+            self.get_multi_each([key, marker], |item| {
+                if item.key() == marker {
+                    marked = true;
+                } else if item.key() == key {
+                    match item.decode::<V>() {
+                        Ok(v) => value = Some(v),
+                        Err(error) => decoded = Err(error),
                     }
                 }
-            };
-            crate::trace::load_started();
-            client.counters.loads.add(1);
-            // A panic in the loader drops `lead`, which tells the waiters to try again.
-            let value = match loader() {
-                Ok(value) => value,
-                Err(error) => {
-                    let error = std::sync::Arc::new(error);
-                    lead.land(crate::cache_aside::Landing::Failed(error.clone()));
-                    return Err(LoadError::Loader(error));
-                }
-            };
-            let mut cache_error = cache_error;
-            match Shared::encode(&value) {
-                Ok(shared) => {
-                    if let Err(error) = client.call("set", || self.set(key, &shared, exp)) {
-                        cache_error = Some(error);
-                    }
-                    lead.land(shared.landing());
-                }
-                // Nothing to store or share: the waiters load for themselves.
-                Err(error) => cache_error = Some(error),
-            }
-            return Ok(Loaded {
-                value,
-                source: Source::Loader,
-                cache_error,
-            });
-        }
+            })
+        })?;
+        decoded.map(|()| (value, marked))
+    }
+
+    async fn set(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<()> {
+        self.client
+            .call("set", || Keys::set(self, key, &value, exp))
+    }
+
+    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool> {
+        let marker = cache_aside::marker();
+        self.client
+            .call("add", || Keys::add(self, key, &marker, exp))
+    }
+
+    async fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.client.call("delete", || Keys::delete(self, key))
+    }
+
+    async fn sleep(&self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+
+    async fn wait(&self, flight: Arc<Flight>) -> Landing {
+        flight.wait()
     }
 }
 
-/// `get_or_set_with`'s documentation, shared by [`Client`] and [`Prefixed`].
+/// `get_or_set_with` on each owner, with one documentation.
 macro_rules! get_or_set_with {
     ($($owner:ty),*) => {$(
         impl $owner {
-            /// The value of `key`; on a miss, the value `loader` makes, stored with `exp` and
-            /// returned (cache-aside). [`Loaded::source`] says whether it came from the cache.
+            /// The value of `key`; on a miss, the value `loader` makes, stored and returned
+            /// (cache-aside). `policy` is an expiration (`300`, a `Duration`...) or a
+            /// [`CacheAside`] with a lock across processes and a stale period.
+            /// [`Loaded::source`] says where the value came from.
             ///
             /// Concurrent misses of one key in this client and its clones (so in one
             /// [`ClientPool`](crate::ClientPool) or [`ThreadMappedPool`](crate::ThreadMappedPool))
@@ -102,14 +107,18 @@ macro_rules! get_or_set_with {
             pub fn get_or_set_with<V, E>(
                 &self,
                 key: impl AsRef<[u8]>,
-                exp: impl Into<Expiration>,
-                loader: impl FnOnce() -> Result<V, E>,
-            ) -> Result<Loaded<V>, LoadError<E>>
+                policy: impl Into<CacheAside>,
+                loader: impl FnOnce() -> std::result::Result<V, E>,
+            ) -> std::result::Result<Loaded<V>, LoadError<E>>
             where
-                V: FromValue + ToValue,
+                V: FromValue + ToValue + Send + 'static,
                 E: Send + Sync + 'static,
             {
-                self.keys().get_or_set_with(key.as_ref(), exp.into(), loader)
+                let keys = self.keys();
+                let run = cache_aside::get_or_set(&keys, key.as_ref(), policy.into(), || {
+                    std::future::ready(loader())
+                });
+                cache_aside::block_on(run)
             }
         }
     )*};
