@@ -1,5 +1,6 @@
 //! An axum service that reads through the cache: `GET /user/{id}` answers from memcached when it
-//! can, and otherwise loads the user from a (slow, pretend) database and caches it. Concurrent
+//! can, and otherwise loads the user from a (slow, pretend) database and caches it, with
+//! `get_or_set_with`: concurrent requests for a user not cached load it once. Concurrent
 //! requests' gets are merged into multi-gets by `AsyncClient`; `GET /stats` shows how.
 //!
 //! The example starts a memcached of its own (or uses `MEMCACHED_SERVERS`), serves on a free
@@ -9,6 +10,7 @@
 //! cargo run --features async --example async_axum
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,40 +18,48 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use libmemcached::testing::TestServer;
-use libmemcached::{AsyncClient, Client};
+use libmemcached::{AsyncClient, Client, LoadError, Source};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// How long a request waits for the cache before going to the database.
-const CACHE_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// The handler: the cache first, the database on a miss (or a slow or failed cache).
+/// The handler: the cache first; on a miss, the database, once for all the requests that
+/// missed together.
 async fn user(
     State(mc): State<AsyncClient>,
     Path(id): Path<u32>,
 ) -> Result<String, (StatusCode, String)> {
     let key = format!("user:{id}");
-    // A timeout around a call is safe: a late answer is dropped by the worker, never handed to
-    // another request.
-    match tokio::time::timeout(CACHE_TIMEOUT, mc.get::<String>(&key)).await {
-        Ok(Ok(Some(name))) => return Ok(format!("user {id}: {name} (cache)\n")),
-        Ok(Ok(None)) => {}
-        Ok(Err(error)) => eprintln!("cache error, reading the database: {error}"),
-        Err(_) => eprintln!("cache too slow, reading the database"),
+    match mc.get_or_set_with(&key, 300, || load_user(id)).await {
+        Ok(user) => {
+            if let Some(error) = &user.cache_error {
+                eprintln!("cache error, read the database: {error}");
+            }
+            let from = match user.source {
+                Source::Cache => "cache",
+                _ => "database",
+            };
+            Ok(format!("user {id}: {} ({from})\n", user.value))
+        }
+        Err(LoadError::Loader(_)) => Err((StatusCode::NOT_FOUND, "no such user\n".into())),
+        Err(error) => Err((StatusCode::BAD_REQUEST, format!("{error:?}\n"))),
     }
-    let name = load_user(id)
-        .await
-        .ok_or((StatusCode::NOT_FOUND, "no such user\n".into()))?;
-    if let Err(error) = mc.set(&key, name.clone(), 300).await {
-        eprintln!("could not cache {key}: {error}");
-    }
-    Ok(format!("user {id}: {name} (database)\n"))
 }
 
+/// What the pretend database says of an id it does not know.
+#[derive(Debug)]
+struct NoSuchUser;
+
+/// Database reads so far.
+static LOADS: AtomicUsize = AtomicUsize::new(0);
+
 /// A pretend database: slow, and knows users 1 to 100.
-async fn load_user(id: u32) -> Option<String> {
+async fn load_user(id: u32) -> Result<String, NoSuchUser> {
+    LOADS.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    (1..=100).contains(&id).then(|| format!("user-{id:03}"))
+    match id {
+        1..=100 => Ok(format!("user-{id:03}")),
+        _ => Err(NoSuchUser),
+    }
 }
 
 async fn stats(State(mc): State<AsyncClient>) -> String {
@@ -100,6 +110,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hits += usize::from(body.ends_with("(cache)\n"));
     }
     println!("50 concurrent requests: {hits} answered from the cache");
+    // Twenty concurrent requests for a user not cached yet: one database read.
+    let before = LOADS.load(Ordering::SeqCst);
+    let requests: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(http_get(address, "/user/42".to_owned())))
+        .collect();
+    for request in requests {
+        let (status, body) = request.await??;
+        assert_eq!(status, 200, "{body}");
+    }
+    let loads = LOADS.load(Ordering::SeqCst) - before;
+    println!("20 concurrent requests for a user not cached: {loads} database read(s)");
     let (_, body) = http_get(address, "/stats").await?;
     print!("GET /stats -> {body}");
 
