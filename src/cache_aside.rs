@@ -73,8 +73,9 @@ impl CacheAside {
     /// (`<key>:fresh`, expiring with the value's own expiration) read in the same multi-get:
     /// the value itself is stored as it is, for other clients. Once the marker has expired,
     /// one caller refreshes the value (through the lock, if set, so one per cluster) while every
-    /// other caller gets the stale value at once ([`Source::Stale`]). Keys must leave room for
-    /// the 6 bytes of `:fresh`.
+    /// other caller gets the stale value at once ([`Source::Stale`]); if its loader fails, that
+    /// caller gets the error and the next one tries again. Keys must leave room for the 6 bytes
+    /// of `:fresh`.
     pub fn stale_for(self, stale_for: Duration) -> CacheAside {
         CacheAside {
             stale_for: Some(stale_for),
@@ -496,16 +497,25 @@ where
     }
 }
 
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Polls for the value another process loads under its lock, until `ttl` has passed.
 async fn poll_for<S: Store, V: FromValue + Send + 'static>(
     store: &S,
     key: &[u8],
     ttl: Duration,
 ) -> Option<V> {
-    let deadline = Instant::now() + ttl;
+    let now = Instant::now();
+    // A lock too long to represent is waited for as long as a year.
+    let deadline = now
+        .checked_add(ttl)
+        .or(now.checked_add(YEAR))
+        .unwrap_or(now);
     let mut pause = Duration::from_millis(5);
     while Instant::now() < deadline {
-        store.sleep(pause.min(deadline - Instant::now())).await;
+        store
+            .sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
         pause = (pause * 2).min(Duration::from_millis(100));
         if let Ok(Some(value)) = store.get::<V>(key).await {
             return Some(value);
@@ -546,4 +556,48 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_period_keeps_the_value_longer_than_its_marker() {
+        let policy = CacheAside::new(60).stale_for(Duration::from_secs(600));
+        assert_eq!(
+            policy.value_exp(),
+            Expiration::After(Duration::from_secs(660))
+        );
+        assert_eq!(policy.exp, Expiration::After(Duration::from_secs(60)));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let policy = CacheAside::new(at).stale_for(Duration::from_secs(5));
+        assert_eq!(
+            policy.value_exp(),
+            Expiration::At(at + Duration::from_secs(5))
+        );
+        let never = CacheAside::new(0).stale_for(Duration::from_secs(5));
+        assert_eq!(never.value_exp(), Expiration::Never);
+        assert_eq!(
+            CacheAside::new(60).value_exp(),
+            Expiration::After(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn a_lead_dropped_unlanded_abandons_and_frees_the_key() {
+        let flights = Arc::new(Flights::default());
+        let Role::Leader(lead) = flights.join(b"k") else {
+            panic!("the first caller leads")
+        };
+        let Role::Follower(flight) = flights.join(b"k") else {
+            panic!("the second follows")
+        };
+        drop(lead);
+        assert!(matches!(flight.wait(), Landing::Abandoned));
+        assert!(
+            matches!(flights.join(b"k"), Role::Leader(_)),
+            "a new load may start"
+        );
+    }
 }

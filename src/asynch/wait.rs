@@ -35,14 +35,16 @@ pub(crate) async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Out
 /// A pause of the given length.
 pub(crate) struct Sleep {
     deadline: Instant,
-    registered: bool,
+    /// The waker the timer holds for this pause.
+    registered: Option<Waker>,
 }
 
 impl Sleep {
     pub(crate) fn new(pause: Duration) -> Sleep {
+        let now = Instant::now();
         Sleep {
-            deadline: Instant::now() + pause,
-            registered: false,
+            deadline: now.checked_add(pause).unwrap_or(now),
+            registered: None,
         }
     }
 }
@@ -54,12 +56,17 @@ impl Future for Sleep {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        if !self.registered {
-            self.registered = timer().add(self.deadline, cx.waker().clone());
-            if !self.registered {
+        // A pause polled by another task than before: the timer wakes that one too.
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            if !timer().add(self.deadline, cx.waker().clone()) {
                 // No timer thread: a pause that cannot wait ends at once.
                 return Poll::Ready(());
             }
+            self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -145,5 +152,46 @@ impl Timer {
                 None => self.changed.wait(due).unwrap_or_else(|p| p.into_inner()),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `future` on this thread, parking between polls.
+    fn block_on<T>(future: impl Future<Output = T>) -> T {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn pauses_end_after_their_length_and_wake_their_task() {
+        let started = Instant::now();
+        let ((), ()) = block_on(join(
+            Sleep::new(Duration::from_millis(30)),
+            Sleep::new(Duration::from_millis(10)),
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        // A pause too long to represent is not a panic.
+        drop(Sleep::new(Duration::MAX));
+    }
+
+    #[test]
+    fn join_gives_both_outputs() {
+        assert_eq!(block_on(join(async { 1 }, async { "two" })), (1, "two"));
     }
 }
