@@ -60,8 +60,9 @@ impl CacheAside {
 
     /// On a miss, the caller that adds the key's lock (`<key>:lock`, expiring after `ttl`)
     /// loads; the others, in any process, poll the cache with a growing pause (5 ms to 100 ms)
-    /// and take its value when it appears, or load themselves once `ttl` has passed (a holder
-    /// that died leaves a lock that expires). Keys must leave room for the 5 bytes of `:lock`.
+    /// and take its value when it appears, or the lock when it comes free (its holder's loader
+    /// failed, or the holder died and the lock expired). Keys must leave room for the 5 bytes
+    /// of `:lock`.
     pub fn lock(self, ttl: Duration) -> CacheAside {
         CacheAside {
             lock: Some(ttl),
@@ -147,8 +148,8 @@ pub enum LoadError<E> {
     Cache(#[from] Error),
 }
 
-/// The loads in flight, by key sent. Shared by a client and its clones (so by a pool's clients)
-/// and by an `AsyncClient` and its handles.
+/// The loads in flight, by key sent. Shared by a client and its clones (so by a pool's
+/// clients), and, apart, by an `AsyncClient`'s handles.
 #[derive(Default)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<Vec<u8>, Arc<Flight>>>,
@@ -301,6 +302,7 @@ impl Drop for Lead {
 }
 
 /// A value's encoded bytes, stored and shared as they are.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub data: Arc<[u8]>,
     pub flags: u32,
@@ -372,8 +374,8 @@ pub(crate) trait Store {
         marker: &[u8],
     ) -> Result<(Option<V>, bool), Error>;
     async fn set(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<(), Error>;
-    /// Adds a small marker under `key` (a lock); `false` if it existed.
-    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool, Error>;
+    /// Stores `value` under `key` only if `key` does not exist; `false` if it did.
+    async fn add(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<bool, Error>;
     async fn delete(&self, key: &[u8]) -> Result<bool, Error>;
     async fn sleep(&self, pause: Duration);
     async fn wait(&self, flight: Arc<Flight>) -> Landing;
@@ -439,22 +441,24 @@ where
                 }
             }
         };
+        let lock = Lock::new(lock_key);
         let mut holding = false;
         if let Some(ttl) = policy.lock {
-            match (
-                store.add_marker(&lock_key, Expiration::After(ttl)).await,
-                cached,
-            ) {
+            match (lock.take(store, ttl).await, cached) {
                 (Ok(true), _) => holding = true,
                 // Another caller refreshes the stale value.
                 (Ok(false), Some(value)) => return Ok(stale(store, value)),
                 (Ok(false), None) => {
                     store.counters().lock_waits.add(1);
-                    if let Some(value) = poll_for(store, key, ttl).await {
-                        if let Ok(shared) = Shared::encode(&value) {
-                            lead.land(shared.landing());
+                    match poll_for(store, key, &lock, ttl).await {
+                        Polled::Value(value) => {
+                            if let Ok(shared) = Shared::encode(&value) {
+                                lead.land(shared.landing());
+                            }
+                            return Ok(loaded(value, Source::Shared, None));
                         }
-                        return Ok(loaded(value, Source::Shared, None));
+                        Polled::Taken => holding = true,
+                        Polled::TimedOut => {}
                     }
                 }
                 (Err(error), _) => cache_error = Some(error),
@@ -469,7 +473,7 @@ where
             Err(error) => {
                 let error = Arc::new(error);
                 if holding {
-                    let _ = store.delete(&lock_key).await;
+                    lock.release(store).await;
                 }
                 lead.land(Landing::Failed(error.clone()));
                 return Err(LoadError::Loader(error));
@@ -491,7 +495,7 @@ where
             Err(error) => cache_error = Some(error),
         }
         if holding {
-            let _ = store.delete(&lock_key).await;
+            lock.release(store).await;
         }
         return Ok(loaded(value, Source::Loader, cache_error));
     }
@@ -499,12 +503,65 @@ where
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Polls for the value another process loads under its lock, until `ttl` has passed.
+/// A key's lock, and the token that says this caller holds it.
+struct Lock {
+    key: Vec<u8>,
+    token: Shared,
+}
+
+impl Lock {
+    fn new(key: Vec<u8>) -> Lock {
+        static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("{}-{nanos}-{n}", std::process::id());
+        Lock {
+            key,
+            token: Shared {
+                data: Arc::from(token.as_bytes()),
+                flags: 0,
+            },
+        }
+    }
+
+    /// Takes the lock for `ttl`; `false` if another caller holds it.
+    async fn take<S: Store>(&self, store: &S, ttl: Duration) -> Result<bool, Error> {
+        store
+            .add(&self.key, self.token.clone(), Expiration::After(ttl))
+            .await
+    }
+
+    /// Releases the lock if this caller still holds it (a load that outlived the lock's `ttl`
+    /// must not release the lock another caller took since).
+    async fn release<S: Store>(&self, store: &S) {
+        if let Ok(Some(token)) = store.get::<Vec<u8>>(&self.key).await {
+            if *token == *self.token.data {
+                let _ = store.delete(&self.key).await;
+            }
+        }
+    }
+}
+
+/// What polling under another caller's lock came to.
+enum Polled<V> {
+    /// The value it loaded.
+    Value(V),
+    /// The lock was free again (its holder failed, or it expired): this caller took it.
+    Taken,
+    /// Neither, within the lock's `ttl` (the cache failing, say).
+    TimedOut,
+}
+
+/// Polls for the value another caller loads under `lock`, taking the lock if it comes free,
+/// until `ttl` has passed.
 async fn poll_for<S: Store, V: FromValue + Send + 'static>(
     store: &S,
     key: &[u8],
+    lock: &Lock,
     ttl: Duration,
-) -> Option<V> {
+) -> Polled<V> {
     let now = Instant::now();
     // A lock too long to represent is waited for as long as a year.
     let deadline = now
@@ -518,10 +575,13 @@ async fn poll_for<S: Store, V: FromValue + Send + 'static>(
             .await;
         pause = (pause * 2).min(Duration::from_millis(100));
         if let Ok(Some(value)) = store.get::<V>(key).await {
-            return Some(value);
+            return Polled::Value(value);
+        }
+        if let Ok(true) = lock.take(store, ttl).await {
+            return Polled::Taken;
         }
     }
-    None
+    Polled::TimedOut
 }
 
 /// A stale value, served (and counted).

@@ -1004,6 +1004,51 @@ async fn shutdown_fails_what_is_still_queued_at_its_deadline() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shutdown_waiting_ends_when_the_workers_stop() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 1);
+    let held = hold(&mc, 1).await;
+    // Two shutdowns with no deadline, from two handles, both waiting, each in its own task.
+    let waker = std::task::Waker::noop();
+    let mut both = [
+        mc.clone().shutdown(Duration::MAX),
+        mc.clone().shutdown(Duration::MAX),
+    ];
+    for shutdown in &mut both {
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(std::pin::Pin::new(shutdown).poll(&mut cx).is_pending());
+    }
+    let [first, second] = both.map(tokio::spawn);
+    tokio::task::yield_now().await;
+    held.open().await;
+    for shutdown in [first, second] {
+        let report = tokio::time::timeout(Duration::from_secs(10), shutdown)
+            .await
+            .expect("every shutdown ends")
+            .unwrap();
+        assert_eq!(report.workers_running, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_moved_to_another_task_ends_at_its_deadline() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 1);
+    let held = hold(&mc, 1).await;
+    let mut shutdown = mc.clone().shutdown(Duration::from_millis(100));
+    // Polled once elsewhere (its timer starts), then awaited by a task of its own.
+    let waker = std::task::Waker::noop();
+    let polled = std::pin::Pin::new(&mut shutdown).poll(&mut std::task::Context::from_waker(waker));
+    assert!(polled.is_pending());
+    let report = tokio::time::timeout(Duration::from_secs(10), tokio::spawn(shutdown))
+        .await
+        .expect("woken at its deadline")
+        .unwrap();
+    assert_eq!(report.workers_running, 1, "the held worker");
+    held.open().await;
+}
+
 /// Decodes like `String`, but tells the test it decodes and waits for its go (once armed), so
 /// that the test can drop the caller's future in between; panics when dropped.
 #[derive(Debug)]

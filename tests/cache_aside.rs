@@ -321,6 +321,49 @@ fn with_the_lock_one_process_loads_and_the_other_takes_its_value() {
     assert_eq!(a.get::<Value>(&lock).unwrap(), None, "the lock is gone");
 }
 
+#[test]
+fn a_lock_released_by_a_failed_load_is_taken_by_a_waiting_process() {
+    let server = common::own_server();
+    let spec = server.spec();
+    let (a, b) = two_processes(std::slice::from_ref(&spec));
+    let key = common::key("released");
+    // Far longer than the test may take: the waiter must not wait for the lock to expire.
+    let policy = CacheAside::new(0).lock(Duration::from_secs(600));
+    let entered = Barrier::new(2);
+    let (failed, (loaded, b)) = std::thread::scope(|scope| {
+        let (entered, spec, key) = (&entered, &spec, &key);
+        let waiter = scope.spawn(move || {
+            entered.wait();
+            let loaded = b.get_or_set_with(key, policy, || Ok::<_, DbError>("from b".to_owned()));
+            (loaded, b)
+        });
+        let failed = a.get_or_set_with(key, policy, || {
+            let before = misses(spec);
+            entered.wait();
+            wait_until("the other process polls", || misses(spec) >= before + 2);
+            Err::<String, _>(DbError("the database is down"))
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !waiter.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the waiter waits for the lock to expire"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (failed, waiter.join().unwrap())
+    });
+    assert!(matches!(failed, Err(LoadError::Loader(_))), "{failed:?}");
+    let loaded = loaded.unwrap();
+    assert_eq!(
+        (loaded.value.as_str(), loaded.source),
+        ("from b", Source::Loader)
+    );
+    assert_eq!(b.metrics().lock_waits, 1);
+    let lock = format!("{key}:lock");
+    assert_eq!(b.get::<Value>(&lock).unwrap(), None, "b released its lock");
+}
+
 /// Run as a child process by `a_lock_holder_that_dies_leaves_a_lock_that_expires`: takes the
 /// lock of `$LOCK_HOLDER_KEY` on `$LOCK_HOLDER_SERVER`, says so, and loads forever.
 #[test]

@@ -75,7 +75,7 @@ struct Inner {
     rules: key::Rules,
     servers: Vec<Address>,
     binary: bool,
-    /// The `get_or_set_with` loads in flight (shared with the client it was made from).
+    /// The `get_or_set_with` loads in flight.
     flights: Arc<crate::cache_aside::Flights>,
     /// What `get_or_set_with` counts (loads run in the callers' tasks, not on the workers),
     /// part of the engine's metrics group.
@@ -152,6 +152,7 @@ impl AsyncClient {
         ShuttingDown {
             lanes: engine.lanes(),
             workers: Arc::clone(&engine.workers),
+            id: engine.workers.watcher_id(),
             deadline: Instant::now().checked_add(timeout),
             timer: None,
         }
@@ -280,7 +281,9 @@ impl AsyncClientBuilder {
         let rules = self.client.key_rules();
         let servers = self.client.servers();
         let binary = self.client.is_binary();
-        let flights = Arc::clone(&self.client.flights);
+        // Its own loads in flight, not the client's: a blocking caller must never wait for a
+        // load that runs in an async task (on a current-thread runtime, it would wait forever).
+        let flights = Arc::default();
         let shape = Shape {
             lanes: 1,
             workers: self.workers,
@@ -439,6 +442,8 @@ fn unwrap_outcome<T>(outcome: Result<Outcome<T>, oneshot::Canceled>, closed: boo
 pub struct ShuttingDown {
     lanes: Vec<Arc<Queue<Request>>>,
     workers: Arc<Alive>,
+    /// This shutdown's number among those waiting for the workers.
+    id: u64,
     /// `None`: no deadline (a timeout too long to represent).
     deadline: Option<Instant>,
     /// The thread that wakes this future at the deadline, started on the first poll.
@@ -465,6 +470,7 @@ impl Future for ShuttingDown {
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline);
         if expired {
+            this.workers.forget(this.id);
             let calls_failed = engine::fail_queued(&this.lanes);
             return Poll::Ready(ShutdownReport {
                 workers_running: this.workers.running(),
@@ -472,29 +478,36 @@ impl Future for ShuttingDown {
             });
         }
         if let (None, Some(deadline)) = (&this.timer, this.deadline) {
-            let (waker, workers) = (cx.waker().clone(), Arc::clone(&this.workers));
+            let (workers, id) = (Arc::clone(&this.workers), this.id);
             let timer = thread::Builder::new()
                 .name("memcached-async-shutdown".into())
                 .spawn(move || {
-                    // Unparked early when the last worker stops.
+                    // Unparked early when the last worker stops or the shutdown is dropped.
                     while workers.running() > 0 {
                         match deadline.checked_duration_since(Instant::now()) {
                             Some(left) if !left.is_zero() => thread::park_timeout(left),
                             _ => break,
                         }
                     }
-                    waker.wake();
+                    // The waker of the shutdown's latest poll.
+                    workers.wake(id);
                 });
             // Without a timer thread, the deadline is seen at the next poll only.
             this.timer = timer.ok().map(|handle| handle.thread().clone());
         }
-        match this.workers.watch(cx.waker(), this.timer.as_ref()) {
+        match this.workers.watch(this.id, cx.waker(), this.timer.as_ref()) {
             0 => Poll::Ready(ShutdownReport {
                 workers_running: 0,
                 calls_failed: 0,
             }),
             _ => Poll::Pending,
         }
+    }
+}
+
+impl Drop for ShuttingDown {
+    fn drop(&mut self) {
+        self.workers.forget(self.id);
     }
 }
 

@@ -185,8 +185,15 @@ pub(crate) struct Alive {
 #[derive(Default)]
 struct AliveState {
     running: usize,
-    /// A shutdown waiting, and its timer.
-    waker: Option<Waker>,
+    /// The shutdowns waiting for the workers to stop.
+    watchers: Vec<Watcher>,
+    next_id: u64,
+}
+
+/// A shutdown waiting: who to wake, and its timer thread.
+struct Watcher {
+    id: u64,
+    waker: Waker,
     timer: Option<Thread>,
 }
 
@@ -205,14 +212,53 @@ impl Alive {
         self.lock().running
     }
 
-    /// Registers who to wake when the last worker stops; says how many run now.
-    pub(crate) fn watch(&self, waker: &Waker, timer: Option<&Thread>) -> usize {
+    /// A number for a new shutdown to watch with.
+    pub(crate) fn watcher_id(&self) -> u64 {
         let mut state = self.lock();
-        state.waker = Some(waker.clone());
-        if let Some(timer) = timer {
-            state.timer = Some(timer.clone());
+        state.next_id += 1;
+        state.next_id
+    }
+
+    /// Registers whom to wake for shutdown `id` when the last worker stops (the waker of its
+    /// latest poll) and its timer; says how many workers run now.
+    pub(crate) fn watch(&self, id: u64, waker: &Waker, timer: Option<&Thread>) -> usize {
+        let mut state = self.lock();
+        if state.running > 0 {
+            match state.watchers.iter_mut().find(|w| w.id == id) {
+                Some(watcher) => watcher.waker.clone_from(waker),
+                None => state.watchers.push(Watcher {
+                    id,
+                    waker: waker.clone(),
+                    timer: timer.cloned(),
+                }),
+            }
         }
         state.running
+    }
+
+    /// Wakes shutdown `id` (its deadline has come).
+    pub(crate) fn wake(&self, id: u64) {
+        let waker = self
+            .lock()
+            .watchers
+            .iter()
+            .find(|w| w.id == id)
+            .map(|w| w.waker.clone());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Shutdown `id` is done or dropped: its timer may stop.
+    pub(crate) fn forget(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(i) = state.watchers.iter().position(|w| w.id == id) {
+            let watcher = state.watchers.swap_remove(i);
+            drop(state);
+            if let Some(timer) = watcher.timer {
+                timer.unpark();
+            }
+        }
     }
 }
 
@@ -224,13 +270,13 @@ impl Drop for Running {
         let mut state = self.0.lock();
         state.running -= 1;
         if state.running == 0 {
-            let (waker, timer) = (state.waker.take(), state.timer.take());
+            let watchers = std::mem::take(&mut state.watchers);
             drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            if let Some(timer) = timer {
-                timer.unpark();
+            for watcher in watchers {
+                watcher.waker.wake();
+                if let Some(timer) = watcher.timer {
+                    timer.unpark();
+                }
             }
         }
     }
@@ -248,10 +294,16 @@ impl Worker {
     /// Serves until the queue is closed and empty; after a panic, starts over with its
     /// connections reset (the panic's calls have failed: their replies were dropped).
     fn run(self) {
-        while catch_unwind(AssertUnwindSafe(|| self.serve())).is_err() {
-            self.counters.restarted();
-            crate::trace::worker_restarted();
-            self.client.disconnect_all();
+        while let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.serve())) {
+            // Whatever panics here too (the payload's own `Drop`, a tracing subscriber) must
+            // not end the thread: its lane would lose a worker for good.
+            let worker = &self;
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                drop(panic);
+                worker.counters.restarted();
+                crate::trace::worker_restarted();
+                worker.client.disconnect_all();
+            }));
         }
     }
 

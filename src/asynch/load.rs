@@ -51,8 +51,8 @@ impl Store for AsyncClient {
         AsyncClient::set(self, key, value, exp).await
     }
 
-    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool> {
-        AsyncClient::add(self, key, cache_aside::marker(), exp).await
+    async fn add(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<bool> {
+        AsyncClient::add(self, key, value, exp).await
     }
 
     async fn delete(&self, key: &[u8]) -> Result<bool> {

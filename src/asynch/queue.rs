@@ -31,7 +31,16 @@ struct State<T> {
     closed: bool,
     /// Callers waiting for room, in the order they came.
     waiting: BTreeMap<u64, Waker>,
+    /// Places kept for callers woken from `waiting` who have not come back for them yet, so
+    /// that newcomers cannot take them.
+    reserved: usize,
     next_ticket: u64,
+}
+
+impl<T> State<T> {
+    fn has_room(&self, capacity: usize) -> bool {
+        self.items.len() + self.reserved < capacity
+    }
 }
 
 impl<T> Queue<T> {
@@ -41,6 +50,7 @@ impl<T> Queue<T> {
                 items: VecDeque::new(),
                 closed: false,
                 waiting: BTreeMap::new(),
+                reserved: 0,
                 next_ticket: 0,
             }),
             takers: Condvar::new(),
@@ -62,7 +72,7 @@ impl<T> Queue<T> {
         if state.closed {
             return Err(Refused::Closed(item));
         }
-        if state.items.len() >= self.capacity || !state.waiting.is_empty() {
+        if !state.has_room(self.capacity) || !state.waiting.is_empty() {
             return Err(Refused::Full(item));
         }
         state.items.push_back(item);
@@ -85,7 +95,7 @@ impl<T> Queue<T> {
         let mut state = self.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
-                self.make_room(&mut state, 1);
+                self.make_room(state);
                 return Some(item);
             }
             if state.closed {
@@ -98,14 +108,12 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Up to `max` more items, without waiting, appended to `into` by `take`.
+    /// Up to `max` more items, without waiting, handed to `take`.
     pub(crate) fn pop_more(&self, max: usize, mut take: impl FnMut(T)) {
         let mut state = self.lock();
         let n = max.min(state.items.len());
-        for item in state.items.drain(..n) {
-            take(item);
-        }
-        self.make_room(&mut state, n);
+        state.items.drain(..n).for_each(&mut take);
+        self.make_room(state);
     }
 
     /// Stops taking items; waiting callers and workers wake to see it. What is queued stays
@@ -113,6 +121,7 @@ impl<T> Queue<T> {
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
+        state.reserved = 0;
         let waiting = std::mem::take(&mut state.waiting);
         drop(state);
         self.takers.notify_all();
@@ -132,19 +141,25 @@ impl<T> Queue<T> {
         self.lock().closed
     }
 
-    /// Wakes as many waiting callers as there are free places among the `freed`.
-    fn make_room(&self, state: &mut State<T>, freed: usize) {
-        for _ in 0..freed {
+    /// Keeps each free place for the next caller in line and wakes them, after unlocking.
+    fn make_room(&self, mut state: MutexGuard<'_, State<T>>) {
+        let mut woken = Vec::new();
+        while state.has_room(self.capacity) {
             match state.waiting.pop_first() {
-                Some((_, waker)) => waker.wake(),
+                Some((_, waker)) => {
+                    state.reserved += 1;
+                    woken.push(waker);
+                }
                 None => break,
             }
         }
+        drop(state);
+        woken.into_iter().for_each(Waker::wake);
     }
 }
 
 /// A caller waiting for room, from [`Queue::push`]. Dropped before it is done, it leaves the
-/// line and hands its turn on if it had been woken.
+/// line, or hands on the place kept for it if it had been woken.
 pub(crate) struct Push<'q, T> {
     queue: &'q Queue<T>,
     item: Option<T>,
@@ -176,15 +191,26 @@ impl<T> Future for Push<'_, T> {
             this.ticket = None;
             return Poll::Ready(Err(item));
         }
-        // A ticket no longer in the line was woken: its holder is first in turn.
-        let first_in_line = match this.ticket {
-            Some(ticket) => {
-                !state.waiting.contains_key(&ticket)
-                    || state.waiting.first_key_value().map(|(t, _)| *t) == Some(ticket)
+        // A ticket out of the line was woken: a place is kept for it.
+        let kept = this
+            .ticket
+            .is_some_and(|ticket| !state.waiting.contains_key(&ticket));
+        let may_push = match kept {
+            true => {
+                state.reserved -= 1;
+                true
             }
-            None => state.waiting.is_empty(),
+            false => {
+                let first = match this.ticket {
+                    Some(ticket) => {
+                        state.waiting.first_key_value().map(|(t, _)| *t) == Some(ticket)
+                    }
+                    None => state.waiting.is_empty(),
+                };
+                first && state.has_room(queue.capacity)
+            }
         };
-        if state.items.len() < queue.capacity && first_in_line {
+        if may_push {
             if let Some(ticket) = this.ticket.take() {
                 state.waiting.remove(&ticket);
             }
@@ -207,10 +233,12 @@ impl<T> Drop for Push<'_, T> {
     fn drop(&mut self) {
         let Some(ticket) = self.ticket else { return };
         let mut state = self.queue.lock();
-        // Woken (so out of the line) but gone before taking its place: the next caller takes it.
-        if state.waiting.remove(&ticket).is_none() && state.items.len() < self.queue.capacity {
-            self.queue.make_room(&mut state, 1);
+        if state.closed || state.waiting.remove(&ticket).is_some() {
+            return;
         }
+        // Woken, but gone before taking its place: the next caller in line gets it.
+        state.reserved -= 1;
+        self.queue.make_room(state);
     }
 }
 
@@ -259,6 +287,26 @@ mod tests {
         drop(pushes.remove(1));
         assert!(queue.try_push(7).is_ok());
         assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn newcomers_never_take_the_place_kept_for_a_woken_caller() {
+        let queue = Queue::new(1);
+        queue.try_push(0).ok();
+        let waker = Waker::noop();
+        let mut first = queue.push(1);
+        assert!(poll(&mut first, waker).is_pending());
+        for round in 0..10 {
+            assert!(queue.pop().is_some(), "round {round}");
+            assert!(
+                matches!(queue.try_push(9), Err(Refused::Full(9))),
+                "round {round}"
+            );
+            let mut late = queue.push(9);
+            assert!(poll(&mut late, waker).is_pending(), "round {round}");
+            assert!(poll(&mut first, waker).is_ready(), "round {round}");
+            first = late;
+        }
     }
 
     #[test]

@@ -59,10 +59,9 @@ impl Store for Keys<'_> {
             .call("set", || Keys::set(self, key, &value, exp))
     }
 
-    async fn add_marker(&self, key: &[u8], exp: Expiration) -> Result<bool> {
-        let marker = cache_aside::marker();
+    async fn add(&self, key: &[u8], value: Shared, exp: Expiration) -> Result<bool> {
         self.client
-            .call("add", || Keys::add(self, key, &marker, exp))
+            .call("add", || Keys::add(self, key, &value, exp))
     }
 
     async fn delete(&self, key: &[u8]) -> Result<bool> {
