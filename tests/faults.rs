@@ -921,6 +921,127 @@ fn a_line_that_is_not_a_value_is_an_error() {
     assert_eq!(found.len(), 2);
 }
 
+/// A binary GETK response for key `k`, value `x`: a value where a write's answer belongs.
+const BINARY_VALUE: &[u8] = &[
+    0x81, 0x0c, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, // magic, GETK, key length, extras
+    0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, // body length 6, opaque
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // cas
+    0x00, 0x00, 0x00, 0x00, b'k', b'x', // flags, key, value
+];
+
+/// A binary answer to a SET, where a counter's answer belongs.
+const BINARY_SET_ANSWER: &[u8] = &[
+    0x81, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+];
+
+/// A write or counter is `Ok` only on its own answer: libmemcached takes a value reply (an
+/// ASCII `VALUE`, a binary GETK) for the answer to any write, and an `OK` or a write's answer
+/// for a counter's, returning whatever value it held before. Each is a protocol error naming
+/// the server, never a success, and the connection is back in step after.
+#[test]
+fn a_write_answered_with_another_reply_is_a_protocol_error() {
+    let server = common::own_server();
+    for binary in [false, true] {
+        let (proxy, mc) = proxied(&server, binary);
+        let key = common::key("answer");
+        let counter = common::key("answer-n");
+        let value_reply: &'static [u8] = match binary {
+            true => BINARY_VALUE,
+            false => b"VALUE k 0 1\r\nx\r\nEND\r\n",
+        };
+        let no_count: &'static [u8] = match binary {
+            true => BINARY_SET_ANSWER,
+            false => b"OK\r\n",
+        };
+        type Call<'a> = Box<dyn Fn() -> libmemcached::Result<String> + 'a>;
+        let writes: Vec<(&str, Call)> = vec![
+            (
+                "set",
+                Box::new(|| mc.set(&key, "v", 0).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "add",
+                Box::new(|| mc.add(&key, "v", 0).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "replace",
+                Box::new(|| mc.replace(&key, "v", 0).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "append",
+                Box::new(|| mc.append(&key, "v").map(|r| format!("{r:?}"))),
+            ),
+            (
+                "prepend",
+                Box::new(|| mc.prepend(&key, "v").map(|r| format!("{r:?}"))),
+            ),
+            (
+                "cas",
+                Box::new(|| mc.cas(&key, "v", 1, 0).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "delete",
+                Box::new(|| mc.delete(&key).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "touch",
+                Box::new(|| mc.touch(&key, 0).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "incr",
+                Box::new(|| mc.incr(&counter, 1).map(|r| format!("{r:?}"))),
+            ),
+            (
+                "decr",
+                Box::new(|| mc.decr(&counter, 1).map(|r| format!("{r:?}"))),
+            ),
+        ];
+        let counters = ["incr", "decr"];
+        // An ASCII storage command answered with a value is one of the replies libmemcached
+        // 1.1.4 aborts on (storage.cc:257, as for `END`: see `trusted_replies_that_abort`).
+        let aborts = ["set", "add", "replace", "append", "prepend", "cas"];
+        for (name, call) in &writes {
+            if !binary && aborts.contains(name) {
+                continue;
+            }
+            let mut replies = vec![value_reply];
+            if counters.contains(name) {
+                replies.push(no_count);
+            }
+            for reply in replies {
+                let what = format!(
+                    "{} {name} answered {:?}",
+                    if binary { "binary" } else { "ascii" },
+                    String::from_utf8_lossy(reply)
+                );
+                mc.set(&key, "before", 0).unwrap();
+                mc.set(&counter, 10u64, 0).unwrap();
+                proxy.set_fault(Fault::ReplyOnce(reply));
+                let error = call().expect_err(&what);
+                proxy.set_fault(Fault::Pass);
+                assert!(error.is_protocol(), "{what}: {error:?}");
+                assert_eq!(
+                    error.server().map(ToString::to_string),
+                    Some(proxy.spec()),
+                    "{what}"
+                );
+                // In step after: the next calls get their own answers (the request itself
+                // reached the server; only its answer was replaced).
+                mc.set(&key, "after", 0).unwrap();
+                assert_eq!(
+                    mc.get::<String>(&key).unwrap().as_deref(),
+                    Some("after"),
+                    "{what}"
+                );
+                mc.set(&counter, 20u64, 0).unwrap();
+                assert_eq!(mc.incr(&counter, 1).unwrap(), 21, "{what}");
+            }
+        }
+    }
+}
+
 /// A multi-key write to a server that stopped answering cost one poll timeout per key (40
 /// keys: 20 s at 500 ms); the server's remaining keys now fail with its first timeout.
 #[test]

@@ -22,6 +22,8 @@ pub(crate) struct Handle {
     servers: RefCell<Vec<Address>>,
     /// The result struct fetches reuse (see [`Handle::lend_result`]).
     result: Cell<Option<ResultStruct>>,
+    /// The last write or counter was answered with a value (see `Handle::answered_by`).
+    pub(super) value_reply: Cell<bool>,
 }
 
 /// What every operation needs to know, cached when behaviors, servers or the namespace change
@@ -68,6 +70,7 @@ impl Handle {
             facts: Cell::default(),
             servers: RefCell::default(),
             result: Cell::new(None),
+            value_reply: Cell::new(false),
         };
         handle.refresh();
         Ok(handle)
@@ -483,6 +486,11 @@ impl Handle {
             .server_in_message(&message)
             .or_else(|| key.and_then(|k| self.server_for_key(k).ok()));
         let mut message = clean_message(&message);
+        if code == ReturnCode::ProtocolError && self.value_reply.take() {
+            message = "the reply to a write or counter was a value (an answer to another request: \
+                       a server or proxy out of step)"
+                .to_owned();
+        }
         if code == ReturnCode::UnknownReadFailure {
             if let Some(service) = foreign_service(&message) {
                 message.push_str(&format!(": the server speaks {service}, not memcached"));

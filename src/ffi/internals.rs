@@ -198,6 +198,41 @@ pub(crate) unsafe fn arm_fetch(result: *mut sys::memcached_result_st) {
     }
 }
 
+/// Empties the handle's own result before a write or counter, so that what the call read
+/// says whether its reply answered it. Relies on: libmemcached 1.1 reads the reply to a write
+/// or counter into `memcached_st.result` (a NULL result in `memcached_response` means the
+/// handle's), and gives it a key only for a value reply (an ASCII `VALUE` line, a binary GETK
+/// packet with a key), never for the answer to a write or counter. (The value alone says
+/// nothing: SASL's answers during the call's connect fill it.) Each call empties the result
+/// too, in `initialize_query`, as this does: no key, an empty value, `numeric_value` at
+/// `u64::MAX`, the value a counter call returns when no reply set one.
+///
+/// # Safety
+///
+/// `memc` points to a live handle, used by no other thread.
+#[inline]
+pub(crate) unsafe fn arm_reply(memc: *mut sys::memcached_st) {
+    // SAFETY: per the contract the handle is live; its result was initialised with it. Plain
+    // fields; the value string keeps its buffer, only its end moves back to its start.
+    unsafe {
+        let result = &mut (*memc).result;
+        result.key_length = 0;
+        result.value.end = result.value.string;
+        result.numeric_value = u64::MAX;
+    }
+}
+
+/// Whether the reply read since [`arm_reply`] was a value, which answers no write or counter.
+///
+/// # Safety
+///
+/// As for [`arm_reply`].
+#[inline]
+pub(crate) unsafe fn reply_was_value(memc: *const sys::memcached_st) -> bool {
+    // SAFETY: per the contract the handle is live; plain fields are read.
+    unsafe { (*memc).result.key_length != 0 }
+}
+
 /// Whether this libmemcached has `hash` compiled in (Debian's lacks `hsieh`): asked once, of a
 /// scratch handle. Relies on: a hash not compiled in is refused with an error, not an abort.
 pub(crate) fn hash_available(hash: Hash) -> bool {
@@ -267,6 +302,20 @@ mod layout_checks {
             assert_eq!(flags, sys::memcached_result_flags(result));
             assert_eq!((*result).item_cas, sys::memcached_result_cas(result));
             sys::memcached_result_free(result);
+        }
+    }
+
+    /// The handle's own result, where the replies to writes and counters are read, is where
+    /// the crate arms it: created with the handle, it points back to it.
+    #[test]
+    fn the_handle_result_is_where_libmemcached_keeps_it() {
+        let handle = Handle::new().unwrap();
+        // SAFETY: the handle is valid and used by this thread alone; plain fields are read.
+        unsafe {
+            let memc = handle.as_ptr();
+            assert_eq!((*memc).result.root, memc);
+            super::arm_reply(memc);
+            assert!(!super::reply_was_value(memc));
         }
     }
 

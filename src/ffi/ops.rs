@@ -7,7 +7,7 @@ use std::ffi::c_char;
 
 use libmemcached_sys as sys;
 
-use super::{Handle, Rc};
+use super::{Handle, Rc, internals};
 
 /// A storage command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,21 @@ impl Store {
 pub(crate) type Version = (u8, u8, u8);
 
 impl Handle {
+    /// Runs a write or counter `call`: a value reply (which libmemcached takes for the call's
+    /// answer) becomes a protocol error, its message made by `Handle::describe_error`.
+    #[inline]
+    fn answered_by(&self, call: impl FnOnce() -> sys::memcached_return_t) -> Rc {
+        // SAFETY: the handle is live, and used by this thread alone (`Handle` is not `Sync`).
+        unsafe { internals::arm_reply(self.as_ptr()) };
+        let rc = call();
+        // SAFETY: as above.
+        if unsafe { internals::reply_was_value(self.as_ptr()) } {
+            self.value_reply.set(true);
+            return Rc(sys::MEMCACHED_PROTOCOL_ERROR);
+        }
+        Rc(rc)
+    }
+
     /// Sends one storage command.
     #[inline]
     pub(crate) fn store(
@@ -78,7 +93,7 @@ impl Handle {
         let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: the function is one of libmemcached's storage calls; key and value pointers
         // describe live slices for the whole call.
-        Rc(unsafe {
+        self.answered_by(|| unsafe {
             op.function()(
                 self.as_ptr(),
                 k,
@@ -104,7 +119,7 @@ impl Handle {
     ) -> Rc {
         let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: key and value pointers describe live slices for the whole call.
-        Rc(unsafe {
+        self.answered_by(|| unsafe {
             sys::memcached_cas_by_key(
                 self.as_ptr(),
                 k,
@@ -123,7 +138,7 @@ impl Handle {
     /// Deletes `key` on the server of `group` (the key itself, except for probes).
     pub(crate) fn delete(&self, group: &[u8], key: &[u8]) -> Rc {
         // SAFETY: both pointers and lengths describe live slices.
-        Rc(unsafe {
+        self.answered_by(|| unsafe {
             sys::memcached_delete_by_key(
                 self.as_ptr(),
                 group.as_ptr().cast(),
@@ -139,7 +154,7 @@ impl Handle {
     pub(crate) fn touch(&self, key: &[u8], exp: libc::time_t) -> Rc {
         let (k, n) = (key.as_ptr().cast(), key.len());
         // SAFETY: the key pointer and length describe a live slice.
-        Rc(unsafe { sys::memcached_touch_by_key(self.as_ptr(), k, n, k, n, exp) })
+        self.answered_by(|| unsafe { sys::memcached_touch_by_key(self.as_ptr(), k, n, k, n, exp) })
     }
 
     /// Moves a counter; the new value comes with the code. With `initial` (binary protocol
@@ -155,7 +170,7 @@ impl Handle {
         let mut value = 0;
         // SAFETY: the key describes a live slice and is its own group key; `value` is a valid
         // local.
-        let rc = unsafe {
+        let rc = self.answered_by(|| unsafe {
             match (counter, initial) {
                 (Counter::Incr, None) => {
                     sys::memcached_increment_by_key(self.as_ptr(), k, n, k, n, delta, &mut value)
@@ -190,8 +205,8 @@ impl Handle {
                     )
                 }
             }
-        };
-        (Rc(rc), value)
+        });
+        (rc, value)
     }
 
     /// Flushes every server, after `delay` seconds.

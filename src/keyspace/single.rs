@@ -417,11 +417,37 @@ impl Client {
         self.check_replies("incr and decr")?;
         self.check_auth_before_counter(key)?;
         let (rc, value) = self.handle.arith(counter, key, delta, None);
-        let result = self.check(rc, Some(key)).map(|()| value);
+        let result = self
+            .check(rc, Some(key))
+            .and_then(|()| self.counted(key, value));
         if matches!(result, Ok(_) | Err(Error::NotFound)) {
             self.answered(key);
         }
         result
+    }
+
+    /// A counter's new value, unless its reply carried none: for a reply that answers no
+    /// counter (`OK`, a binary answer to a write), libmemcached returns the value armed before
+    /// the call, `u64::MAX`. A counter that really is 2^64 - 1 is read back to tell.
+    fn counted(&self, key: &[u8], value: u64) -> Result<u64> {
+        if value != u64::MAX {
+            return Ok(value);
+        }
+        self.handle
+            .reset_connections(&"a counter reply without a value");
+        let stored = fetch_one(&self.handle, key, |item| {
+            item.value.trim_ascii_end() == b"18446744073709551615"
+        });
+        match stored {
+            Ok(Some(true)) => Ok(u64::MAX),
+            _ => Err(Error::Memcached {
+                code: ReturnCode::ProtocolError,
+                message: "the reply to a counter carried no value (an answer to another request: \
+                          a server or proxy out of step)"
+                    .into(),
+                server: self.handle.server_for_key(key).ok(),
+            }),
+        }
     }
 
     fn arith_with_initial(
@@ -451,7 +477,7 @@ impl Client {
                         );
                     }
                     ReturnCode::NotStored => return Err(self.error(rc, Some(key))),
-                    _ => return Ok(value),
+                    _ => return self.counted(key, value),
                 }
             }
         }
