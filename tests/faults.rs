@@ -1042,6 +1042,58 @@ fn a_write_answered_with_another_reply_is_a_protocol_error() {
     }
 }
 
+/// A value reply for key `kkk...` (`len` bytes), over memcached's 250: ASCII or binary.
+fn over_long_key_reply(binary: bool, len: usize) -> &'static [u8] {
+    let key = vec![b'k'; len];
+    let reply = match binary {
+        false => [b"VALUE ".as_slice(), &key, b" 0 1\r\nx\r\nEND\r\n"].concat(),
+        true => {
+            let body = (4 + len + 1) as u32;
+            let mut packet = vec![0x81, 0x0c];
+            packet.extend_from_slice(&(len as u16).to_be_bytes());
+            packet.extend_from_slice(&[4, 0, 0, 0]);
+            packet.extend_from_slice(&body.to_be_bytes());
+            packet.extend_from_slice(&[0; 12]); // opaque, cas
+            packet.extend_from_slice(&[0; 4]); // flags
+            packet.extend_from_slice(&key);
+            packet.push(b'x');
+            packet
+        }
+    };
+    Box::leak(reply.into_boxed_slice())
+}
+
+/// libmemcached copies a reply's key into its 251-byte buffer unchecked: the crate's result
+/// struct has room after it, so an over-long key is an error naming the server, and the heap
+/// stays whole (many times over, and every later call works).
+#[test]
+fn an_over_long_key_in_a_value_reply_is_an_error_not_a_corrupt_heap() {
+    let server = common::own_server();
+    for binary in [false, true] {
+        let (proxy, mc) = proxied(&server, binary);
+        let key = common::key("long");
+        mc.set(&key, value_of(&key), 0).unwrap();
+        let lens: &[usize] = match binary {
+            // ASCII reads the line into a buffer of its own, which bounds the key.
+            false => &[251, 300, 900],
+            true => &[251, 1000, 65535],
+        };
+        for &len in lens {
+            let what = format!("{} key of {len}", if binary { "binary" } else { "ascii" });
+            let reply = over_long_key_reply(binary, len);
+            for _ in 0..20 {
+                proxy.set_fault(Fault::Reply(reply));
+                let error = mc.get::<String>(&key).expect_err(&what);
+                proxy.set_fault(Fault::Pass);
+                assert!(error.is_protocol(), "{what}: {error:?}");
+                assert_eq!(error.server().map(ToString::to_string), Some(proxy.spec()));
+                let many = mc.get_multi::<_, String>([&key]);
+                assert_eq!(many.unwrap().len(), 1, "{what}");
+            }
+        }
+    }
+}
+
 /// A multi-key write to a server that stopped answering cost one poll timeout per key (40
 /// keys: 20 s at 500 ms); the server's remaining keys now fail with its first timeout.
 #[test]

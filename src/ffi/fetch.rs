@@ -97,17 +97,36 @@ impl Handle {
 /// allocated for every get (see [`Handle::lend_result`]).
 ///
 /// Not one that libmemcached allocates: it frees those itself on a fetch's last call.
-pub(super) struct ResultStruct(Box<MaybeUninit<sys::memcached_result_st>>);
+///
+/// libmemcached 1.1.4 copies a reply's key into the struct's 251-byte key buffer without
+/// checking its length (a binary header may announce 65535 bytes), over the `options` after it
+/// and beyond. The struct is followed by room for the longest such key, and its `options` are
+/// put back after a fetch that overran them, so that a malformed reply costs an error, not the
+/// heap.
+pub(super) struct ResultStruct {
+    storage: Box<Padded>,
+    /// The `options` libmemcached gave the struct (initialised, not allocated by it).
+    options: sys::memcached_result_st__bindgen_ty_1,
+}
+
+/// A result struct and the room after it that an over-long key overflows into.
+#[repr(C)]
+struct Padded {
+    result: MaybeUninit<sys::memcached_result_st>,
+    overflow: MaybeUninit<[u8; u16::MAX as usize + 1]>,
+}
 
 /// A value buffer larger than this is freed after the fetch rather than kept by the handle.
 const KEPT_BUFFER: usize = 64 * 1024;
 
 impl ResultStruct {
     fn new(handle: &Handle) -> Result<Self> {
-        let mut storage = Box::new(MaybeUninit::uninit());
+        // SAFETY: both fields are `MaybeUninit`, which need no initialisation.
+        let mut storage = unsafe { Box::<Padded>::new_uninit().assume_init() };
         // SAFETY: the storage is writable, sized for the struct and never moves (boxed);
         // libmemcached initialises it for this handle.
-        let raw = unsafe { sys::memcached_result_create(handle.as_ptr(), storage.as_mut_ptr()) };
+        let raw =
+            unsafe { sys::memcached_result_create(handle.as_ptr(), storage.result.as_mut_ptr()) };
         if raw.is_null() {
             return Err(Error::Memcached {
                 code: ReturnCode::MemoryAllocationFailure,
@@ -115,11 +134,13 @@ impl ResultStruct {
                 server: None,
             });
         }
-        Ok(Self(storage))
+        // SAFETY: just initialised; a plain bitfield struct is copied.
+        let options = unsafe { (*raw).options };
+        Ok(Self { storage, options })
     }
 
     fn as_ptr(&mut self) -> *mut sys::memcached_result_st {
-        self.0.as_mut_ptr()
+        self.storage.result.as_mut_ptr()
     }
 
     /// One `memcached_fetch_result`: whether it filled the result, and its code.
@@ -133,6 +154,13 @@ impl ResultStruct {
             super::internals::arm_fetch(result);
             sys::memcached_fetch_result(handle.as_ptr(), result, &mut rc)
         };
+        // SAFETY: the struct is initialised; a key that overran its buffer wrote into the
+        // room after the struct, and over `options`, a plain bitfield put back here.
+        unsafe {
+            if super::internals::key_overran(result) {
+                (*result).options = self.options;
+            }
+        }
         (!fetched.is_null(), Rc(rc))
     }
 
@@ -144,11 +172,11 @@ impl ResultStruct {
     #[inline]
     unsafe fn item(&self) -> Result<(&[u8], Item<'_>), &'static str> {
         // SAFETY: per the contract, the result holds a fetched item.
-        let (key, value, flags) = unsafe { super::internals::result_item(&self.0) }?;
+        let (key, value, flags) = unsafe { super::internals::result_item(&self.storage.result) }?;
         let item = Item {
             value,
             flags,
-            result: &self.0,
+            result: &self.storage.result,
         };
         Ok((key, item))
     }
@@ -156,7 +184,7 @@ impl ResultStruct {
     /// Whether its value buffer is small enough to keep between fetches.
     fn worth_keeping(&self) -> bool {
         // SAFETY: the struct is initialised; `current_size` is a plain integer field.
-        unsafe { (*self.0.as_ptr()).value.current_size <= KEPT_BUFFER }
+        unsafe { (*self.storage.result.as_ptr()).value.current_size <= KEPT_BUFFER }
     }
 }
 
@@ -205,5 +233,17 @@ impl Handle {
             handle: self,
             result: Some(result),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_after_a_result_holds_the_longest_key_a_reply_can_announce() {
+        let key_at = std::mem::offset_of!(sys::memcached_result_st, item_key);
+        assert!(key_at + u16::MAX as usize <= std::mem::size_of::<Padded>());
+        assert_eq!(std::mem::offset_of!(Padded, result), 0);
     }
 }

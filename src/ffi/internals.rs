@@ -170,6 +170,20 @@ pub(crate) unsafe fn result_item(
     }
 }
 
+/// Whether the key of the item just fetched into `result` overran the struct's key buffer
+/// (see `fetch::ResultStruct`). Relies on: `key_length` is the length libmemcached copied, and
+/// the buffer holds `MEMCACHED_MAX_KEY` bytes.
+///
+/// # Safety
+///
+/// `result` points to an initialised result.
+#[inline]
+pub(crate) unsafe fn key_overran(result: *const sys::memcached_result_st) -> bool {
+    // SAFETY: per the contract the struct is initialised; a plain integer field.
+    let len = unsafe { (*result).key_length };
+    len != NOT_FILLED && len > sys::MEMCACHED_MAX_KEY as usize
+}
+
 /// `key_length` of a result that no fetch filled (see [`arm_fetch`]).
 const NOT_FILLED: usize = usize::MAX;
 
