@@ -311,7 +311,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// `value` encoded once, for the cache and for the waiters.
     pub(crate) fn encode<V: ToValue + ?Sized>(value: &V) -> Result<Shared, Error> {
-        let encoded = value.to_value().map_err(Error::Encode)?;
+        let encoded = value.to_value().map_err(Error::encode)?;
         Ok(Shared {
             data: Arc::from(&*encoded.data),
             flags: encoded.flags,
@@ -347,7 +347,7 @@ pub(crate) fn followed<V: FromValue, E: Send + Sync + 'static>(
                     LoadError::Cache(Error::Decode {
                         key: key.to_vec(),
                         flags,
-                        source,
+                        source: source.into(),
                     })
                 }),
         ),

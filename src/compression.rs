@@ -95,7 +95,7 @@ impl Compression {
         let compressed = encoder
             .write_all(&encoded.data)
             .and_then(|()| encoder.finish())
-            .map_err(|err| Error::Encode(err.into()))?;
+            .map_err(Error::encode)?;
         if compressed.len() < encoded.data.len() {
             Ok(Encoded::owned(compressed, encoded.flags | flags::ZLIB))
         } else {

@@ -10,6 +10,10 @@ use crate::server::Address;
 /// A boxed error from an encoder or decoder.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error shared by the copies of an [`Error`] (which is `Clone`): the cause of an
+/// [`Error::Encode`] or [`Error::Decode`].
+pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -58,7 +62,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// pylibmc reports codes it has no class for (a timeout, the SASL codes, ...) as the base `Error`;
 /// here each keeps its own [`ReturnCode`] (`Timeout`, `AuthFailure`, ...).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The key does not exist (`incr`/`decr` of a missing key). Misses of `get` are `Ok(None)`.
@@ -149,7 +153,7 @@ pub enum Error {
 
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
-    Encode(#[source] BoxError),
+    Encode(#[source] SharedError),
 
     /// A compressed value could not be inflated: a corrupt stream, bytes appended to it, or more
     /// than the client's limit on inflated values.
@@ -184,17 +188,24 @@ pub enum Error {
         flags: u32,
         /// Why decoding failed.
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
 }
 
 /// Keys that one error cost in a multi-key operation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyFailure {
     /// What went wrong (its [`Error::server`] names the server).
     pub error: Error,
     /// The keys affected, as the caller gave them (without a view's prefix).
     pub keys: Vec<Vec<u8>>,
+}
+
+impl Error {
+    /// An [`Error::Encode`] for an encoder's error.
+    pub(crate) fn encode(error: impl Into<BoxError>) -> Error {
+        Error::Encode(error.into().into())
+    }
 }
 
 impl KeyFailure {
@@ -482,6 +493,27 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_clone_whole_causes_included() {
+        let decode = Error::Decode {
+            key: b"k".to_vec(),
+            flags: 2,
+            source: BoxError::from("not a number").into(),
+        };
+        let copy = decode.clone();
+        assert!(matches!(&copy, Error::Decode { key, flags: 2, .. } if key == b"k"));
+        assert_eq!(copy.to_string(), decode.to_string());
+        let cause = std::error::Error::source(&copy).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("not a number"));
+        let multi = Error::Multi {
+            failures: vec![KeyFailure {
+                error: Error::encode("no"),
+                keys: vec![b"a".to_vec()],
+            }],
+        };
+        assert_eq!(multi.clone().to_string(), multi.to_string());
+    }
 
     #[test]
     fn predicates_classify() {

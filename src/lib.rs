@@ -120,7 +120,9 @@ pub use builder::ClientBuilder;
 pub use cache_aside::{CacheAside, LoadError, Loaded, Source};
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
-pub use error::{BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode};
+pub use error::{
+    BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode, SharedError,
+};
 pub use expiration::Expiration;
 pub use format::ValueFormat;
 #[cfg(feature = "serde")]

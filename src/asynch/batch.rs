@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use futures_channel::oneshot;
 
 use crate::client::Client;
-use crate::error::{Error, ReturnCode};
+use crate::error::Error;
 use crate::keyspace::Unpacked;
 use crate::value::FromValue;
 
@@ -53,7 +53,7 @@ impl<V: FromValue + Send + 'static> Waiter for oneshot::Sender<Outcome<Option<V>
     }
 
     fn found(self: Box<Self>, value: &Unpacked<'_>) -> Box<dyn Held> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| value.decode::<V>(copy).map(Some)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| value.decode::<V>().map(Some)));
         Box::new((*self, outcome))
     }
 
@@ -99,8 +99,8 @@ impl Slot {
     /// gone.
     fn fail(&mut self, error: &Error) -> bool {
         match std::mem::replace(self, Slot::Answered) {
-            Slot::Waiting(waiter) => !waiter.failed(copy(error)),
-            Slot::Found(held) => !held.fail(copy(error)),
+            Slot::Waiting(waiter) => !waiter.failed(error.clone()),
+            Slot::Found(held) => !held.fail(error.clone()),
             Slot::Answered => false,
         }
     }
@@ -253,45 +253,6 @@ fn chain(next: &[u32], first: u32) -> impl Iterator<Item = usize> + '_ {
     .map(|i| i as usize)
 }
 
-/// The same error again, for another caller of the same key or server. Errors that carry a
-/// decoder's boxed source cannot be cloned; those become a [`ReturnCode::Failure`] with the
-/// same message (a multi-get's server failures never do).
-pub(crate) fn copy(error: &Error) -> Error {
-    match error {
-        Error::NotFound => Error::NotFound,
-        Error::TooBig { len, server } => Error::TooBig {
-            len: *len,
-            server: server.clone(),
-        },
-        Error::Memcached {
-            code,
-            message,
-            server,
-        } => Error::Memcached {
-            code: *code,
-            message: message.clone(),
-            server: server.clone(),
-        },
-        Error::InvalidKey { key, reason } => Error::InvalidKey {
-            key: key.clone(),
-            reason: *reason,
-        },
-        Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
-        Error::InvalidArgument(why) => Error::InvalidArgument(why.clone()),
-        Error::Decompress { key, reason } => Error::Decompress {
-            key: key.clone(),
-            reason: reason.clone(),
-        },
-        Error::Shutdown => Error::Shutdown,
-        Error::WorkerPanicked => Error::WorkerPanicked,
-        other => Error::Memcached {
-            code: other.code().unwrap_or(ReturnCode::Failure),
-            message: other.to_string(),
-            server: other.server().cloned(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,25 +276,5 @@ mod tests {
         assert_eq!(groups[&b"b"[..]], (0, 4));
         assert_eq!(groups[&b"c"[..]], (2, 3));
         assert!(!groups.contains_key(&b"d"[..]));
-    }
-
-    #[test]
-    fn copies_keep_code_message_and_server() {
-        let error = Error::Memcached {
-            code: ReturnCode::ConnectionFailure,
-            message: "refused".into(),
-            server: Some("127.0.0.1:1".parse().unwrap()),
-        };
-        let copied = copy(&error);
-        assert_eq!(copied.to_string(), error.to_string());
-        assert_eq!(copied.code(), error.code());
-        assert_eq!(copied.server(), error.server());
-        let decode = Error::Decode {
-            key: b"k".to_vec(),
-            flags: 0,
-            source: "bad".into(),
-        };
-        assert_eq!(copy(&decode).to_string(), decode.to_string());
-        assert!(matches!(copy(&Error::Shutdown), Error::Shutdown));
     }
 }

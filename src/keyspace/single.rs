@@ -277,7 +277,7 @@ impl Client {
         op: &str,
         compress: Compress,
     ) -> Result<Encoded<'v>> {
-        let encoded = value.to_value().map_err(Error::Encode)?;
+        let encoded = value.to_value().map_err(Error::encode)?;
         if self.settings.format == ValueFormat::Php {
             let compress = compress == Compress::Allowed;
             return php::encode(encoded, value.compression(), &self.settings, op, compress);
@@ -538,14 +538,13 @@ pub(crate) struct Unpacked<'a> {
 }
 
 impl Unpacked<'_> {
-    /// Decodes the value for one of its callers; if it could not be made ready, a copy of the
-    /// error made by `copy`.
+    /// Decodes the value for one of its callers; if it could not be made ready, the error.
     #[cfg(feature = "async")]
-    pub(crate) fn decode<V: FromValue>(&self, copy: impl FnOnce(&Error) -> Error) -> Result<V> {
+    pub(crate) fn decode<V: FromValue>(&self) -> Result<V> {
         match &self.ready {
             Ok((data, own_flags)) => V::from_value(data, *own_flags)
                 .map_err(|source| decode_error(self.key, self.flags, source)),
-            Err(error) => Err(copy(error)),
+            Err(error) => Err(error.clone()),
         }
     }
 
@@ -561,7 +560,7 @@ fn decode_error(key: &[u8], flags: u32, source: crate::error::BoxError) -> Error
     Error::Decode {
         key: key.to_vec(),
         flags,
-        source,
+        source: source.into(),
     }
 }
 

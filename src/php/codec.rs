@@ -26,7 +26,7 @@ pub(crate) fn encode<'v>(
     op: &str,
     compress: bool,
 ) -> Result<Encoded<'v>> {
-    let php = to_php(encoded).map_err(Error::Encode)?;
+    let php = to_php(encoded).map_err(Error::encode)?;
     if !compress {
         if own.is_some_and(|c| !c.is_off()) {
             return Err(Error::InvalidArgument(format!(
@@ -60,7 +60,7 @@ pub(crate) fn decode<'a>(
     let crate_flags = crate_flags(php_flags).map_err(|source| Error::Decode {
         key: key.to_vec(),
         flags: php_flags,
-        source,
+        source: source.into(),
     })?;
     if php_flags & flags::COMPRESSED == 0 {
         return Ok((Cow::Borrowed(data), crate_flags));
@@ -164,7 +164,7 @@ fn compress_as_php(php: Encoded<'_>, compression: Compression) -> Result<Encoded
     let stored = encoder
         .write_all(&php.data)
         .and_then(|()| encoder.finish())
-        .map_err(|err| Error::Encode(err.into()))?;
+        .map_err(Error::encode)?;
     if len as f64 <= (stored.len() - 4) as f64 * COMPRESSION_FACTOR {
         return Ok(php);
     }
