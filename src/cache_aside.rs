@@ -104,7 +104,15 @@ macro_rules! policy_from_expiration {
     )*};
 }
 
-policy_from_expiration!(u32, Duration, SystemTime, Option<Duration>, Expiration);
+policy_from_expiration!(
+    i32,
+    u32,
+    u64,
+    Duration,
+    SystemTime,
+    Option<Duration>,
+    Expiration
+);
 
 /// Where a value from `get_or_set_with` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

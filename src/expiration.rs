@@ -86,6 +86,26 @@ impl From<u32> for Expiration {
     }
 }
 
+impl From<u64> for Expiration {
+    fn from(secs: u64) -> Self {
+        match secs {
+            0 => Self::Never,
+            s => Self::After(Duration::from_secs(s)),
+        }
+    }
+}
+
+/// An integer literal (`300`) is an `i32` unless told otherwise. A negative number of seconds
+/// expires the item at once, as memcached reads it.
+impl From<i32> for Expiration {
+    fn from(secs: i32) -> Self {
+        match u64::try_from(secs) {
+            Ok(secs) => secs.into(),
+            Err(_) => Self::After(Duration::ZERO),
+        }
+    }
+}
+
 impl From<Duration> for Expiration {
     fn from(d: Duration) -> Self {
         Self::After(d)
@@ -115,6 +135,14 @@ mod tests {
         let wire = |e: Expiration| e.to_wire_at(now);
         assert_eq!(wire(Expiration::Never), 0);
         assert_eq!(wire(0.into()), 0);
+        assert_eq!(wire(300.into()), 300, "an integer literal");
+        assert_eq!(wire(300u64.into()), 300);
+        assert_eq!(wire(0u64.into()), 0);
+        assert_eq!(
+            wire((-5).into()),
+            PAST as libc::time_t,
+            "negative: expired at once"
+        );
         assert_eq!(wire(60.into()), 60);
         assert_eq!(wire(Duration::from_millis(1).into()), 1);
         assert_eq!(wire(Duration::from_millis(1500).into()), 2);
