@@ -627,4 +627,11 @@ fn through_a_proxy_keys_work_and_what_it_cannot_serve_is_refused() {
         memc(&s, &["--proxy", "--binary", "get", "k"]),
         "not supported through a proxy",
     );
+    // Without --proxy, twemproxy closes the connection on the command: the error says so,
+    // rather than that nothing listens there.
+    for command in ["stats", "flush"] {
+        expect_error(memc(&s, &[command]), "use --proxy");
+    }
+    let closed = common::listener().local_addr().unwrap().to_string();
+    expect_error(memc(&closed, &["get", "k"]), "nothing listens there");
 }

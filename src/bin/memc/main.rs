@@ -58,9 +58,15 @@ fn explained(err: &Error) -> String {
     let (Some(code), Some(server)) = (err.code(), err.server()) else {
         return err.to_string();
     };
-    let reset = err.to_string().contains("reset by peer");
     let what = match code {
-        Code::ConnectionFailure if reset => "the server closed the connection (reset)",
+        Code::ConnectionFailure if err.to_string().contains("reset by peer") => {
+            "the server closed the connection (reset)"
+        }
+        // twemproxy accepts a connection and closes it on a command it does not serve.
+        Code::ConnectionFailure if accepts_connections(server) => {
+            "the server accepted the connection and closed it (a twemproxy does on commands it \
+             does not serve, such as stats and flush: use --proxy)"
+        }
         Code::ConnectionFailure => "could not connect (refused, or nothing listens there)",
         Code::HostLookupFailure => "the host name does not resolve",
         Code::Timeout => "no answer within the poll timeout",
@@ -76,6 +82,24 @@ fn explained(err: &Error) -> String {
         _ => return err.to_string(),
     };
     format!("{server}: {what} [{code}]")
+}
+
+/// Whether `server` takes a connection now (asked once a command failed to connect or was cut
+/// off, to tell the two apart).
+fn accepts_connections(server: &libmemcached::Address) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let timeout = std::time::Duration::from_secs(1);
+    match server.transport() {
+        libmemcached::Transport::Tcp => (server.host(), server.port())
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .is_some_and(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok()),
+        libmemcached::Transport::Unix => {
+            std::os::unix::net::UnixStream::connect(server.host()).is_ok()
+        }
+        _ => false,
+    }
 }
 
 impl From<Error> for Failure {
