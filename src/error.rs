@@ -192,6 +192,17 @@ pub enum Error {
     },
 }
 
+/// What every failure says of itself, if they all say the same (`None` when they differ or
+/// there are none).
+fn agreed<'a, T: PartialEq>(
+    failures: &'a [KeyFailure],
+    what: impl Fn(&'a Error) -> T,
+) -> Option<T> {
+    let mut said = failures.iter().map(|f| what(&f.error));
+    let first = said.next()?;
+    said.all(|other| other == first).then_some(first)
+}
+
 /// Keys that one error cost in a multi-key operation.
 #[derive(Debug, Clone)]
 pub struct KeyFailure {
@@ -313,22 +324,24 @@ impl fmt::Display for InvalidKeyReason {
 
 impl Error {
     /// The libmemcached return code behind this error, if it came from libmemcached. For
-    /// [`Error::Multi`], the first failure's.
+    /// [`Error::Multi`], the code every failure has, or `None` if they differ (so that the
+    /// predicates below never depend on the order of the failures).
     pub fn code(&self) -> Option<ReturnCode> {
         match self {
             Self::NotFound => Some(ReturnCode::NotFound),
             Self::TooBig { .. } => Some(ReturnCode::E2Big),
             Self::Memcached { code, .. } => Some(*code),
-            Self::Multi { failures } => failures.first().and_then(|f| f.error.code()),
+            Self::Multi { failures } => agreed(failures, |e| e.code()).flatten(),
             _ => None,
         }
     }
 
-    /// The server involved, when known. For [`Error::Multi`], the first failure's.
+    /// The server involved, when known. For [`Error::Multi`], the server every failure names,
+    /// or `None` if they differ ([`Error::failures`] has each).
     pub fn server(&self) -> Option<&Address> {
         match self {
             Self::TooBig { server, .. } | Self::Memcached { server, .. } => server.as_ref(),
-            Self::Multi { failures } => failures.first().and_then(|f| f.error.server()),
+            Self::Multi { failures } => agreed(failures, |e| e.server()).flatten(),
             _ => None,
         }
     }
@@ -465,12 +478,11 @@ impl fmt::Display for ErrorKind {
 }
 
 impl Error {
-    /// The kind of this error. For [`Error::Multi`], the first failure's.
+    /// The kind of this error. For [`Error::Multi`], the kind every failure has, or
+    /// [`ErrorKind::Other`] if they differ.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Multi { failures } => failures
-                .first()
-                .map_or(ErrorKind::Other, |f| f.error.kind()),
+            Self::Multi { failures } => agreed(failures, Error::kind).unwrap_or(ErrorKind::Other),
             Self::Decode { .. } | Self::Decompress { .. } => ErrorKind::Decode,
             _ if self.is_timeout() => ErrorKind::Timeout,
             _ if matches!(
@@ -493,6 +505,41 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_error_says_what_every_failure_says_in_any_order() {
+        let failure = |code, port: u16| KeyFailure {
+            error: Error::Memcached {
+                code,
+                message: String::new(),
+                server: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+            },
+            keys: vec![b"k".to_vec()],
+        };
+        let timeout = failure(ReturnCode::Timeout, 1);
+        let refused = failure(ReturnCode::ConnectionFailure, 2);
+        for failures in [
+            vec![timeout.clone(), refused.clone()],
+            vec![refused.clone(), timeout.clone()],
+        ] {
+            let error = Error::Multi { failures };
+            assert_eq!((error.code(), error.server()), (None, None));
+            assert!(!error.is_timeout(), "one failure only is a timeout");
+            assert!(error.is_connection(), "both are connection failures");
+            assert_eq!(error.kind(), ErrorKind::Other);
+        }
+        let both = Error::Multi {
+            failures: vec![timeout.clone(), failure(ReturnCode::Timeout, 2)],
+        };
+        assert_eq!(both.code(), Some(ReturnCode::Timeout));
+        assert!(both.is_timeout());
+        assert_eq!(both.kind(), ErrorKind::Timeout);
+        assert_eq!(both.server(), None, "two servers");
+        let one = Error::Multi {
+            failures: vec![timeout],
+        };
+        assert_eq!(one.server().map(|s| s.port()), Some(1));
+    }
 
     #[test]
     fn errors_clone_whole_causes_included() {
