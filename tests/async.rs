@@ -1197,6 +1197,25 @@ async fn a_hung_server_delays_only_its_own_keys() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_futures_of_their_own_that_outlive_the_handle() {
+    let server = common::server();
+    let mc = async_client(server.specs(), 1);
+    let [key, other] = ["own", "own2"].map(common::key);
+    mc.set(&key, "v", 0).await.unwrap();
+    // No borrow of `mc`: each call holds what it needs, and can be spawned.
+    let get = tokio::spawn(mc.get::<String>(&key));
+    let set = tokio::spawn(mc.set(&other, "w", 0));
+    drop(mc);
+    assert_eq!(get.await.unwrap().unwrap().as_deref(), Some("v"));
+    set.await.unwrap().unwrap();
+    let blocking = common::client(server.specs(), false);
+    assert_eq!(
+        blocking.get::<String>(&other).unwrap().as_deref(),
+        Some("w")
+    );
+}
+
 // ---- every operation, under each kind of executor ------------------------------------------
 
 async fn every_operation(mc: &AsyncClient) {

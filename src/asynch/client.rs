@@ -46,10 +46,11 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// fewer round trips per key. Everything else runs as the blocking client runs it, one call at
 /// a time per worker.
 ///
-/// The handle is cheap to clone and `Send + Sync`. Dropping the last handle closes the queues
-/// and returns at once: each worker finishes the call it is running, if any, closes its
-/// connections and stops ([`shutdown`](AsyncClient::shutdown) waits for that). Dropping a
-/// call's future at any point is safe: a call no worker has started yet is never started (a
+/// The handle is cheap to clone and `Send + Sync`, and each call's future holds a handle of its
+/// own (it borrows nothing: `tokio::spawn(mc.get::<String>("k"))` works). Dropping the last
+/// handle closes the queues and returns at once: each worker finishes the call it is running,
+/// if any, closes its connections and stops ([`shutdown`](AsyncClient::shutdown) waits for
+/// that). Dropping a call's future at any point is safe: a call no worker has started yet is never started (a
 /// write that was not sent did not happen), and a call a worker has started is finished and
 /// its answer thrown away, so a timeout around a call (`tokio::time::timeout(d, mc.get(..))`)
 /// never leaves a connection out of step.
@@ -109,7 +110,7 @@ impl AsyncClient {
     pub fn get<V: FromValue + Send + 'static>(
         &self,
         key: impl AsRef<[u8]>,
-    ) -> AsyncCall<'_, Option<V>> {
+    ) -> AsyncCall<Option<V>> {
         let key = key.as_ref();
         if let Err(error) = self.inner.rules.check(key) {
             return AsyncCall::failed(error);
@@ -119,7 +120,7 @@ impl AsyncClient {
             key: key.into(),
             waiter: Box::new(reply),
         });
-        AsyncCall::queue(&self.inner.engine, self.lane(Some(key)), request, answer)
+        AsyncCall::queue(&self.inner, self.lane(Some(key)), request, answer)
     }
 
     /// The sum of the metrics of the workers' clients (see
@@ -184,16 +185,16 @@ impl AsyncClient {
     }
 
     /// The lane that serves calls on `key` (calls on many keys, or on none: `None`).
-    pub(super) fn lane(&self, key: Option<&[u8]>) -> &Queue<Request> {
+    pub(super) fn lane(&self, key: Option<&[u8]>) -> &Arc<Queue<Request>> {
         self.inner.engine.lane(key)
     }
 
     /// Queues `op` to run on a worker's client of `lane`.
-    pub(super) fn call<'a, T: Send + 'static>(
-        &'a self,
-        lane: &'a Queue<Request>,
+    pub(super) fn call<T: Send + 'static>(
+        &self,
+        lane: &Arc<Queue<Request>>,
         op: impl FnOnce(&Client) -> Result<T> + Send + 'static,
-    ) -> AsyncCall<'a, T> {
+    ) -> AsyncCall<T> {
         let (reply, answer) = oneshot::channel::<Outcome<T>>();
         let job: Job = Box::new(move |client| {
             // A caller that has gone before its call starts never sees it happen: nothing is
@@ -207,7 +208,7 @@ impl AsyncClient {
                 Err(_) => Ran::Discarded,
             }
         });
-        AsyncCall::queue(&self.inner.engine, lane, Request::Run(job), answer)
+        AsyncCall::queue(&self.inner, lane, Request::Run(job), answer)
     }
 }
 
@@ -306,7 +307,8 @@ impl AsyncClientBuilder {
     }
 }
 
-/// The future of one [`AsyncClient`] call, resolving to the call's result.
+/// The future of one [`AsyncClient`] call, resolving to the call's result. It holds a handle
+/// of the client, so it is `'static` and can be spawned.
 ///
 /// Nothing is queued before its first poll. Dropping it at any point is safe: before a worker
 /// starts the call nothing happens (the call is skipped, a write too); once started, the call
@@ -317,27 +319,27 @@ impl AsyncClientBuilder {
 /// [`Client`]. If the client was shut down before answering, the result is
 /// [`Error::Shutdown`]; if the worker serving it panicked elsewhere, [`Error::WorkerPanicked`].
 #[must_use = "futures do nothing unless polled"]
-pub struct AsyncCall<'a, T> {
-    state: State<'a, T>,
+pub struct AsyncCall<T> {
+    state: State<T>,
 }
 
-enum State<'a, T> {
+enum State<T> {
     /// Ready to queue on the first poll.
     Queue {
-        engine: &'a Engine,
-        lane: &'a Queue<Request>,
+        client: Arc<Inner>,
+        lane: Arc<Queue<Request>>,
         request: Request,
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// The queue was full: waiting for room.
     Sending {
-        engine: &'a Engine,
-        push: Push<'a, Request>,
+        client: Arc<Inner>,
+        push: Push<Request>,
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// Queued: waiting for the answer.
     Waiting {
-        engine: &'a Engine,
+        client: Arc<Inner>,
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// Refused before anything was queued.
@@ -345,17 +347,17 @@ enum State<'a, T> {
     Done,
 }
 
-impl<'a, T> AsyncCall<'a, T> {
+impl<T> AsyncCall<T> {
     fn queue(
-        engine: &'a Engine,
-        lane: &'a Queue<Request>,
+        client: &Arc<Inner>,
+        lane: &Arc<Queue<Request>>,
         request: Request,
         answer: oneshot::Receiver<Outcome<T>>,
     ) -> Self {
         AsyncCall {
             state: State::Queue {
-                engine,
-                lane,
+                client: Arc::clone(client),
+                lane: Arc::clone(lane),
                 request,
                 answer,
             },
@@ -369,7 +371,7 @@ impl<'a, T> AsyncCall<'a, T> {
     }
 }
 
-impl<T> Future for AsyncCall<'_, T> {
+impl<T> Future for AsyncCall<T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
@@ -377,16 +379,16 @@ impl<T> Future for AsyncCall<'_, T> {
         loop {
             *state = match mem::replace(state, State::Done) {
                 State::Queue {
-                    engine,
+                    client,
                     lane,
                     request,
                     answer,
                 } => match lane.try_push(request) {
-                    Ok(()) => State::Waiting { engine, answer },
+                    Ok(()) => State::Waiting { client, answer },
                     Err(Refused::Full(request)) => {
-                        engine.counters.full_wait();
+                        client.engine.counters.full_wait();
                         State::Sending {
-                            engine,
+                            client,
                             push: lane.push(request),
                             answer,
                         }
@@ -394,27 +396,27 @@ impl<T> Future for AsyncCall<'_, T> {
                     Err(Refused::Closed(_)) => return Poll::Ready(Err(Error::Shutdown)),
                 },
                 State::Sending {
-                    engine,
+                    client,
                     mut push,
                     answer,
                 } => match Pin::new(&mut push).poll(cx) {
-                    Poll::Ready(Ok(())) => State::Waiting { engine, answer },
+                    Poll::Ready(Ok(())) => State::Waiting { client, answer },
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(Error::Shutdown)),
                     Poll::Pending => {
                         *state = State::Sending {
-                            engine,
+                            client,
                             push,
                             answer,
                         };
                         return Poll::Pending;
                     }
                 },
-                State::Waiting { engine, mut answer } => match Pin::new(&mut answer).poll(cx) {
+                State::Waiting { client, mut answer } => match Pin::new(&mut answer).poll(cx) {
                     Poll::Ready(outcome) => {
-                        return Poll::Ready(unwrap_outcome(outcome, engine.is_closed()));
+                        return Poll::Ready(unwrap_outcome(outcome, client.engine.is_closed()));
                     }
                     Poll::Pending => {
-                        *state = State::Waiting { engine, answer };
+                        *state = State::Waiting { client, answer };
                         return Poll::Pending;
                     }
                 },
@@ -519,7 +521,7 @@ impl fmt::Debug for ShuttingDown {
     }
 }
 
-impl<T> fmt::Debug for AsyncCall<'_, T> {
+impl<T> fmt::Debug for AsyncCall<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Queue { .. } => "not queued",
@@ -537,13 +539,13 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
-    fn assert_send<T: Send>() {}
+    fn assert_send<T: Send + 'static>() {}
 
     #[test]
     fn handles_and_calls_cross_threads() {
         assert_send_sync::<AsyncClient>();
-        assert_send::<AsyncCall<'static, Option<String>>>();
-        assert_send::<AsyncCall<'static, Vec<crate::ServerStats>>>();
+        assert_send::<AsyncCall<Option<String>>>();
+        assert_send::<AsyncCall<Vec<crate::ServerStats>>>();
     }
 
     #[test]

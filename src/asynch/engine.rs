@@ -125,7 +125,7 @@ impl Engine {
     }
 
     /// The queue of the lane that serves a call on `key` (on many keys, or none: `None`).
-    pub(crate) fn lane(&self, key: Option<&[u8]>) -> &Queue<Request> {
+    pub(crate) fn lane(&self, key: Option<&[u8]>) -> &Arc<Queue<Request>> {
         let shared = self.lanes.len() - 1;
         let lane = match (key, &self.router) {
             (Some(key), Some(router)) => {

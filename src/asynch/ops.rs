@@ -32,7 +32,7 @@ macro_rules! on_a_worker {
         impl AsyncClient {
             $(
                 $(#[$doc])*
-                pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<'_, $ret>
+                pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<$ret>
                 $(where $($bound)*)?
                 {
                     $(let $arg = $ready($arg);)*
@@ -257,7 +257,7 @@ on_a_worker! {
 impl AsyncClient {
     /// Every stat of every server (`arg`: a stats group such as `"items"`):
     /// [`Client::stats`].
-    pub fn stats(&self, arg: Option<&str>) -> AsyncCall<'_, Vec<ServerStats>> {
+    pub fn stats(&self, arg: Option<&str>) -> AsyncCall<Vec<ServerStats>> {
         let arg = arg.map(str::to_owned);
         self.call(self.lane(None), move |client: &Client| {
             client.stats(arg.as_deref())

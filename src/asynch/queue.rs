@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 /// Why a push failed; the item comes back.
@@ -82,9 +82,9 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item` once there is room: a future that waits its turn.
-    pub(crate) fn push(&self, item: T) -> Push<'_, T> {
+    pub(crate) fn push(self: &Arc<Self>, item: T) -> Push<T> {
         Push {
-            queue: self,
+            queue: Arc::clone(self),
             item: Some(item),
             ticket: None,
         }
@@ -160,13 +160,13 @@ impl<T> Queue<T> {
 
 /// A caller waiting for room, from [`Queue::push`]. Dropped before it is done, it leaves the
 /// line, or hands on the place kept for it if it had been woken.
-pub(crate) struct Push<'q, T> {
-    queue: &'q Queue<T>,
+pub(crate) struct Push<T> {
+    queue: Arc<Queue<T>>,
     item: Option<T>,
     ticket: Option<u64>,
 }
 
-impl<T> Push<'_, T> {
+impl<T> Push<T> {
     /// Gives back the item not pushed (when the caller decides to stop waiting).
     #[cfg(test)]
     fn into_item(mut self) -> Option<T> {
@@ -174,15 +174,15 @@ impl<T> Push<'_, T> {
     }
 }
 
-impl<T> Unpin for Push<'_, T> {}
+impl<T> Unpin for Push<T> {}
 
-impl<T> Future for Push<'_, T> {
+impl<T> Future for Push<T> {
     /// `Err` with the item if the queue closed first.
     type Output = Result<(), T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T>> {
         let this = &mut *self;
-        let queue = this.queue;
+        let queue = &*this.queue;
         let mut state = queue.lock();
         let Some(item) = this.item.take() else {
             panic!("a queue push was polled after it completed");
@@ -229,7 +229,7 @@ impl<T> Future for Push<'_, T> {
     }
 }
 
-impl<T> Drop for Push<'_, T> {
+impl<T> Drop for Push<T> {
     fn drop(&mut self) {
         let Some(ticket) = self.ticket else { return };
         let mut state = self.queue.lock();
@@ -245,7 +245,6 @@ impl<T> Drop for Push<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -257,13 +256,13 @@ mod tests {
         }
     }
 
-    fn poll<T>(push: &mut Push<'_, T>, waker: &Waker) -> Poll<Result<(), T>> {
+    fn poll<T>(push: &mut Push<T>, waker: &Waker) -> Poll<Result<(), T>> {
         Pin::new(push).poll(&mut Context::from_waker(waker))
     }
 
     #[test]
     fn callers_wait_their_turn_and_leave_in_any_order() {
-        let queue = Queue::new(1);
+        let queue = Arc::new(Queue::new(1));
         assert!(queue.try_push(0).is_ok());
         assert!(matches!(queue.try_push(9), Err(Refused::Full(9))));
         let wakes = Arc::new(Count(AtomicUsize::new(0)));
@@ -291,7 +290,7 @@ mod tests {
 
     #[test]
     fn newcomers_never_take_the_place_kept_for_a_woken_caller() {
-        let queue = Queue::new(1);
+        let queue = Arc::new(Queue::new(1));
         queue.try_push(0).ok();
         let waker = Waker::noop();
         let mut first = queue.push(1);
@@ -311,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_woken_caller_that_leaves_hands_its_turn_on() {
-        let queue = Queue::new(1);
+        let queue = Arc::new(Queue::new(1));
         queue.try_push(0).ok();
         let wakes = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&wakes));
@@ -329,7 +328,7 @@ mod tests {
 
     #[test]
     fn closing_wakes_everyone_and_keeps_what_is_queued() {
-        let queue = Queue::new(1);
+        let queue = Arc::new(Queue::new(1));
         queue.try_push(0).ok();
         let wakes = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&wakes));
@@ -345,7 +344,7 @@ mod tests {
 
     #[test]
     fn callers_leave_from_anywhere_in_the_line() {
-        let queue = Queue::new(1);
+        let queue = Arc::new(Queue::new(1));
         queue.try_push(0).ok();
         let waker = Waker::noop();
         let mut pushes: Vec<_> = (1..=1000).map(|i| queue.push(i)).collect();
