@@ -2,9 +2,9 @@
 //! [`Client`] method of the same name, with the same results, strict and partial forms alike.
 //!
 //! Arguments are taken by value and made ready for the worker before the future exists (keys
-//! copied, key lists collected, expirations converted), so that the futures borrow only the
-//! client. Values are encoded on the worker by the client itself, so compression and each
-//! command's rules (cas and append never compress) are the blocking client's by construction.
+//! copied, key lists collected, expirations converted), so that the futures borrow nothing.
+//! Values are encoded on the worker by the client itself, so compression and each command's
+//! rules (cas and append never compress) are the blocking client's by construction.
 
 use std::collections::HashMap;
 use std::hash::Hash;
