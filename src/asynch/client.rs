@@ -413,7 +413,7 @@ impl<T> Future for AsyncCall<T> {
                 },
                 State::Waiting { client, mut answer } => match Pin::new(&mut answer).poll(cx) {
                     Poll::Ready(outcome) => {
-                        return Poll::Ready(unwrap_outcome(outcome, client.engine.is_closed()));
+                        return Poll::Ready(unwrap_outcome(outcome, || client.engine.is_closed()));
                     }
                     Poll::Pending => {
                         *state = State::Waiting { client, answer };
@@ -428,12 +428,16 @@ impl<T> Future for AsyncCall<T> {
 }
 
 /// The call's result; a worker's panic in the caller's own code resumes here. A reply dropped
-/// unanswered means the client shut down (`closed`), or else that the worker panicked.
-fn unwrap_outcome<T>(outcome: Result<Outcome<T>, oneshot::Canceled>, closed: bool) -> Result<T> {
+/// unanswered means the client shut down (`closed`, asked only then), or else that the worker
+/// panicked.
+fn unwrap_outcome<T>(
+    outcome: Result<Outcome<T>, oneshot::Canceled>,
+    closed: impl FnOnce() -> bool,
+) -> Result<T> {
     match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => resume_unwind(panic),
-        Err(oneshot::Canceled) if closed => Err(Error::Shutdown),
+        Err(oneshot::Canceled) if closed() => Err(Error::Shutdown),
         Err(oneshot::Canceled) => Err(Error::WorkerPanicked),
     }
 }
@@ -551,15 +555,15 @@ mod tests {
     #[test]
     fn a_dropped_reply_is_a_shutdown_or_a_worker_panic_and_a_panic_resumes() {
         assert!(matches!(
-            unwrap_outcome::<()>(Err(oneshot::Canceled), true),
+            unwrap_outcome::<()>(Err(oneshot::Canceled), || true),
             Err(Error::Shutdown)
         ));
         assert!(matches!(
-            unwrap_outcome::<()>(Err(oneshot::Canceled), false),
+            unwrap_outcome::<()>(Err(oneshot::Canceled), || false),
             Err(Error::WorkerPanicked)
         ));
-        assert_eq!(unwrap_outcome(Ok(Ok(Ok(7))), false).unwrap(), 7);
-        let panic = catch_unwind(|| unwrap_outcome::<()>(Ok(Err(Box::new("boom"))), false));
+        assert_eq!(unwrap_outcome(Ok(Ok(Ok(7))), || false).unwrap(), 7);
+        let panic = catch_unwind(|| unwrap_outcome::<()>(Ok(Err(Box::new("boom"))), || false));
         assert_eq!(*panic.unwrap_err().downcast::<&str>().unwrap(), "boom");
     }
 }
