@@ -509,9 +509,14 @@ async fn compressed_values_inflate_once_per_batch_for_every_caller() {
     })
     .await;
     held.open().await;
-    let results: Vec<_> = futures_join(tasks).await;
-    assert_eq!(results[0].as_ref().unwrap().as_ref(), Some(&long));
-    let error = results[1].as_ref().unwrap_err();
+    // The tasks queue their gets in either order: whichever key is read second does not fit.
+    let (found, failed): (Vec<_>, Vec<_>) = futures_join(tasks)
+        .await
+        .into_iter()
+        .partition(Result::is_ok);
+    assert_eq!(found.len(), 1, "{failed:?}");
+    assert_eq!(found[0].as_ref().unwrap().as_ref(), Some(&long));
+    let error = failed[0].as_ref().unwrap_err();
     assert!(
         matches!(error, Error::Decompress { .. }) && error.to_string().contains("budget"),
         "{error}"
