@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mc.set(key("hits"), 41u64, 0)?;
         println!("incr                  -> {}", mc.incr(key("hits"), 1)?);
         match mc.incr(key("no-counter"), 1) {
-            Err(Error::NotFound) => println!("incr of a missing key -> NotFound"),
+            Err(Error::NotFound { .. }) => println!("incr of a missing key -> NotFound"),
             other => println!("incr of a missing key -> {other:?}"),
         }
         mc.delete(key("new-counter"))?;

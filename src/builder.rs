@@ -9,7 +9,7 @@ use libmemcached_sys as sys;
 use crate::behavior::{Behavior, Distribution};
 use crate::client::{Client, Settings};
 use crate::compression::Compression;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::ffi::{Handle, Rc};
 use crate::server::{ServerSpec, Transport};
 
@@ -259,14 +259,14 @@ impl ClientBuilder {
 
     fn build_client(self) -> Result<Client> {
         if self.servers.is_empty() && self.config.is_none() {
-            return Err(Error::InvalidConfig("no servers given".into()));
+            return Err(Error::InvalidConfig(ConfigError::NoServers));
         }
         let through_proxy = |binary: bool| match self.proxy && (binary || self.sasl.is_some()) {
-            true => Err(Error::InvalidConfig(
+            true => Err(Error::InvalidConfig(ConfigError::Conflict(
                 "the binary protocol (and SASL, which needs it) is not supported through a proxy: \
                  twemproxy speaks only ASCII"
                     .into(),
-            )),
+            ))),
             false => Ok(()),
         };
         through_proxy(self.binary == Some(true))?;
@@ -342,10 +342,7 @@ fn set_namespace(client: &Client, namespace: &[u8]) -> Result<()> {
     /// libmemcached's limit (MEMCACHED_PREFIX_KEY_MAX_SIZE).
     const MAX: usize = 127;
     let invalid = |why: &str| {
-        Error::InvalidConfig(format!(
-            "namespace {}: {why}",
-            crate::key::display(namespace)
-        ))
+        ConfigError::setting(format!("namespace {}", crate::key::display(namespace)), why)
     };
     if namespace.len() > MAX {
         return Err(invalid("longer than 127 bytes"));

@@ -10,7 +10,7 @@ use libmemcached_sys as sys;
 use crate::behavior::Behavior;
 use crate::builder::ClientBuilder;
 use crate::compression::{Compression, DEFAULT_MAX_INFLATED_LEN};
-use crate::error::{Error, KeyFailure, Result};
+use crate::error::{ConfigError, Error, KeyFailure, Result};
 use crate::expiration::Expiration;
 use crate::ffi::{self, Handle, Rc, ReturnCode, clean_message};
 use crate::key;
@@ -103,7 +103,12 @@ impl Client {
     }
 
     pub(crate) fn parse_config(config: &str) -> Result<Client> {
-        let invalid = |why: String| Error::InvalidConfig(format!("{why} in {config:?}"));
+        let invalid = |reason: String| {
+            Error::InvalidConfig(ConfigError::ConfigString {
+                config: config.to_owned(),
+                reason,
+            })
+        };
         if config.trim().is_empty() || config.contains('\0') {
             return Err(invalid("an empty configuration or a NUL byte".into()));
         }
@@ -273,10 +278,10 @@ impl Client {
         self.bulk.replace(None);
         let rc = self.handle.set_behavior(flag, value);
         if rc != Rc::SUCCESS {
-            return Err(Error::InvalidConfig(format!(
-                "libmemcached refused {behavior:?}: {}",
-                rc.code()
-            )));
+            return Err(ConfigError::setting(
+                format!("behavior {behavior:?}"),
+                format!("libmemcached refused it: {}", rc.code()),
+            ));
         }
         behavior.settle(self)
     }
@@ -347,6 +352,7 @@ impl Client {
                      whose replies are still being read: use another client (try_clone) or \
                      act after the call returns"
                 ),
+                key: None,
                 server: None,
             }),
         }
@@ -372,6 +378,7 @@ fn proxy_refusal(operation: &str, why: &str) -> Error {
     Error::Memcached {
         code: ReturnCode::NotSupported,
         message: format!("{operation} is not supported through a proxy (twemproxy): {why}"),
+        key: None,
         server: None,
     }
 }
@@ -384,12 +391,14 @@ fn explain_disconnect(error: Error) -> Error {
             code: ReturnCode::ConnectionFailure,
             message,
             server,
+            key,
         } if message.contains("server has disconnected") => Error::Memcached {
             code: ReturnCode::ConnectionFailure,
             message: format!(
                 "{message} (the server closed the connection instead of answering; twemproxy \
                  does so for commands it does not forward: see ClientBuilder::proxy)"
             ),
+            key,
             server,
         },
         other => other,

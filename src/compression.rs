@@ -55,9 +55,10 @@ impl Compression {
     /// Compress values of at least `min_len` bytes at `level`, from 0 (off) to 9 (smallest).
     pub fn with_level(min_len: usize, level: u32) -> Result<Self> {
         if level > 9 {
-            return Err(Error::InvalidArgument(format!(
-                "zlib level {level}: expected 0 to 9"
-            )));
+            return Err(Error::argument(
+                "level",
+                format!("zlib level {level}: expected 0 to 9"),
+            ));
         }
         Ok(Self { min_len, level })
     }

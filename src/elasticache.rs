@@ -264,6 +264,7 @@ impl<'a> Session<'a> {
         let down = |code, what: String| Error::Memcached {
             code,
             message: format!("configuration endpoint: {what}"),
+            key: None,
             server: Some(spec.address().clone()),
         };
         let addresses = (spec.host(), spec.port())
@@ -466,6 +467,7 @@ fn io_error(endpoint: &str, error: &io::Error) -> Error {
     Error::Memcached {
         code,
         message: format!("configuration endpoint: {error}"),
+        key: None,
         server: endpoint
             .parse::<ServerSpec>()
             .ok()

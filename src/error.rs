@@ -66,13 +66,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The key does not exist (`incr`/`decr` of a missing key). Misses of `get` are `Ok(None)`.
-    #[error("not found")]
-    NotFound,
+    #[error("{} not found", crate::key::display(key))]
+    NotFound {
+        /// The key, as sent: with a view's prefix, without the client's namespace.
+        key: Vec<u8>,
+    },
 
     /// The server refused a value larger than its item size limit (`memcached -I`, 1 MiB by
     /// default).
-    #[error("value of {len} bytes is too big for the server{}", on_server(server))]
+    #[error(
+        "value of {len} bytes for {} is too big for the server{}",
+        crate::key::display(key),
+        on_server(server)
+    )]
     TooBig {
+        /// The key, as sent: with a view's prefix, without the client's namespace.
+        key: Vec<u8>,
         /// Size of the value that was sent, in bytes.
         len: usize,
         /// The server that refused it, when known.
@@ -80,7 +89,11 @@ pub enum Error {
     },
 
     /// libmemcached reported an error.
-    #[error("{message}{}", on_server_unless_named(message, server))]
+    #[error(
+        "{message}{}{}",
+        on_server_unless_named(message, server),
+        for_key(key.as_deref())
+    )]
     Memcached {
         /// The return code.
         code: ReturnCode,
@@ -88,6 +101,26 @@ pub enum Error {
         message: String,
         /// The server involved, when known.
         server: Option<Address>,
+        /// The key of a call on one key, as sent: with a view's prefix, without the client's
+        /// namespace. `None` for calls on many keys or none (a [`KeyFailure`] lists the keys of
+        /// a multi-key call).
+        key: Option<Vec<u8>>,
+    },
+
+    /// The command was sent, but the client takes no replies (UDP servers, or
+    /// [`Behavior::NoReply`](crate::Behavior::NoReply)), so what it did is not known: whether
+    /// `add`, `replace`, `cas`, `append` or `prepend` stored, whether `delete` found the key.
+    /// (`set` is `Ok` once sent: it has no answer but an error.)
+    #[error(
+        "{operation} of {} was sent without a reply (UDP or noreply): whether it took effect is \
+         not known",
+        crate::key::display(key)
+    )]
+    Unanswered {
+        /// The operation: `add`, `delete`...
+        operation: &'static str,
+        /// The key, as sent: with a view's prefix, without the client's namespace.
+        key: Vec<u8>,
     },
 
     /// A key that memcached cannot store, refused before anything was sent.
@@ -108,14 +141,19 @@ pub enum Error {
         reason: String,
     },
 
-    /// A configuration that cannot be used: no servers, a libmemcached config string that does
-    /// not parse, an argument out of range.
+    /// A configuration that cannot be used: no servers, an unknown behavior, a value out of
+    /// range, settings that conflict, a libmemcached config string that does not parse.
     #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[source] ConfigError),
 
     /// An argument outside what the operation accepts (such as a CAS token of 0).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument {argument}: {reason}")]
+    InvalidArgument {
+        /// The argument (or option) refused.
+        argument: &'static str,
+        /// Why.
+        reason: String,
+    },
 
     /// ElastiCache auto-discovery (see [`elasticache`](crate::elasticache)) found no cluster
     /// configuration at the endpoint (`missing`: neither `config get cluster` nor the
@@ -170,6 +208,12 @@ pub enum Error {
 
     /// A multi-key operation failed for some keys: each failure names its error (with the
     /// server) and the keys it cost. Keys not listed were read or written as usual.
+    ///
+    /// What it says of itself is what all its failures say: [`Error::code`],
+    /// [`Error::server`] and [`Error::kind`] give the value every failure agrees on (else
+    /// `None`, `None`, [`ErrorKind::Other`]), and each predicate (`is_timeout`,
+    /// `is_retryable`...) holds only if it holds for every failure. To act on any one
+    /// failure, look through [`Error::failures`].
     #[error("{}", describe_failures(failures))]
     Multi {
         /// The failures, one per server or cause.
@@ -203,6 +247,55 @@ fn agreed<'a, T: PartialEq>(
     said.all(|other| other == first).then_some(first)
 }
 
+/// What is wrong with a configuration ([`Error::InvalidConfig`]). Nothing was connected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No servers were given.
+    #[error("no servers given")]
+    NoServers,
+    /// A name that is none of the known ones (a behavior, hash or distribution).
+    #[error("unknown {what}: {name} ({known})")]
+    Unknown {
+        /// What was named: `behavior`, `hash`, `distribution`...
+        what: &'static str,
+        /// The name (or names) given.
+        name: String,
+        /// The names known, or where to find them.
+        known: String,
+    },
+    /// A setting whose value cannot be used.
+    #[error("{setting}: {reason}")]
+    Setting {
+        /// The setting: `namespace`, `SASL`, `behavior tcp_nodelay = "x"`, `workers`...
+        setting: String,
+        /// Why.
+        reason: String,
+    },
+    /// Settings that cannot be used together (such as more replicas than servers, or the
+    /// binary protocol through a proxy).
+    #[error("{0}")]
+    Conflict(String),
+    /// A libmemcached configuration string (`--SERVER=...`) that does not parse.
+    #[error("{reason} in {config:?}")]
+    ConfigString {
+        /// The string as given.
+        config: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// A [`ConfigError::Setting`].
+    pub(crate) fn setting(setting: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::InvalidConfig(ConfigError::Setting {
+            setting: setting.into(),
+            reason: reason.into(),
+        })
+    }
+}
+
 /// Keys that one error cost in a multi-key operation.
 #[derive(Debug, Clone)]
 pub struct KeyFailure {
@@ -217,11 +310,28 @@ impl Error {
     pub(crate) fn encode(error: impl Into<BoxError>) -> Error {
         Error::Encode(error.into().into())
     }
+
+    /// An [`Error::InvalidArgument`].
+    pub(crate) fn argument(argument: &'static str, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            argument,
+            reason: reason.into(),
+        }
+    }
+
+    /// The error without the key of a one-key call, to stand for a multi-key call's keys.
+    fn without_key(mut self) -> Error {
+        if let Error::Memcached { key, .. } = &mut self {
+            *key = None;
+        }
+        self
+    }
 }
 
 impl KeyFailure {
     /// Adds `key` to the failure with the same code and server as `error`, or starts one.
     pub(crate) fn record(failures: &mut Vec<KeyFailure>, error: Error, key: Vec<u8>) {
+        let error = error.without_key();
         let same = |f: &&mut KeyFailure| {
             error.code().is_some()
                 && f.error.code() == error.code()
@@ -279,6 +389,11 @@ fn on_server_unless_named(message: &str, server: &Option<Address>) -> String {
     }
 }
 
+fn for_key(key: Option<&[u8]>) -> String {
+    key.map(|k| format!(" for {}", crate::key::display(k)))
+        .unwrap_or_default()
+}
+
 fn on_server(server: &Option<Address>) -> String {
     server
         .as_ref()
@@ -328,7 +443,7 @@ impl Error {
     /// predicates below never depend on the order of the failures).
     pub fn code(&self) -> Option<ReturnCode> {
         match self {
-            Self::NotFound => Some(ReturnCode::NotFound),
+            Self::NotFound { .. } => Some(ReturnCode::NotFound),
             Self::TooBig { .. } => Some(ReturnCode::E2Big),
             Self::Memcached { code, .. } => Some(*code),
             Self::Multi { failures } => agreed(failures, |e| e.code()).flatten(),
@@ -397,6 +512,28 @@ impl Error {
         )
     }
 
+    /// The same call, made again unchanged, may succeed: a server could not be reached, broke
+    /// off, timed out or is marked down (until its retry timeout), ran out of memory, or no
+    /// pooled client or worker was free. For [`Error::Multi`]: every failure is retryable.
+    ///
+    /// A write that failed this way may or may not have reached the server: retry writes that
+    /// are safe to repeat (`set`, `delete`, `touch`), not `incr` or `append`, unless a second
+    /// application is harmless.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Multi { failures } => {
+                !failures.is_empty() && failures.iter().all(|f| f.error.is_retryable())
+            }
+            Self::WorkerPanicked => true,
+            _ => {
+                matches!(
+                    self.kind(),
+                    ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ServerDown
+                ) || self.code() == Some(ReturnCode::ServerMemoryAllocationFailure)
+            }
+        }
+    }
+
     /// The caller passed something unusable: a bad key, spec or configuration, or a value too
     /// big for the server. Nothing was stored.
     pub fn is_invalid_input(&self) -> bool {
@@ -405,7 +542,7 @@ impl Error {
             Self::InvalidKey { .. }
                 | Self::InvalidServerSpec { .. }
                 | Self::InvalidConfig(_)
-                | Self::InvalidArgument(_)
+                | Self::InvalidArgument { .. }
                 | Self::TooBig { .. }
                 | Self::Encode(_)
         ) || matches!(
@@ -513,6 +650,7 @@ mod tests {
                 code,
                 message: String::new(),
                 server: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+                key: None,
             },
             keys: vec![b"k".to_vec()],
         };
@@ -568,6 +706,7 @@ mod tests {
             code: ReturnCode::ConnectionFailure,
             message: String::new(),
             server: Some("127.0.0.1:1".parse().unwrap()),
+            key: None,
         };
         assert!(conn.is_connection() && !conn.is_protocol() && !conn.is_not_found());
         assert_eq!(conn.server().unwrap().to_string(), "127.0.0.1:1");
@@ -575,13 +714,17 @@ mod tests {
             code: ReturnCode::ClientError,
             message: String::new(),
             server: None,
+            key: None,
         };
         assert!(proto.is_protocol() && !proto.is_connection());
-        assert!(Error::NotFound.is_not_found());
-        assert!(Error::InvalidConfig("x".into()).is_invalid_input());
+        assert!(Error::NotFound { key: b"k".to_vec() }.is_not_found());
+        assert!(Error::InvalidConfig(ConfigError::NoServers).is_invalid_input());
         assert_eq!(conn.kind(), ErrorKind::Connection);
         assert_eq!(proto.kind(), ErrorKind::Protocol);
-        assert_eq!(Error::InvalidConfig("x".into()).kind(), ErrorKind::Input);
+        assert_eq!(
+            Error::InvalidConfig(ConfigError::NoServers).kind(),
+            ErrorKind::Input
+        );
         let timeout = Error::PoolTimeout {
             waited: std::time::Duration::ZERO,
             size: 1,

@@ -121,7 +121,8 @@ pub use cache_aside::{CacheAside, LoadError, Loaded, Source};
 pub use client::Client;
 pub use compression::{Compressed, Compression, DEFAULT_MAX_INFLATED_LEN};
 pub use error::{
-    BoxError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode, SharedError,
+    BoxError, ConfigError, Error, ErrorKind, InvalidKeyReason, KeyFailure, Result, ReturnCode,
+    SharedError,
 };
 pub use expiration::Expiration;
 pub use format::ValueFormat;

@@ -340,6 +340,7 @@ mod tests {
         Error::Memcached {
             code: ReturnCode::ConnectionFailure,
             message: "CONNECTION FAILURE".into(),
+            key: None,
             server: Some(server.parse().unwrap()),
         }
     }
@@ -356,7 +357,7 @@ mod tests {
             failed(&connection_error("127.0.0.1:1"), 1),
             Health::StillFailing
         );
-        let input = Error::InvalidArgument("x".into());
+        let input = Error::argument("x", "y");
         assert_eq!(failed(&input, 1), Health::Unchanged);
         assert!(c.any_failing());
         let m = c.snapshot();

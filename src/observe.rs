@@ -59,7 +59,7 @@ impl Client {
         match result {
             Ok(value) if value.failures().is_empty() => {}
             Ok(value) => self.record_failures(op, value.failures()),
-            Err(Error::NotFound) => {}
+            Err(Error::NotFound { .. }) => {}
             Err(Error::Multi { failures }) => self.record_failures(op, failures),
             Err(error) => self.record_error(op, error, 1),
         }

@@ -76,9 +76,10 @@ impl ClientPool {
     /// behaviors, each with its own connections).
     pub fn new(client: Client, size: usize) -> Result<ClientPool> {
         if size == 0 || size > MAX_POOL_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "a pool holds 1 to {MAX_POOL_SIZE} clients, not {size}"
-            )));
+            return Err(Error::argument(
+                "size",
+                format!("a pool holds 1 to {MAX_POOL_SIZE} clients, not {size}"),
+            ));
         }
         let mut clients = Vec::with_capacity(size);
         for _ in 1..size {

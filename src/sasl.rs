@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::fmt;
 
 use crate::client::Client;
-use crate::error::{Error, KeyFailure, Result};
+use crate::error::{ConfigError, Error, KeyFailure, Result};
 use crate::ffi::{Rc, ReturnCode};
 use crate::server::{Address, Transport};
 
@@ -38,7 +38,7 @@ impl Credentials {
     /// of the credentials, a NUL byte (C strings), UDP servers (no replies, so no handshake) and
     /// unix sockets (libmemcached skips the handshake there).
     pub(crate) fn check(&self, servers: &[Address]) -> Result<()> {
-        let invalid = |why: &str| Err(Error::InvalidConfig(format!("SASL: {why}")));
+        let invalid = |why: &str| Err(ConfigError::setting("SASL", why));
         if !crate::support_sasl() {
             return invalid("the libmemcached this crate was built against has no SASL support");
         }
@@ -64,16 +64,15 @@ impl Credentials {
     /// Gives the credentials to libmemcached, which switches the handle to the binary protocol
     /// and authenticates every new connection. Call [`Credentials::check`] first.
     pub(crate) fn apply(&self, client: &Client) -> Result<()> {
-        let nul =
-            |_| Error::InvalidConfig("SASL: the username or password contains a NUL byte".into());
+        let nul = |_| ConfigError::setting("SASL", "the username or password contains a NUL byte");
         let username = CString::new(self.username.as_str()).map_err(nul)?;
         let password = CString::new(self.password.as_str()).map_err(nul)?;
         let rc = client.handle.set_sasl(&username, &password);
         if rc != Rc::SUCCESS {
-            return Err(Error::InvalidConfig(format!(
-                "SASL: libmemcached refused the credentials: {}",
-                rc.code()
-            )));
+            return Err(ConfigError::setting(
+                "SASL",
+                format!("libmemcached refused the credentials: {}", rc.code()),
+            ));
         }
         Ok(())
     }
@@ -226,6 +225,7 @@ impl Client {
                     message: "AUTHENTICATION FAILURE: the server requires SASL authentication \
                               and this client has no credentials (ClientBuilder::sasl)"
                         .into(),
+                    key: None,
                     server,
                 })
             }
@@ -276,7 +276,7 @@ mod tests {
         let udp: Vec<Address> = vec!["udp:127.0.0.1:11211".parse().unwrap()];
         let unix: Vec<Address> = vec![tcp[0].clone(), "/run/mc.sock".parse().unwrap()];
         let refused = |c: Credentials, servers: &[Address]| match c.check(servers) {
-            Err(Error::InvalidConfig(why)) => why,
+            Err(Error::InvalidConfig(why)) => why.to_string(),
             other => panic!("{other:?}"),
         };
         if !crate::support_sasl() {

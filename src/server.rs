@@ -332,6 +332,7 @@ fn udp_refusal(operation: &str) -> Error {
             "{operation} is not supported over UDP: libmemcached reads no replies there, \
                  so only fire-and-forget writes work"
         ),
+        key: None,
         server: None,
     }
 }

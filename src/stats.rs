@@ -122,9 +122,7 @@ impl Client {
                 // Printable ASCII only: no line breaks to smuggle in a second command, no NUL.
                 let printable = !arg.is_empty() && arg.bytes().all(|b| (0x20..0x7f).contains(&b));
                 CString::new(arg).ok().filter(|_| printable).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "stats argument {arg:?}: expected printable ASCII"
-                    ))
+                    Error::argument("stats", format!("{arg:?}: expected printable ASCII"))
                 })
             })
             .transpose()?;
@@ -196,6 +194,7 @@ impl Client {
                     message: "no item_size_max in its `stats settings` (a reply that could not \
                               be read, or not memcached)"
                         .into(),
+                    key: None,
                     server: Some(server.server),
                 });
             };

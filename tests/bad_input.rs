@@ -9,7 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use libmemcached::testing::Memcached;
-use libmemcached::{Behavior, Client, Encoded, Error, InvalidKeyReason, MAX_KEY_LEN, ReturnCode};
+use libmemcached::{
+    Behavior, Client, ConfigError, Encoded, Error, InvalidKeyReason, MAX_KEY_LEN, ReturnCode,
+};
 
 /// 2 MiB: twice memcached's default item size limit (`-I 1m`).
 const TOO_BIG: usize = 2 * 1024 * 1024;
@@ -315,8 +317,9 @@ fn a_key_of_exactly_250_bytes_works_in_both_protocols() {
 /// Asserts `result` is `TooBig` for a 2 MiB value, naming the server.
 fn assert_too_big<T: std::fmt::Debug>(result: Result<T, Error>, spec: &str, what: &str) {
     match result {
-        Err(Error::TooBig { len, server }) => {
+        Err(Error::TooBig { len, server, key }) => {
             assert_eq!(len, TOO_BIG, "{what}");
+            assert!(!key.is_empty(), "{what}: the key is named");
             assert_eq!(
                 server.map(|s| s.to_string()).as_deref(),
                 Some(spec),
@@ -787,7 +790,7 @@ fn cas_token_zero_is_an_invalid_argument() {
         let key = common::key(&format!("cas0-{protocol}"));
         mc.set(&key, "kept", 0).unwrap();
         match mc.cas(&key, "lost", 0, 0) {
-            Err(err @ Error::InvalidArgument(_)) => {
+            Err(err @ Error::InvalidArgument { .. }) => {
                 assert!(err.is_invalid_input());
                 assert!(err.to_string().contains("CAS token"), "{err}");
             }
@@ -803,7 +806,7 @@ fn cas_token_zero_is_an_invalid_argument() {
         let missing = common::key(&format!("cas0-missing-{protocol}"));
         assert!(matches!(
             mc.cas(&missing, "x", 0, 0),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         assert_eq!(mc.get::<String>(&missing).unwrap(), None, "{protocol}");
     }
@@ -867,7 +870,12 @@ fn config_strings_are_checked_like_the_builder() {
         (format!("--SERVER={spec} --POLL-TIMEOUT=0"), "poll"),
     ] {
         match Client::from_config(&config) {
-            Err(Error::InvalidConfig(message)) => {
+            Err(Error::InvalidConfig(ConfigError::ConfigString {
+                config: text,
+                reason,
+            })) => {
+                assert_eq!(text, config);
+                let message = reason;
                 assert!(message.to_lowercase().contains(why), "{config}: {message}")
             }
             other => panic!("{config}: {other:?}"),
@@ -885,4 +893,91 @@ fn config_strings_are_checked_like_the_builder() {
     .unwrap();
     mc.set("k", "v", 0).unwrap();
     assert_eq!(mc.get::<String>("k").unwrap().as_deref(), Some("v"));
+}
+
+/// Errors name the key of a one-key call (as sent: a view's prefix included), say whether the
+/// same call may succeed later, and say what is wrong with a configuration in a type.
+#[test]
+fn errors_name_their_key_and_whether_a_retry_may_succeed() {
+    let server = common::server();
+    let mc = common::client(server.specs(), false);
+    let users = mc.prefixed("user:");
+    let key = common::key("no-counter");
+    match users.incr(&key, 1) {
+        Err(err @ Error::NotFound { .. }) => {
+            let Error::NotFound { key: named } = &err else {
+                unreachable!()
+            };
+            assert_eq!(named, format!("user:{key}").as_bytes());
+            assert!(err.to_string().contains(&key), "{err}");
+            assert!(!err.is_retryable(), "a missing key stays missing");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    let spec = format!("127.0.0.1:{}", closed_port());
+    let dead = Client::builder()
+        .servers([&spec])
+        .unwrap()
+        .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let err = dead.set("k1", "v", 0).unwrap_err();
+    assert!(
+        matches!(&err, Error::Memcached { key: Some(k), .. } if k == b"k1"),
+        "{err:?}"
+    );
+    assert!(err.is_connection() && err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("k1"), "{err}");
+    let err = dead.get_multi::<_, String>(["k1", "k2"]).unwrap_err();
+    let failures = err.failures();
+    assert!(!failures.is_empty(), "{err:?}");
+    for failure in failures {
+        assert!(
+            matches!(&failure.error, Error::Memcached { key: None, .. }),
+            "a multi-key call's failure lists its keys, not one of them: {failure:?}"
+        );
+    }
+    assert!(err.is_retryable(), "every failure is a connection failure");
+    let mixed = Error::Multi {
+        failures: vec![
+            failures[0].clone(),
+            libmemcached::KeyFailure {
+                error: Error::InvalidKey {
+                    key: b"k 3".to_vec(),
+                    reason: InvalidKeyReason::ForbiddenByte {
+                        byte: b' ',
+                        position: 1,
+                    },
+                },
+                keys: vec![b"k 3".to_vec()],
+            },
+        ],
+    };
+    assert!(!mixed.is_retryable(), "retryable only if all failures are");
+
+    let none = Client::builder().build().unwrap_err();
+    assert!(
+        matches!(none, Error::InvalidConfig(ConfigError::NoServers)),
+        "{none:?}"
+    );
+    assert!(!none.is_retryable());
+    let unknown = Client::builder().behavior_by_name("no_such_behavior", 1);
+    match unknown {
+        Err(Error::InvalidConfig(ConfigError::Unknown { what, name, .. })) => {
+            assert_eq!((what, name.as_str()), ("behavior", "no_such_behavior"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match Client::builder()
+        .servers([&spec])
+        .unwrap()
+        .namespace([b'n'; 200])
+        .build()
+    {
+        Err(Error::InvalidConfig(ConfigError::Setting { setting, .. })) => {
+            assert!(setting.starts_with("namespace"), "{setting}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -269,7 +269,7 @@ fn unknown_and_refused_behaviors_are_errors_that_change_nothing() {
         .set_behaviors_by_name([("zzz", "1"), ("connect_timeout", "100"), ("aaa", "2")])
         .unwrap_err();
     assert!(
-        err.to_string().contains("unknown behavior names: aaa, zzz"),
+        err.to_string().contains("unknown behavior: aaa, zzz"),
         "{err}"
     );
     refused(&ascii, "buffer_requests", "1", "aborts");
@@ -359,7 +359,7 @@ fn the_builder_refuses_what_set_behavior_refuses() {
             .behaviors_by_name([("bogus", "1")])
             .unwrap_err()
             .to_string()
-            .contains("unknown behavior names: bogus")
+            .contains("unknown behavior: bogus")
     );
     // The order of calls does not matter: ejection is applied after what it needs.
     let mc = Client::builder()
@@ -420,6 +420,18 @@ fn noreply_stores_without_waiting_and_refuses_counters() {
     assert!(err.to_string().contains("noreply"), "{err}");
     assert!(mc.decr_with_initial("n", 1, 0, 0).is_err());
     assert_eq!(mc.get::<u64>("n").unwrap(), Some(5), "nothing was counted");
+    // An add or delete is sent, and says that its outcome is not known.
+    for result in [mc.add("n", 1u64, 0), mc.delete("gone")] {
+        assert!(
+            matches!(result, Err(libmemcached::Error::Unanswered { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        mc.get::<u64>("n").unwrap(),
+        Some(5),
+        "the add stored nothing"
+    );
     mc.set_behavior(Behavior::NoReply(false)).unwrap();
     assert_eq!(mc.incr("n", 1).unwrap(), 6);
 }
@@ -654,7 +666,10 @@ fn failover_under_load(binary: bool) {
                         missed = true;
                         Ok(())
                     }
-                    other => Err(Error::InvalidArgument(format!("read back {other:?}"))),
+                    other => Err(Error::InvalidArgument {
+                        argument: "value",
+                        reason: format!("read back {other:?}"),
+                    }),
                 });
                 let on_killed = mc.server_for_key(&k).is_ok_and(|s| s.to_string() == victim);
                 log.lock().unwrap().push(Op {

@@ -21,6 +21,7 @@ fn specs(n: usize) -> Vec<String> {
 fn refused_for_size(result: Result<Client, Error>, what: &str) {
     match result {
         Err(Error::InvalidConfig(why)) => {
+            let why = why.to_string();
             assert!(
                 why.contains(&MAX_CONSISTENT_SERVERS.to_string()),
                 "{what}: {why}"
@@ -115,7 +116,10 @@ fn pool_sizes_and_timeouts_at_the_extremes_are_errors_or_work() {
     let client = || Client::new(server.specs()).unwrap();
     for size in [0, MAX_POOL_SIZE + 1, usize::MAX] {
         let err = ClientPool::new(client(), size).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{size}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidArgument { .. }),
+            "{size}: {err:?}"
+        );
         assert!(
             err.to_string().contains(&MAX_POOL_SIZE.to_string()),
             "{err}"
@@ -148,7 +152,11 @@ fn cas_tokens_at_the_extremes_are_answered_truthfully() {
         // a 20-digit token in an ASCII command, which is a clear error before anything is sent.
         match mc.cas(&key, "w", u64::MAX, 0) {
             Ok(swapped) => assert!(!swapped && protocol == "binary", "{protocol}"),
-            Err(Error::InvalidArgument(why)) => {
+            Err(Error::InvalidArgument {
+                argument,
+                reason: why,
+            }) => {
+                assert_eq!(argument, "cas");
                 assert!(
                     protocol == "ascii" && why.contains("20 digits"),
                     "{protocol}: {why}"
@@ -237,7 +245,7 @@ fn a_compressed_value_no_reader_could_inflate_is_refused_at_set() {
     let key = common::key("huge");
     let huge = vec![b'a'; libmemcached::DEFAULT_MAX_INFLATED_LEN + 1];
     let err = mc.set(&key, &huge[..], 0).unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
     assert!(err.to_string().contains("never be read back"), "{err}");
     assert_eq!(mc.get::<Vec<u8>>(&key).unwrap(), None, "nothing was stored");
     // Uncompressed, the server's item size limit is what refuses it.

@@ -586,7 +586,7 @@ fn bad_stats_arguments_and_dead_servers_are_errors() {
     let mc = Client::new(&specs).unwrap();
     for bad in ["", "items\r\nflush_all", "sl\0abs", "élan"] {
         assert!(
-            matches!(mc.stats(Some(bad)), Err(Error::InvalidArgument(_))),
+            matches!(mc.stats(Some(bad)), Err(Error::InvalidArgument { .. })),
             "{bad:?}"
         );
     }

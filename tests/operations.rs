@@ -213,11 +213,11 @@ fn incr_and_decr() {
     for (protocol, mc) in common::both_protocols(server.specs()) {
         let k = common::key("counter");
         assert!(
-            matches!(mc.incr(&k, 1), Err(Error::NotFound)),
+            matches!(mc.incr(&k, 1), Err(Error::NotFound { .. })),
             "{protocol}: incr of a missing key"
         );
         assert!(
-            matches!(mc.decr(&k, 1), Err(Error::NotFound)),
+            matches!(mc.decr(&k, 1), Err(Error::NotFound { .. })),
             "{protocol}: decr of a missing key"
         );
         assert_eq!(

@@ -472,7 +472,7 @@ fn values_written_by_rust_are_read_by_php() {
     let on = Compression::new(1);
     assert!(matches!(
         mc.append("joined", Compressed::new("x", on)),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
     assert_eq!(mc.get::<Value>("x").unwrap(), None);
 }

@@ -191,7 +191,7 @@ fn exhaustion_timeouts_and_try_reserve() {
     assert_eq!(pool.idle(), 2);
     assert!(matches!(
         ClientPool::new(Client::new([server.spec()]).unwrap(), 0),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
 }
 

@@ -371,7 +371,11 @@ fn run_ops(
                     false => mc.decr(KEYS[k], delta),
                 };
                 let Some(old) = model.get(k) else {
-                    prop_assert!(matches!(result, Err(Error::NotFound)), "{:?}", result);
+                    prop_assert!(
+                        matches!(result, Err(Error::NotFound { .. })),
+                        "{:?}",
+                        result
+                    );
                     continue;
                 };
                 let now = match (counter(&old), result) {

@@ -146,7 +146,7 @@ fn single_key_operations_work_through_twemproxy_and_land_on_the_servers_behind_i
     assert_eq!(mc.decr(&n, 20).unwrap(), 0);
     assert!(matches!(
         mc.incr(common::key("missing"), 1),
-        Err(Error::NotFound)
+        Err(Error::NotFound { .. })
     ));
     let created = common::key("initial");
     assert_eq!(mc.incr_with_initial(&created, 1, 7, 0).unwrap(), 7);

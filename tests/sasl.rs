@@ -216,7 +216,7 @@ fn clones_and_pool_members_keep_the_credentials() {
 #[test]
 fn unusable_sasl_configurations_are_refused_before_any_connection() {
     let invalid = |builder: libmemcached::ClientBuilder| match builder.build() {
-        Err(Error::InvalidConfig(why)) => why,
+        Err(Error::InvalidConfig(why)) => why.to_string(),
         other => panic!("{other:?}"),
     };
     let tcp = || Client::builder().servers(["127.0.0.1:1"]).unwrap();

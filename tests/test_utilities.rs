@@ -142,6 +142,7 @@ fn unusable_environment_values_are_configuration_errors() {
             make_test_client_with(Client::builder(), default_address(), env(&vars)).unwrap_err();
         match err {
             TestClientError::Config(Error::InvalidConfig(why)) => {
+                let why = why.to_string();
                 assert!(why.contains(vars[0].0), "{why}")
             }
             other => panic!("{vars:?}: {other:?}"),

@@ -298,21 +298,21 @@ fn cas_append_and_prepend_never_compress() {
         let asked = Compressed::new(&long, Compression::new(1));
         assert!(matches!(
             mc.append(&k, asked),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         assert!(matches!(
             mc.prepend(&k, asked),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         let (_, token) = mc.gets::<String>(&k).unwrap().unwrap();
         assert!(matches!(
             mc.cas(&k, asked, token, 0),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         let packed = Encoded::owned(zlib(b"abc"), flags::TEXT | flags::ZLIB);
         assert!(matches!(
             mc.append(&k, &packed),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         assert_eq!(
             mc.get::<String>(&k).unwrap(),

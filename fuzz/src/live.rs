@@ -272,7 +272,7 @@ pub fn check(data: &[u8], live: &Live) {
                 };
                 let Some(item) = model.items.get(key).cloned() else {
                     assert!(
-                        matches!(result, Err(Error::NotFound)),
+                        matches!(result, Err(Error::NotFound { .. })),
                         "counter on a missing key: {result:?}\n{}",
                         context()
                     );

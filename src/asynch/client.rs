@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::key;
 use crate::server::Address;
 use crate::value::FromValue;
@@ -274,9 +274,10 @@ impl AsyncClientBuilder {
             ("queue_capacity", self.queue_capacity),
         ] {
             if value == 0 {
-                return Err(Error::InvalidConfig(format!(
-                    "an AsyncClient needs {name} of at least 1"
-                )));
+                return Err(ConfigError::setting(
+                    name,
+                    "an AsyncClient needs at least 1",
+                ));
             }
         }
         let rules = self.client.key_rules();

@@ -118,6 +118,7 @@ impl Engine {
                 .map_err(|err| Error::Memcached {
                     code: ReturnCode::Errno,
                     message: format!("cannot start an AsyncClient worker thread: {err}"),
+                    key: None,
                     server: None,
                 })?;
         }

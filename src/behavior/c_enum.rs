@@ -62,11 +62,11 @@ macro_rules! c_enum {
             /// The error for a name that is none of these, listing them.
             fn unknown(given: &str) -> crate::error::Error {
                 let names: Vec<&str> = $list.iter().map(|(n, _)| *n).collect();
-                crate::error::Error::InvalidConfig(format!(
-                    concat!("unknown ", $what, " {:?}; known: {}"),
-                    given,
-                    names.join(", ")
-                ))
+                crate::error::Error::InvalidConfig(crate::error::ConfigError::Unknown {
+                    what: $what,
+                    name: format!("{given:?}"),
+                    known: format!("known: {}", names.join(", ")),
+                })
             }
         }
 

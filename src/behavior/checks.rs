@@ -6,7 +6,7 @@ use libmemcached_sys as sys;
 use super::raw::refused;
 use super::table::Behavior;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 impl Behavior {
     /// The flag and raw value for `client`, after checking the value against the client's
@@ -121,10 +121,10 @@ impl Client {
     pub(crate) fn check_behaviors(&self) -> Result<()> {
         let replicas = self.behavior_raw(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS);
         if replicas > 0 && replicas >= u64::from(self.server_count()) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidConfig(ConfigError::Conflict(format!(
                 "{replicas} replicas need at least {} servers",
                 replicas + 1
-            )));
+            ))));
         }
         Ok(())
     }
@@ -135,10 +135,10 @@ impl Client {
 pub(crate) fn check_ring_size(consistent: bool, servers: usize) -> Result<()> {
     let max = crate::ffi::MAX_CONSISTENT_SERVERS;
     if consistent && servers > max {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidConfig(ConfigError::Conflict(format!(
             "{servers} servers under a consistent distribution: libmemcached takes at most {max} \
              (MAX_CONSISTENT_SERVERS) and aborts the process beyond that"
-        )));
+        ))));
     }
     Ok(())
 }

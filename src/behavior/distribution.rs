@@ -5,7 +5,7 @@ use std::str::FromStr;
 use libmemcached_sys as sys;
 
 use super::c_enum::c_enum;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 c_enum! {
     /// How keys are spread over servers. The names are pylibmc's (`"consistent ketama"`); see
@@ -70,10 +70,11 @@ impl FromStr for Distribution {
                     | sys::MEMCACHED_DISTRIBUTION_CONSISTENT_MAX)
             )
         {
-            return Err(Error::InvalidConfig(format!(
-                "distribution {s:?} is refused: it needs a bucket table this crate does not set \
-                 up (virtual bucket) or is not a distribution (consistent max)"
-            )));
+            return Err(ConfigError::setting(
+                format!("distribution {s:?}"),
+                "refused: it needs a bucket table this crate does not set up (virtual bucket) \
+                 or is not a distribution (consistent max)",
+            ));
         }
         Err(Distribution::unknown(s))
     }

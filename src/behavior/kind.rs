@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::value::BehaviorValue;
 use super::{distribution, hash};
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 /// A raw value given by name for the behavior `name`, trimmed: `"4000"`, `"on"`, `"fnv1a_32"`.
 pub(super) struct RawText<'a> {
@@ -16,7 +16,7 @@ pub(super) struct RawText<'a> {
 
 impl RawText<'_> {
     fn bad(&self, why: &str) -> Error {
-        Error::InvalidConfig(format!("behavior {} = {:?}: {why}", self.name, self.raw))
+        ConfigError::setting(format!("behavior {} = {:?}", self.name, self.raw), why)
     }
 
     fn number(&self) -> Result<u64> {

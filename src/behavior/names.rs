@@ -7,7 +7,7 @@ use super::kind::RawText;
 use super::table::{Behavior, BehaviorInfo, Id, Stage, all_behaviors};
 use super::value::BehaviorValue;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 /// Names that are recognised but refused, with the reason.
 const REFUSED: &[(&str, &str)] = &[
@@ -50,9 +50,10 @@ fn lookup(name: &str) -> Result<&'static BehaviorInfo> {
         return Ok(info);
     }
     if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == name) {
-        return Err(Error::InvalidConfig(format!(
-            "behavior {name} is refused: {why}"
-        )));
+        return Err(ConfigError::setting(
+            format!("behavior {name}"),
+            format!("refused: {why}"),
+        ));
     }
     Err(unknown(&[name]))
 }
@@ -61,10 +62,11 @@ fn unknown(names: &[&str]) -> Error {
     let mut names = names.to_vec();
     names.sort_unstable();
     names.dedup();
-    Error::InvalidConfig(format!(
-        "unknown behavior names: {} (see libmemcached::all_behaviors)",
-        names.join(", ")
-    ))
+    Error::InvalidConfig(ConfigError::Unknown {
+        what: "behavior",
+        name: names.join(", "),
+        known: "see libmemcached::all_behaviors".into(),
+    })
 }
 
 impl Behavior {
@@ -287,7 +289,7 @@ mod tests {
     #[test]
     fn bad_names_and_values_say_what_is_wrong() {
         let message = |r: Result<Behavior>| r.unwrap_err().to_string();
-        assert!(message(Behavior::from_name("bogus", 1)).contains("unknown behavior names: bogus"));
+        assert!(message(Behavior::from_name("bogus", 1)).contains("unknown behavior: bogus"));
         assert!(message(Behavior::from_name("pickle_protocol", 2)).contains("pickle"));
         assert!(message(Behavior::from_name("buffer_requests", 1)).contains("aborts"));
         assert!(message(Behavior::from_name("auto_eject", 1)).contains("remove_failed"));
@@ -301,8 +303,7 @@ mod tests {
         assert!(message(Behavior::from_name("failure_limit", 1u64 << 40)).contains("too large"));
         let err = parse_named([("zeta", "1"), ("alpha", "1"), ("hash", "md5")]).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("unknown behavior names: alpha, zeta"),
+            err.to_string().contains("unknown behavior: alpha, zeta"),
             "{err}"
         );
     }

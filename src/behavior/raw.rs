@@ -6,7 +6,7 @@ use libmemcached_sys as sys;
 
 use super::table::Behavior;
 use super::value::BehaviorValue;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 impl Behavior {
     /// The raw value in pylibmc's form (libmemcached's unit, rounded up), or an error if the
@@ -64,10 +64,10 @@ impl Behavior {
 
 /// The error for a behavior whose value is refused, saying why.
 pub(super) fn refused(behavior: Behavior, why: &str) -> Error {
-    Error::InvalidConfig(format!(
-        "behavior {} ({behavior:?}) is refused: {why}",
-        behavior.name()
-    ))
+    ConfigError::setting(
+        format!("behavior {} ({behavior:?})", behavior.name()),
+        format!("refused: {why}"),
+    )
 }
 
 /// Whole milliseconds, rounded up, at least 1, within libmemcached's `int32` field.

@@ -131,6 +131,7 @@ impl ResultStruct {
             return Err(Error::Memcached {
                 code: ReturnCode::MemoryAllocationFailure,
                 message: "memcached_result_create failed".into(),
+                key: None,
                 server: None,
             });
         }

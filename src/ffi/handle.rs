@@ -51,6 +51,7 @@ fn allocation_failed(what: &str) -> Error {
     Error::Memcached {
         code: ReturnCode::MemoryAllocationFailure,
         message: format!("{what} failed"),
+        key: None,
         server: None,
     }
 }
@@ -337,6 +338,7 @@ impl Handle {
             return Error::Memcached {
                 code: fallback.0,
                 message: fallback.1.to_owned(),
+                key: None,
                 server,
             };
         }
@@ -353,6 +355,7 @@ impl Handle {
         Error::Memcached {
             code,
             message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
+            key: None,
             server,
         }
     }
@@ -469,7 +472,9 @@ impl Handle {
     pub(crate) fn describe_error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
         let code = rc.code();
         if code == ReturnCode::NotFound {
-            return Error::NotFound;
+            return Error::NotFound {
+                key: key.unwrap_or_default().to_vec(),
+            };
         }
         // SAFETY: the handle is valid; the last message is a NUL-terminated string owned by the
         // handle, copied before any other call.
@@ -506,6 +511,7 @@ impl Handle {
         Error::Memcached {
             code,
             message,
+            key: key.map(<[u8]>::to_vec),
             server,
         }
     }

@@ -54,7 +54,7 @@ pub(crate) fn check_library() -> crate::Result<()> {
     CHECKED
         .get_or_init(|| fence(header, library_version()))
         .clone()
-        .map_err(crate::Error::InvalidConfig)
+        .map_err(|why| crate::ConfigError::setting("libmemcached", why))
 }
 
 /// Whether a library of version `loaded` may be used by bindings built from headers of

@@ -63,9 +63,13 @@ impl Keys<'_> {
             let len = items.len();
             return Err(Error::Multi {
                 failures: vec![KeyFailure {
-                    error: Error::InvalidArgument(format!(
-                        "values over the server's item size limit of {limit} bytes; none of the {len} items was sent"
-                    )),
+                    error: Error::argument(
+                        "value",
+                        format!(
+                            "values over the server's item size limit of {limit} bytes; none of \
+                             the {len} items was sent"
+                        ),
+                    ),
                     keys: too_big,
                 }],
             });

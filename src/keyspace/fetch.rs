@@ -258,6 +258,7 @@ fn unlogged_error(handle: &Handle, rc: Rc, server: usize, suspects: usize) -> Er
     Error::Memcached {
         code,
         message: format!("{code}{why}{which}"),
+        key: None,
         server: handle.servers().get(server).cloned(),
     }
 }
@@ -309,6 +310,7 @@ fn malformed_error(what: &str, server: Option<Suspect>) -> Error {
     Error::Memcached {
         code: ReturnCode::ProtocolError,
         message,
+        key: None,
         server,
     }
 }

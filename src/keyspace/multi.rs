@@ -250,7 +250,7 @@ impl Keys<'_> {
         let client = self.client;
         let items = keys.into_iter().map(|k| (k, ())).collect();
         let done = self.each_key(items, |key, ()| {
-            client.found(client.handle.delete(key, key), key)
+            client.found(client.handle.delete(key, key), "delete", key)
         })?;
         Ok(refused(done))
     }
@@ -310,7 +310,7 @@ impl Keys<'_> {
         let done = self.each_key(items.into_iter().collect(), |key, delta| {
             match client.arith(counter, key, delta) {
                 Ok(value) => Ok(Some(value)),
-                Err(Error::NotFound) => Ok(None),
+                Err(Error::NotFound { .. }) => Ok(None),
                 Err(other) => Err(other),
             }
         })?;
@@ -436,6 +436,7 @@ impl Keys<'_> {
         Some(Error::Memcached {
             code: crate::error::ReturnCode::Timeout,
             message: format!("{message}; not sent, the server timed out earlier in this call"),
+            key: None,
             server: Some(server),
         })
     }

@@ -127,6 +127,7 @@ impl<'a> Pending<'a> {
                 let error = Error::Memcached {
                     code: ReturnCode::Timeout,
                     message: "the server's replies did not end within the poll timeout".into(),
+                    key: None,
                     server: self.handle.servers().get(s).cloned(),
                 };
                 self.record(s, error);
@@ -151,6 +152,7 @@ impl<'a> Pending<'a> {
                     message: "the connection closed while reading the server's replies, with \
                               no error recorded"
                         .into(),
+                    key: None,
                     server: handle.servers().get(s).cloned(),
                 };
                 self.record(s, error);

@@ -89,19 +89,20 @@ impl Keys<'_> {
     ) -> Result<bool> {
         if cas == 0 {
             // The ASCII protocol answers a zero token with ERROR; binary takes it as a plain set.
-            return Err(Error::InvalidArgument(
-                "a CAS token is never 0; use set".into(),
-            ));
+            return Err(Error::argument("cas", "a CAS token is never 0; use set"));
         }
         let sent = self.full(key.as_ref())?;
         let client = self.client;
         if cas > MAX_ASCII_CAS && !client.key_rules().binary {
             // libmemcached formats the token into a 20-byte buffer with its NUL, and reports a
             // token of 20 digits as an allocation failure. No server issues one.
-            return Err(Error::InvalidArgument(format!(
-                "CAS token {cas} has 20 digits, more than libmemcached writes in an ASCII \
-                 command; servers count tokens up from 1"
-            )));
+            return Err(Error::argument(
+                "cas",
+                format!(
+                    "CAS token {cas} has 20 digits, more than libmemcached writes in an ASCII \
+                     command; servers count tokens up from 1"
+                ),
+            ));
         }
         let encoded = client.encode(&value, "cas", Compress::Never)?;
         let rc = client.handle.cas(
@@ -111,20 +112,20 @@ impl Keys<'_> {
             encoded.flags,
             cas,
         );
-        client.stored(rc, CAS_REFUSED, &sent, encoded.data.len())
+        client.stored(rc, "cas", CAS_REFUSED, &sent, encoded.data.len())
     }
 
     pub(crate) fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let sent = self.full(key.as_ref())?;
         self.client
-            .found(self.client.handle.delete(&sent, &sent), &sent)
+            .found(self.client.handle.delete(&sent, &sent), "delete", &sent)
     }
 
     pub(crate) fn touch(&self, key: impl AsRef<[u8]>, exp: impl Into<Expiration>) -> Result<bool> {
         let sent = self.full(key.as_ref())?;
         self.client.refuse_over_udp("touch")?;
         let rc = self.client.handle.touch(&sent, exp.into().to_wire());
-        self.client.found(rc, &sent)
+        self.client.found(rc, "touch", &sent)
     }
 
     pub(crate) fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<u64> {
@@ -249,7 +250,7 @@ impl Client {
     ) -> Result<bool> {
         let encoded = self.encode_for(op, value)?;
         let rc = self.send(op, key, &encoded, exp);
-        self.stored(rc, op.not_stored(), key, encoded.data.len())
+        self.stored(rc, op.name(), op.not_stored(), key, encoded.data.len())
     }
 
     /// Sends one storage command for an encoded value.
@@ -292,17 +293,22 @@ impl Client {
                     .apply(encoded)?;
                 let readable = self.settings.max_inflated_len.max(DEFAULT_MAX_INFLATED_LEN);
                 if !was_compressed && encoded.flags & flags::ZLIB != 0 && len > readable {
-                    return Err(Error::InvalidArgument(format!(
-                        "{op} of {len} bytes compressed: readers inflate at most {readable} \
-                         bytes (max_inflated_len), so it could never be read back"
-                    )));
+                    return Err(Error::argument(
+                        "value",
+                        format!(
+                            "{op} of {len} bytes compressed: readers inflate at most \
+                             {readable} bytes (max_inflated_len), so it could never be read back"
+                        ),
+                    ));
                 }
                 Ok(encoded)
             }
-            _ if asked => Err(Error::InvalidArgument(format!(
-                "{op} never compresses values"
-            ))),
-            Compress::Joins if encoded.flags & flags::ZLIB != 0 => Err(Error::InvalidArgument(
+            _ if asked => Err(Error::argument(
+                "value",
+                format!("{op} never compresses values"),
+            )),
+            Compress::Joins if encoded.flags & flags::ZLIB != 0 => Err(Error::argument(
+                "value",
                 format!("{op} of compressed bytes would corrupt the value they join"),
             )),
             _ => Ok(encoded),
@@ -370,17 +376,29 @@ impl Client {
         Ok(inflated)
     }
 
-    /// Maps a storage command's code: stored, not stored, or an error.
+    /// Maps a storage command's code: stored, not stored (a command that can be refused has
+    /// no answer without replies), or an error.
     #[inline]
-    fn stored(&self, rc: Rc, not_stored: &[ReturnCode], key: &[u8], len: usize) -> Result<bool> {
+    fn stored(
+        &self,
+        rc: Rc,
+        operation: &'static str,
+        not_stored: &[ReturnCode],
+        key: &[u8],
+        len: usize,
+    ) -> Result<bool> {
         match self.handle.check(rc, not_stored, Some(key)) {
             Ok(code) => {
                 self.counters.bytes_sent.add(len as u64);
+                if !not_stored.is_empty() {
+                    self.replied(operation, key)?;
+                }
                 self.answered(key);
                 Ok(code == ReturnCode::Success)
             }
             Err(error) if error.code() == Some(ReturnCode::E2Big) => Err(Error::TooBig {
                 len,
+                key: key.to_vec(),
                 server: self.handle.server_for_key(key).ok(),
             }),
             Err(error) => Err(error),
@@ -388,8 +406,9 @@ impl Client {
     }
 
     /// `Ok(true)` on success, `Ok(false)` for a missing key, an error otherwise.
-    pub(super) fn found(&self, rc: Rc, key: &[u8]) -> Result<bool> {
+    pub(super) fn found(&self, rc: Rc, operation: &'static str, key: &[u8]) -> Result<bool> {
         let code = self.handle.check(rc, &[ReturnCode::NotFound], Some(key))?;
+        self.replied(operation, key)?;
         self.answered(key);
         Ok(code == ReturnCode::Success)
     }
@@ -420,7 +439,7 @@ impl Client {
         let result = self
             .check(rc, Some(key))
             .and_then(|()| self.counted(key, value));
-        if matches!(result, Ok(_) | Err(Error::NotFound)) {
+        if matches!(result, Ok(_) | Err(Error::NotFound { .. })) {
             self.answered(key);
         }
         result
@@ -445,6 +464,7 @@ impl Client {
                 message: "the reply to a counter carried no value (an answer to another request: \
                           a server or proxy out of step)"
                     .into(),
+                key: Some(key.to_vec()),
                 server: self.handle.server_for_key(key).ok(),
             }),
         }
@@ -486,7 +506,7 @@ impl Client {
         let mut attempts = 0;
         loop {
             match self.arith(counter, key, delta) {
-                Err(Error::NotFound) if attempts < 3 => {}
+                Err(Error::NotFound { .. }) if attempts < 3 => {}
                 other => return other,
             }
             // Stored with flags 0, as the binary protocol creates counters, and never
@@ -508,6 +528,18 @@ impl Client {
         }
     }
 
+    /// Says that a command sent without a reply has no known outcome (UDP, noreply).
+    fn replied(&self, operation: &'static str, key: &[u8]) -> Result<()> {
+        let facts = self.handle.facts();
+        match facts.udp || facts.noreply {
+            true => Err(Error::Unanswered {
+                operation,
+                key: key.to_vec(),
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// Refuses operations whose result is in the reply when there is none: over UDP and with
     /// `Behavior::NoReply`, libmemcached sends every write without waiting for an answer (and
     /// would report a counter of u64::MAX).
@@ -523,6 +555,7 @@ impl Client {
         Err(Error::Memcached {
             code: ReturnCode::NotSupported,
             message: format!("{operation} need a reply, and {why}"),
+            key: None,
             server: None,
         })
     }

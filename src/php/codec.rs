@@ -29,9 +29,10 @@ pub(crate) fn encode<'v>(
     let php = to_php(encoded).map_err(Error::encode)?;
     if !compress {
         if own.is_some_and(|c| !c.is_off()) {
-            return Err(Error::InvalidArgument(format!(
-                "{op} never compresses values"
-            )));
+            return Err(Error::argument(
+                "value",
+                format!("{op} never compresses values"),
+            ));
         }
         return Ok(php);
     }
@@ -40,10 +41,13 @@ pub(crate) fn encode<'v>(
     let php = compress_as_php(php, compression)?;
     let readable = settings.max_inflated_len.max(DEFAULT_MAX_INFLATED_LEN);
     if php.flags & flags::COMPRESSED != 0 && len > readable {
-        return Err(Error::InvalidArgument(format!(
-            "{op} of {len} bytes compressed: readers inflate at most {readable} bytes \
-             (max_inflated_len), so it could never be read back"
-        )));
+        return Err(Error::argument(
+            "value",
+            format!(
+                "{op} of {len} bytes compressed: readers inflate at most {readable} bytes \
+                 (max_inflated_len), so it could never be read back"
+            ),
+        ));
     }
     Ok(php)
 }

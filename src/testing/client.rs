@@ -52,7 +52,9 @@ pub fn address_from_env(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Address, TestClientError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    let invalid = |text: String| TestClientError::Config(crate::Error::InvalidConfig(text));
+    let invalid = |text: String| {
+        TestClientError::Config(crate::error::ConfigError::setting("MEMCACHED_*", text))
+    };
     let transport = match var("MEMCACHED_TYPE") {
         None => defaults.transport(),
         Some(kind) => match kind.to_ascii_lowercase().as_str() {
