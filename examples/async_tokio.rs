@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("greeting again = {again:?}");
 
     let big = "compressible text ".repeat(1000);
-    mc.set("big", big.clone(), 60).await?;
+    mc.set("big", &big, 60).await?;
     let back: Option<String> = mc.get("big").await?;
     println!(
         "{} bytes stored compressed, read back intact: {}",

@@ -461,7 +461,7 @@ async fn run_tasks(
                     while !stop.load(Ordering::Relaxed) {
                         let (key, set) = ops.next(&bench.keys);
                         if set {
-                            mc.set(key.as_str(), bench.value.to_vec(), 0).await.unwrap();
+                            mc.set(key.as_str(), &bench.value[..], 0).await.unwrap();
                         } else {
                             let v: Option<Vec<u8>> = mc.get(key.as_str()).await.unwrap();
                             assert_eq!(v.map(|v| v.len()), Some(VALUE_LEN));

@@ -1,10 +1,12 @@
 //! Every operation but `get`, listed once: each runs on a worker as one call of the blocking
 //! [`Client`] method of the same name, with the same results, strict and partial forms alike.
 //!
-//! Arguments are taken by value and made ready for the worker before the future exists (keys
-//! copied, key lists collected, expirations converted), so that the futures borrow nothing.
-//! Values are encoded on the worker by the client itself, so compression and each command's
-//! rules (cas and append never compress) are the blocking client's by construction.
+//! Arguments are made ready for the worker before the future exists (keys copied, key lists
+//! collected, expirations converted, values serialized), so that the futures borrow nothing
+//! while the values may be borrowed: `mc.set(key, &text, 0)`. A value's own serialization
+//! ([`ToValue::to_value`]) runs in the caller, and its error is the future's; compression and
+//! the client's value format are applied on the worker by the client itself, so they and each
+//! command's rules (cas and append never compress) are the blocking client's by construction.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -35,7 +37,10 @@ macro_rules! on_a_worker {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<$ret>
                 $(where $($bound)*)?
                 {
-                    $(let $arg = $ready($arg);)*
+                    $(let $arg = match $ready($arg) {
+                        Ok(ready) => ready,
+                        Err(error) => return AsyncCall::failed(error),
+                    };)*
                     let lane = self.lane(None $(.or(Some(&$route[..])))?);
                     self.call(lane, move |client| client.$name($($arg),*))
                 }
@@ -46,26 +51,67 @@ macro_rules! on_a_worker {
 
 /// How arguments are readied for the worker.
 mod ready {
+    use crate::compression::Compression;
+    use crate::error::{Error, Result};
     use crate::expiration::Expiration;
+    use crate::value::{Encoded, ToValue};
 
     /// A key, copied.
-    pub(super) fn key(key: impl AsRef<[u8]>) -> Box<[u8]> {
-        key.as_ref().into()
+    pub(super) fn key(key: impl AsRef<[u8]>) -> Result<Box<[u8]>> {
+        Ok(key.as_ref().into())
     }
 
-    /// Keys or items, collected.
-    pub(super) fn list<T>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-        items.into_iter().collect()
+    /// Keys, collected.
+    pub(super) fn list<T>(items: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
+        Ok(items.into_iter().collect())
+    }
+
+    /// Items, collected with their values serialized.
+    pub(super) fn items<K, V: ToValue>(
+        items: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Vec<(K, Serialized)>> {
+        items
+            .into_iter()
+            .map(|(key, value)| Ok((key, self::value(value)?)))
+            .collect()
     }
 
     /// An expiration, converted.
-    pub(super) fn exp(exp: impl Into<Expiration>) -> Expiration {
-        exp.into()
+    pub(super) fn exp(exp: impl Into<Expiration>) -> Result<Expiration> {
+        Ok(exp.into())
+    }
+
+    /// A value, serialized.
+    pub(super) fn value(value: impl ToValue) -> Result<Serialized> {
+        let encoded = value.to_value().map_err(Error::encode)?;
+        Ok(Serialized {
+            data: encoded.data.into_owned(),
+            flags: encoded.flags,
+            compression: value.compression(),
+        })
     }
 
     /// Anything else, as it is.
-    pub(super) fn moved<T>(value: T) -> T {
-        value
+    pub(super) fn moved<T>(value: T) -> Result<T> {
+        Ok(value)
+    }
+
+    /// A value as its [`ToValue`] made it, owned, for the worker's client to compress and
+    /// store as it would have the value itself.
+    pub(crate) struct Serialized {
+        data: Vec<u8>,
+        flags: u32,
+        compression: Option<Compression>,
+    }
+
+    impl ToValue for Serialized {
+        fn to_value(&self) -> std::result::Result<Encoded<'_>, crate::BoxError> {
+            Ok(Encoded::borrowed(&self.data, self.flags))
+        }
+
+        fn compression(&self) -> Option<Compression> {
+            self.compression
+        }
     }
 }
 
@@ -79,39 +125,39 @@ on_a_worker! {
     /// Stores `value` under `key`: [`Client::set`].
     on key fn set(
         key: impl AsRef<[u8]> => ready::key,
-        value: impl ToValue + Send + 'static => ready::moved,
+        value: impl ToValue => ready::value,
         exp: impl Into<Expiration> => ready::exp,
     ) -> ();
 
     /// Stores `value` only if `key` does not exist; `false` if it does: [`Client::add`].
     on key fn add(
         key: impl AsRef<[u8]> => ready::key,
-        value: impl ToValue + Send + 'static => ready::moved,
+        value: impl ToValue => ready::value,
         exp: impl Into<Expiration> => ready::exp,
     ) -> bool;
 
     /// Stores `value` only if `key` exists; `false` if it does not: [`Client::replace`].
     on key fn replace(
         key: impl AsRef<[u8]> => ready::key,
-        value: impl ToValue + Send + 'static => ready::moved,
+        value: impl ToValue => ready::value,
         exp: impl Into<Expiration> => ready::exp,
     ) -> bool;
 
     /// Appends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::append`].
-    on key fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+    on key fn append(key: impl AsRef<[u8]> => ready::key, value: impl ToValue => ready::value)
         -> bool;
 
     /// Prepends `value`'s bytes to the value of `key`; `false` if it does not exist:
     /// [`Client::prepend`].
-    on key fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue + Send + 'static => ready::moved)
+    on key fn prepend(key: impl AsRef<[u8]> => ready::key, value: impl ToValue => ready::value)
         -> bool;
 
     /// Stores `value` only if `key` still has the CAS token `cas`; `false` if it changed or is
     /// gone: [`Client::cas`].
     on key fn cas(
         key: impl AsRef<[u8]> => ready::key,
-        value: impl ToValue + Send + 'static => ready::moved,
+        value: impl ToValue => ready::value,
         cas: u64 => ready::moved,
         exp: impl Into<Expiration> => ready::exp,
     ) -> bool;
@@ -166,34 +212,34 @@ on_a_worker! {
 
     /// Stores every item; returns the keys not stored: [`Client::set_multi`].
     fn set_multi[K, V](
-        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        items: impl IntoIterator<Item = (K, V)> => ready::items,
         exp: impl Into<Expiration> => ready::exp,
     ) -> Vec<K>
-        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
     /// [`AsyncClient::set_multi`] that returns what failed beside the keys not stored:
     /// [`Client::set_multi_partial`].
     fn set_multi_partial[K, V](
-        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        items: impl IntoIterator<Item = (K, V)> => ready::items,
         exp: impl Into<Expiration> => ready::exp,
     ) -> Partial<Vec<K>>
-        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
     /// Stores each item whose key does not exist yet; returns the keys that existed:
     /// [`Client::add_multi`].
     fn add_multi[K, V](
-        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        items: impl IntoIterator<Item = (K, V)> => ready::items,
         exp: impl Into<Expiration> => ready::exp,
     ) -> Vec<K>
-        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
     /// [`AsyncClient::add_multi`] that returns what failed beside the keys that existed:
     /// [`Client::add_multi_partial`].
     fn add_multi_partial[K, V](
-        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        items: impl IntoIterator<Item = (K, V)> => ready::items,
         exp: impl Into<Expiration> => ready::exp,
     ) -> Partial<Vec<K>>
-        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
     /// Deletes every key; returns the keys that did not exist: [`Client::delete_multi`].
     fn delete_multi[K](keys: impl IntoIterator<Item = K> => ready::list) -> Vec<K>
@@ -240,10 +286,10 @@ on_a_worker! {
     /// Stores many items without a reply per item: [`Client::bulk_set`] (noreply and buffered
     /// over ASCII, on a second connection per server of the worker's client).
     fn bulk_set[K, V](
-        items: impl IntoIterator<Item = (K, V)> => ready::list,
+        items: impl IntoIterator<Item = (K, V)> => ready::items,
         exp: impl Into<Expiration> => ready::exp,
     ) -> ()
-        where [K: AsRef<[u8]> + Send + 'static, V: ToValue + Send + 'static];
+        where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
     // ---- servers ----------------------------------------------------------------------------
 
