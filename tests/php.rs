@@ -543,3 +543,6 @@ fn doubles_are_stored_as_php_stores_them() {
 
 #[path = "php/sharing.rs"]
 mod sharing;
+
+#[path = "php/exact.rs"]
+mod exact;

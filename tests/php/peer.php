@@ -28,6 +28,8 @@
 //     {"op": "get", "key": K} -> {"value": DESCRIBED, "user_flags": N} or {"miss": true}
 //     {"op": "servers", "prefix": P, "count": N} -> {"servers": ["host:port" of P.i, ...]}
 //     {"op": "options", "names": ["OPT_HASH", ...]} -> {"options": {name: value}}
+//     {"op": "eval", "php": CODE} -> {"result": what CODE returns}: PHP statements run with the
+//         job's client as $m (for what the other commands cannot say, such as a float's bits)
 ini_set('display_errors', 'stderr');
 error_reporting(E_ALL);
 
@@ -106,6 +108,8 @@ function run(Memcached $m, array $c) {
                 $options[$name] = $m->getOption(constant("Memcached::$name"));
             }
             return ['options' => $options];
+        case 'eval':
+            return ['result' => (function (Memcached $m) use ($c) { return eval($c['php']); })($m)];
     }
     throw new Exception("unknown op {$c['op']}");
 }

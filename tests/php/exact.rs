@@ -1,0 +1,117 @@
+//! PHP values exactly as PHP reads them: doubles in JSON bit for bit, JSON objects in PHP's
+//! property order, JSON's `-0`, PHP's type kept through `Value`, and objects the crate cannot
+//! rebuild as PHP would.
+
+use libmemcached::Json;
+use libmemcached::php::PhpValue;
+use serde_json::{Value as JsonValue, json};
+
+use super::common;
+use super::harness::*;
+
+/// PHP statements run by `tests/php/peer.php` with the job's client as `$m`.
+fn eval(php: &str) -> JsonValue {
+    json!({ "op": "eval", "php": php })
+}
+
+/// Runs `php` in one PHP job on `specs`, and returns what it returns.
+fn php_eval(specs: &[String], php: &str) -> JsonValue {
+    let results = php_ok(&[job(specs, json!({}), vec![eval(php)])]);
+    results[0][0]["result"].clone()
+}
+
+/// A number as PHP read it: a float's bits (`bin2hex(pack('E', $x))`), or an int.
+fn php_number(read: &JsonValue) -> PhpValue {
+    match read.as_str() {
+        Some(hex) => PhpValue::Float(f64::from_bits(u64::from_str_radix(hex, 16).unwrap())),
+        None => PhpValue::Int(read.as_i64().unwrap()),
+    }
+}
+
+/// Whether two numbers are the same to PHP: the same type, and floats with the same bits.
+fn same_number(a: &PhpValue, b: &PhpValue) -> bool {
+    match (a, b) {
+        (PhpValue::Float(x), PhpValue::Float(y)) => x.to_bits() == y.to_bits(),
+        (PhpValue::Int(i), PhpValue::Int(j)) => i == j,
+        _ => false,
+    }
+}
+
+/// 1000 doubles PHP stores with its JSON serializer (every exponent, subnormals, the extremes)
+/// read here with the bits PHP reads them with.
+#[test]
+fn json_doubles_read_bit_for_bit() {
+    let server = common::own_server();
+    let specs = [server.spec()];
+    let php_read = php_eval(
+        &specs,
+        r#"
+        mt_srand(24);
+        $xs = [PHP_FLOAT_MAX, -PHP_FLOAT_MAX, PHP_FLOAT_MIN, -PHP_FLOAT_MIN, 5e-324, -5e-324,
+               2.2250738585072009e-308, PHP_FLOAT_EPSILON, 0.1, 1e23, 9007199254740993.0, 0.0];
+        while (count($xs) < 1000) {
+            if (count($xs) % 2) {
+                // Any bit pattern but the infinities and NaNs, which JSON cannot hold.
+                $x = unpack('E', pack('NN', mt_rand(0, 0xffffffff), mt_rand(0, 0xffffffff)))[1];
+                if (is_finite($x)) {
+                    $xs[] = $x;
+                }
+            } else {
+                $xs[] = mt_rand() / mt_getrandmax() * 10 ** mt_rand(-20, 20);
+            }
+        }
+        $m->setOption(Memcached::OPT_SERIALIZER, Memcached::SERIALIZER_JSON);
+        if (!$m->set('doubles', $xs)) {
+            throw new Exception($m->getResultMessage());
+        }
+        // PHP writes integral doubles below 1e15 as JSON ints ("3" for 3.0), which it reads as
+        // ints: each value as PHP reads it, a float's bits or an int.
+        $read = $m->get('doubles');
+        $bits = fn($x) => bin2hex(pack('E', $x));
+        if (array_map($bits, $read) !== array_map($bits, $xs)) {
+            throw new Exception('PHP reads other numbers than it wrote');
+        }
+        return array_map(fn($x) => is_float($x) ? $bits($x) : $x, $read);
+        "#,
+    );
+    let php_read: Vec<PhpValue> = php_read
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(php_number)
+        .collect();
+    assert_eq!(php_read.len(), 1000);
+    let floats = php_read
+        .iter()
+        .filter(|x| matches!(x, PhpValue::Float(_)))
+        .count();
+    assert!(floats > 900, "{floats} of 1000 are floats to PHP");
+    assert_eq!(
+        common::raw_get(&specs[0], "doubles").unwrap().0 & 0xf,
+        6,
+        "JSON"
+    );
+
+    let mc = php_client(&specs);
+    let PhpValue::Array(entries) = mc.get::<PhpValue>("doubles").unwrap().unwrap() else {
+        panic!("an array");
+    };
+    assert_eq!(entries.len(), 1000);
+    let off = (0..1000)
+        .filter(|&i| !same_number(&entries[i].1, &php_read[i]))
+        .count();
+    eprintln!("PhpValue: {off} of 1000 numbers differ from PHP's");
+    assert_eq!(off, 0, "numbers that differ from PHP's, of 1000");
+
+    // `Json<T>` reads the same bits.
+    let Json(xs): Json<Vec<f64>> = mc.get("doubles").unwrap().unwrap();
+    let off = (0..1000)
+        .filter(|&i| match php_read[i] {
+            PhpValue::Float(x) => xs[i].to_bits() != x.to_bits(),
+            PhpValue::Int(n) => xs[i] != n as f64,
+            _ => unreachable!(),
+        })
+        .count();
+    eprintln!("Json<Vec<f64>>: {off} of 1000 doubles differ from PHP's");
+    assert_eq!(off, 0, "doubles that differ through Json<T>, of 1000");
+}
