@@ -1,7 +1,7 @@
 //! [`PhpValue`]: PHP values decoded into a tree (feature `php`).
 //!
 //! PHP's `serialize()` format is parsed with `phpserz`, msgpack with `rmpv`, JSON with
-//! `serde_json`. igbinary has no well-kept Rust decoder: its values stay opaque
+//! `serde_json` into a tree built as PHP's `json_decode` builds it (`json.rs`). igbinary has no well-kept Rust decoder: its values stay opaque
 //! ([`PhpValue::Opaque`]), as do values that use references, custom-serialized objects (`C:`) or
 //! msgpack extensions, which a tree cannot hold.
 
@@ -45,14 +45,17 @@ pub enum PhpValue {
     Bool(bool),
     /// An int.
     Int(i64),
-    /// A float.
+    /// A float. In JSON, a number with a fraction or an exponent, or an int past `i64`, as PHP
+    /// reads them; `-0` (which PHP writes for -0.0) is the int 0 to PHP, and here.
     Float(f64),
     /// A string: bytes, as PHP's strings are.
     String(Vec<u8>),
     /// An array, its entries in order (lists have keys 0, 1, ...).
     Array(Vec<(PhpKey, PhpValue)>),
     /// An object: its class, and its properties named as PHP serializes them (`\0*\0name` for a
-    /// protected one, `\0Class\0name` for a private one). JSON objects are `stdClass`.
+    /// protected one, `\0Class\0name` for a private one). JSON objects are `stdClass`, their
+    /// properties in the order written (a repeated name keeps its first place and its last
+    /// value), as PHP's `json_decode` gives them.
     Object {
         /// The class name.
         class: Vec<u8>,
@@ -91,7 +94,7 @@ impl PhpValue {
                 kind,
                 data: data.to_vec(),
             },
-            PhpType::Json => from_json(serde_json::from_slice(data)?),
+            PhpType::Json => json::decode(data)?,
             PhpType::Msgpack => opaque_if_unsupported(kind, data, from_msgpack(data))?,
         })
     }
@@ -305,32 +308,6 @@ fn from_rmpv_map(entries: Vec<(rmpv::Value, rmpv::Value)>) -> Result<PhpValue, F
     Ok(PhpValue::Array(entries))
 }
 
-/// JSON as PHP's `json_decode` reads it by default: objects are `stdClass`.
-fn from_json(value: serde_json::Value) -> PhpValue {
-    use serde_json::Value as J;
-    match value {
-        J::Null => PhpValue::Null,
-        J::Bool(b) => PhpValue::Bool(b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => PhpValue::Int(i),
-            None => PhpValue::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => PhpValue::String(s.into_bytes()),
-        J::Array(items) => PhpValue::Array(
-            (0..)
-                .zip(items)
-                .map(|(i, item)| (PhpKey::Int(i), from_json(item)))
-                .collect(),
-        ),
-        J::Object(map) => PhpValue::Object {
-            class: b"stdClass".to_vec(),
-            properties: map
-                .into_iter()
-                .map(|(k, v)| (k.into_bytes(), from_json(v)))
-                .collect(),
-        },
-    }
-}
-
+mod json;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! rebuild as PHP would.
 
 use libmemcached::Json;
-use libmemcached::php::PhpValue;
+use libmemcached::php::{PhpKey, PhpValue};
 use serde_json::{Value as JsonValue, json};
 
 use super::common;
@@ -114,4 +114,76 @@ fn json_doubles_read_bit_for_bit() {
         .count();
     eprintln!("Json<Vec<f64>>: {off} of 1000 doubles differ from PHP's");
     assert_eq!(off, 0, "doubles that differ through Json<T>, of 1000");
+}
+
+/// A value as `typed()` in `tests/php/peer.php` describes it, exact to the bit.
+fn typed(value: &PhpValue) -> JsonValue {
+    match value {
+        PhpValue::Null => json!(["null"]),
+        PhpValue::Bool(b) => json!(["bool", b]),
+        PhpValue::Int(i) => json!(["int", i]),
+        PhpValue::Float(x) => json!(["float", hex(&x.to_bits().to_be_bytes())]),
+        PhpValue::String(s) => json!(["string", hex(s)]),
+        PhpValue::Array(entries) => {
+            let entries: Vec<JsonValue> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let k = match k {
+                        PhpKey::Int(i) => json!(["i", i]),
+                        PhpKey::String(s) => json!(["s", hex(s)]),
+                    };
+                    json!([k, typed(v)])
+                })
+                .collect();
+            json!(["array", entries])
+        }
+        PhpValue::Object { class, properties } => {
+            let entries: Vec<JsonValue> = properties
+                .iter()
+                .map(|(name, v)| json!([hex(name), typed(v)]))
+                .collect();
+            json!(["object", String::from_utf8_lossy(class), entries])
+        }
+        other => panic!("{other:?} has no typed form"),
+    }
+}
+
+/// PHP's JSON serializer: properties in PHP's order (not sorted), and `-0` (which PHP writes for
+/// -0.0) as the int 0 that PHP reads, while other numbers stay floats.
+#[test]
+fn json_values_read_as_php_reads_them() {
+    let server = common::own_server();
+    let specs = [server.spec()];
+    let php_read = php_eval(
+        &specs,
+        r#"
+        $m->setOption(Memcached::OPT_SERIALIZER, Memcached::SERIALIZER_JSON);
+        $value = [
+            'b' => 1, 'a' => (object)['z' => 1, 'b' => 2, 'y' => 3, 'a' => 4],
+            'zeros' => [-0.0, 0.0, 1.5, -1.5, '-0'], 'c' => -0.0, '0' => 'first int key',
+        ];
+        if (!$m->set('json', $value)) {
+            throw new Exception($m->getResultMessage());
+        }
+        return ['text' => bin2hex(json_encode($value)), 'read' => typed($m->get('json'))];
+        "#,
+    );
+    assert_eq!(
+        String::from_utf8(unhex(php_read["text"].as_str().unwrap())).unwrap(),
+        r#"{"b":1,"a":{"z":1,"b":2,"y":3,"a":4},"zeros":[-0,0,1.5,-1.5,"-0"],"c":-0,"0":"first int key"}"#,
+        "the JSON text PHP writes"
+    );
+    let php_read = &php_read["read"];
+    // PHP's json_decode gives int(0) for the -0 it wrote for -0.0.
+    assert_eq!(php_read[2][3][1], json!(["int", 0]), "{php_read}");
+
+    let mc = php_client(&specs);
+    let read = mc.get::<PhpValue>("json").unwrap().unwrap();
+    assert_eq!(typed(&read), *php_read);
+    let PhpValue::Object { properties, .. } = read.get("a").unwrap() else {
+        panic!("{read:?}");
+    };
+    let names: Vec<&[u8]> = properties.iter().map(|(n, _)| &n[..]).collect();
+    assert_eq!(names, [b"z", b"b", b"y", b"a"]);
+    assert_eq!(read.get("c"), Some(&PhpValue::Int(0)));
 }

@@ -77,6 +77,26 @@ function describe($value) {
     return $out;
 }
 
+// A value as an exact typed tree, for `eval` commands: ["null"], ["bool", B], ["int", N],
+// ["float", hex of pack('E')], ["string", hex], ["array", [[KEY, TREE], ...]] with KEY ["i", N] or
+// ["s", hex], and ["object", class, [[hex of the name, TREE], ...]] with the names (array) gives.
+function typed($v) {
+    if (is_null($v)) return ['null'];
+    if (is_bool($v)) return ['bool', $v];
+    if (is_int($v)) return ['int', $v];
+    if (is_float($v)) return ['float', bin2hex(pack('E', $v))];
+    if (is_string($v)) return ['string', bin2hex($v)];
+    $entries = [];
+    foreach ((array)$v as $k => $x) {
+        if (is_array($v)) {
+            $entries[] = [is_int($k) ? ['i', $k] : ['s', bin2hex($k)], typed($x)];
+        } else {
+            $entries[] = [bin2hex((string)$k), typed($x)];
+        }
+    }
+    return is_array($v) ? ['array', $entries] : ['object', get_class($v), $entries];
+}
+
 function run(Memcached $m, array $c) {
     switch ($c['op']) {
         case 'set':

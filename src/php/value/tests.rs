@@ -176,3 +176,65 @@ fn reads_the_crate_flags() {
         None
     );
 }
+
+fn json(text: &str) -> PhpValue {
+    PhpValue::decode(PhpType::Json, text.as_bytes()).unwrap()
+}
+
+fn std_class(properties: Vec<(&str, PhpValue)>) -> PhpValue {
+    PhpValue::Object {
+        class: b"stdClass".to_vec(),
+        properties: properties
+            .into_iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value))
+            .collect(),
+    }
+}
+
+#[test]
+fn reads_json_as_json_decode_does() {
+    // Properties in the order written; a repeated one keeps its place and takes the last value.
+    assert_eq!(
+        json(r#"{"b":1,"a":2,"c":3,"a":4}"#),
+        std_class(vec![
+            ("b", PhpValue::Int(1)),
+            ("a", PhpValue::Int(4)),
+            ("c", PhpValue::Int(3)),
+        ])
+    );
+    assert_eq!(json(r#"{"":1}"#), std_class(vec![("", PhpValue::Int(1))]));
+    assert!(PhpValue::decode(PhpType::Json, br#"{"\u0000a":1}"#).is_err());
+    // `-0` is an int, however the zero is spelled otherwise a float.
+    assert_eq!(json("-0"), PhpValue::Int(0));
+    let zeros = json(r#"[-0, -0.0, -0e0, 0, -1e-400, "-0", {"-0": -0}, -0E1, [-0]]"#);
+    let PhpValue::Array(entries) = zeros else {
+        panic!("{zeros:?}")
+    };
+    let got: Vec<String> = entries.iter().map(|(_, v)| format!("{v:?}")).collect();
+    assert_eq!(
+        got,
+        [
+            "Int(0)",
+            "Float(-0.0)",
+            "Float(-0.0)",
+            "Int(0)",
+            "Float(-0.0)",
+            "String([45, 48])",
+            "Object { class: [115, 116, 100, 67, 108, 97, 115, 115], properties: [([45, 48], Int(0))] }",
+            "Float(-0.0)",
+            "Array([(Int(0), Int(0))])",
+        ]
+    );
+    // Ints past PHP's are floats; escapes in strings do not disturb the count of numbers.
+    assert_eq!(
+        json(r#"["\"-0\\", 9223372036854775808, -9223372036854775809, -0]"#),
+        PhpValue::Array(vec![
+            (PhpKey::Int(0), s("\"-0\\")),
+            (PhpKey::Int(1), PhpValue::Float(9223372036854775808.0)),
+            (PhpKey::Int(2), PhpValue::Float(-9223372036854775808.0)),
+            (PhpKey::Int(3), PhpValue::Int(0)),
+        ])
+    );
+    assert!(PhpValue::decode(PhpType::Json, b"[1] x").is_err());
+    assert!(PhpValue::decode(PhpType::Json, b"[1,]").is_err());
+}
