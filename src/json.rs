@@ -40,7 +40,8 @@ impl<T: DeserializeOwned> FromValue for Json<T> {
     fn from_value(data: &[u8], flags: u32) -> Result<Self, BoxError> {
         // The top 16 bits are PHP's user flags, which say nothing of the type.
         let flags = flags & !flags::ZLIB & 0xffff;
-        if flags != flags::JSON && flags != flags::BYTES && flags != flags::TEXT {
+        let php_json = crate::php::PhpType::Json.crate_flags();
+        if ![flags::JSON, php_json, flags::BYTES, flags::TEXT].contains(&flags) {
             return Err(format!("flags {flags} are not JSON ({})", flags::JSON).into());
         }
         Ok(Json(serde_json::from_slice(data)?))

@@ -129,13 +129,14 @@ fn php_long(data: Cow<'_, [u8]>) -> std::result::Result<Cow<'_, [u8]>, BoxError>
 
 /// PHP's flags to the crate's.
 fn crate_flags(php_flags: u32) -> std::result::Result<u32, BoxError> {
-    use value::flags::{BYTES, JSON, LONG};
+    use value::flags::{BYTES, LONG};
     let user = php_flags & flags::USER_MASK;
     let kind = php_flags & flags::TYPE_MASK;
+    // JSON keeps its PHP type (not `Json<T>`'s flags, which PHP would get back as a string when
+    // a `Value` read here is written back); `Json<T>` reads both.
     let crate_kind = match PhpType::from_number(kind) {
         Some(PhpType::String) => BYTES,
         Some(PhpType::Long) => LONG,
-        Some(PhpType::Json) => JSON,
         Some(other) => other.crate_flags(),
         None => return Err(unknown_type(kind)),
     };
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!(crate_flags(1).unwrap(), crate_flags_::LONG);
         assert_eq!(
             crate_flags(6 | 3 << 16).unwrap(),
-            crate_flags_::JSON | 3 << 16
+            PhpType::Json.crate_flags() | 3 << 16
         );
         assert_eq!(
             crate_flags(4 | 80).unwrap(),

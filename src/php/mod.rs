@@ -69,9 +69,10 @@
 //! | [`Value::Php`](crate::Value::Php) | [`PHP`](crate::value::flags::PHP) + type × 256 | the type | as PHP wrote it |
 //!
 //! Any other pickle (flags 1) has no PHP equivalent and is refused
-//! ([`Error::Encode`](crate::Error::Encode)). Reading maps PHP's string to 0, int to 4, JSON to 32, and double,
-//! bool, serialized, igbinary and msgpack to [`PHP`](crate::value::flags::PHP) + type × 256
-//! ([`Value::Php`](crate::Value::Php)); a type above 7 is [`Error::Decode`](crate::Error::Decode),
+//! ([`Error::Encode`](crate::Error::Encode)). Reading maps PHP's string to 0, int to 4, and double,
+//! bool, serialized, igbinary, JSON and msgpack to [`PHP`](crate::value::flags::PHP) + type × 256
+//! ([`Value::Php`](crate::Value::Php)), so that a value read as `Value` and written back keeps
+//! its PHP type (`Json<T>` reads PHP's JSON values, and `String` their text); a type above 7 is [`Error::Decode`](crate::Error::Decode),
 //! a compressed value that does not inflate [`Error::Decompress`](crate::Error::Decompress), both
 //! naming the key and PHP's flags. The user's flags (bits 16–31) pass through both ways.
 

@@ -224,6 +224,8 @@ impl ToValue for (&[u8], u32) {
 fn check_plain(flags: u32) -> Result<(), BoxError> {
     match flags & (flags::TYPE_MASK | flags::PHP) {
         flags::BYTES | flags::TEXT | flags::INTEGER | flags::LONG => Ok(()),
+        // PHP's JSON values are JSON text.
+        _ if PhpType::of_crate_flags(flags) == Some(PhpType::Json) => Ok(()),
         _ => not_plain(flags),
     }
 }
@@ -283,10 +285,10 @@ pub enum Value {
     BigInt(String),
     /// A Python pickle (flags 1), as stored.
     Pickle(Vec<u8>),
-    /// A PHP value with no variant of its own (a double, a bool, a PHP-serialized, igbinary or
-    /// msgpack value), as php-memcached stored it: flags [`flags::PHP`] and its type. Written
-    /// back in PHP's format it is the same value to PHP; `f64`, `bool` and, with the `php`
-    /// feature, `php::PhpValue` decode it.
+    /// A PHP value with no variant of its own (a double, a bool, a PHP-serialized, igbinary,
+    /// JSON or msgpack value), as php-memcached stored it: flags [`flags::PHP`] and its type.
+    /// Written back in PHP's format it is the same value to PHP, with the same type; `f64`,
+    /// `bool`, `Json<T>` (JSON) and, with the `php` feature, `php::PhpValue` decode it.
     Php {
         /// Its PHP type.
         kind: PhpType,

@@ -3,7 +3,8 @@
 //! rebuild as PHP would.
 
 use libmemcached::Json;
-use libmemcached::php::{PhpKey, PhpValue};
+use libmemcached::Value;
+use libmemcached::php::{PhpKey, PhpType, PhpValue};
 use serde_json::{Value as JsonValue, json};
 
 use super::common;
@@ -186,4 +187,71 @@ fn json_values_read_as_php_reads_them() {
     let names: Vec<&[u8]> = properties.iter().map(|(n, _)| &n[..]).collect();
     assert_eq!(names, [b"z", b"b", b"y", b"a"]);
     assert_eq!(read.get("c"), Some(&PhpValue::Int(0)));
+}
+
+/// An array PHP stores with each of its serializers, read here as `Value` and written back under
+/// another key: PHP reads the same array from both keys, stored with the same type.
+#[test]
+fn values_read_as_value_and_written_back_keep_their_php_type() {
+    let server = common::own_server();
+    let specs = [server.spec()];
+    let serializers = [
+        ("SERIALIZER_PHP", PhpType::Serialized),
+        ("SERIALIZER_IGBINARY", PhpType::Igbinary),
+        ("SERIALIZER_JSON", PhpType::Json),
+        ("SERIALIZER_MSGPACK", PhpType::Msgpack),
+    ];
+    const ARRAY: &str = "['b' => [1, 2.5, null, true], 'a' => 'é', 'n' => -7]";
+    let code: String = serializers
+        .iter()
+        .map(|(serializer, _)| {
+            format!(
+                "$m->setOption(Memcached::OPT_SERIALIZER, Memcached::{serializer});
+                 if (!$m->set('{serializer}', {ARRAY})) {{
+                     throw new Exception($m->getResultMessage());
+                 }}\n"
+            )
+        })
+        .collect();
+    php_eval(&specs, &format!("{code} return true;"));
+
+    let mc = php_client(&specs);
+    for (serializer, kind) in serializers {
+        let value = mc.get::<Value>(serializer).unwrap().unwrap();
+        assert!(
+            matches!(&value, Value::Php { kind: k, .. } if *k == kind),
+            "{serializer}: {value:?}"
+        );
+        mc.set(format!("{serializer}-back"), &value, 0).unwrap();
+        let stored = common::raw_get(&specs[0], serializer).unwrap();
+        let back = common::raw_get(&specs[0], &format!("{serializer}-back")).unwrap();
+        assert_eq!(
+            back, stored,
+            "{serializer}: flags and bytes as PHP stored them"
+        );
+    }
+    let keys: Vec<String> = serializers.iter().map(|(s, _)| format!("'{s}'")).collect();
+    let read = php_eval(
+        &specs,
+        &format!(
+            "$out = [];
+             foreach ([{}] as $key) {{
+                 $out[$key] = [typed($m->get($key)), typed($m->get(\"$key-back\"))];
+             }}
+             return $out;",
+            keys.join(", ")
+        ),
+    );
+    for (serializer, _) in serializers {
+        let [original, back] = [&read[serializer][0], &read[serializer][1]];
+        // JSON's array reads back as a stdClass object (SERIALIZER_JSON), the others' as arrays.
+        assert!(
+            original[0] == "array" || original[0] == "object",
+            "{serializer}: PHP reads {original}"
+        );
+        assert_eq!(
+            back, original,
+            "{serializer}: PHP reads the value written back"
+        );
+    }
 }
