@@ -1,9 +1,10 @@
 //! [`PhpValue`]: PHP values decoded into a tree (feature `php`).
 //!
 //! PHP's `serialize()` format is parsed with `phpserz`, msgpack with `rmpv`, JSON with
-//! `serde_json` into a tree built as PHP's `json_decode` builds it (`json.rs`). igbinary has no well-kept Rust decoder: its values stay opaque
-//! ([`PhpValue::Opaque`]), as do values that use references, custom-serialized objects (`C:`) or
-//! msgpack extensions, which a tree cannot hold.
+//! `serde_json` into a tree built as PHP's `json_decode` builds it (`json.rs`). igbinary has no
+//! well-kept Rust decoder: its values stay opaque ([`PhpValue::Opaque`]), as do values that use
+//! references or msgpack extensions, which a tree cannot hold. Objects that serialize themselves
+//! are [`PhpValue::Custom`].
 
 use phpserz::{PhpParser, PhpToken};
 
@@ -62,8 +63,25 @@ pub enum PhpValue {
         /// The properties, in order.
         properties: Vec<(Vec<u8>, PhpValue)>,
     },
+    /// An object that serializes itself, which this crate cannot rebuild as PHP does: PHP hands
+    /// `data` to the class's own code, and what that code makes of it is not in the bytes.
+    ///
+    /// - A class implementing `Serializable` (`C:` in `serialize()`'s format, type 3 in
+    ///   msgpack's): `data` is the [`String`](PhpValue::String) its `serialize()` returned,
+    ///   for its `unserialize()`.
+    /// - A class with `__serialize()`: `data` is the [`Array`](PhpValue::Array) it returned, for
+    ///   its `__unserialize()`. msgpack marks these objects; `serialize()` writes them as it
+    ///   writes every object (`O:`), so they are told apart only when the array has an int key
+    ///   (`return [$this->a, $this->b];`), which no property has. With string keys only, such an
+    ///   object reads as an [`Object`](PhpValue::Object) whose properties are that array.
+    Custom {
+        /// The class name.
+        class: Vec<u8>,
+        /// What the class's own serialization wrote: a string or an array.
+        data: Box<PhpValue>,
+    },
     /// A value this crate does not decode, as stored: igbinary, or a serialized value with
-    /// references, custom-serialized objects or msgpack extensions.
+    /// references or msgpack extensions.
     Opaque {
         /// Its PHP type.
         kind: PhpType,
@@ -212,25 +230,44 @@ fn read_token(
         }
         PhpToken::Object { class, properties } => {
             let depth = deeper(depth)?;
-            let mut read = Vec::new();
+            let mut members = Vec::new();
             for _ in 0..properties {
-                let PhpToken::String(name) = parser.read_token()? else {
-                    return Err("a property name that is not a string".into());
+                let name = match parser.read_token()? {
+                    PhpToken::Integer(i) => PhpKey::Int(i),
+                    PhpToken::String(s) => PhpKey::String(s.as_bytes().to_vec()),
+                    other => return Err(format!("a property name {other:?}").into()),
                 };
                 let token = parser.read_token()?;
-                read.push((name.as_bytes().to_vec(), read_token(parser, token, depth)?));
+                members.push((name, read_token(parser, token, depth)?));
             }
             expect_end(parser)?;
-            PhpValue::Object {
-                class: class.as_bytes().to_vec(),
-                properties: read,
-            }
+            object(class.as_bytes().to_vec(), members)
         }
-        PhpToken::CustomObject { .. } | PhpToken::Reference { .. } => {
-            return Err(Failure::Unsupported);
-        }
+        PhpToken::CustomObject { class, payload } => PhpValue::Custom {
+            class: class.as_bytes().to_vec(),
+            data: Box::new(PhpValue::String(payload.as_bytes().to_vec())),
+        },
+        PhpToken::Reference { .. } => return Err(Failure::Unsupported),
         PhpToken::End => return Err("a `}` where a value belongs".into()),
     })
+}
+
+/// An `O:` object: an ordinary one, or one whose `__serialize()` array has an int key.
+fn object(class: Vec<u8>, members: Vec<(PhpKey, PhpValue)>) -> PhpValue {
+    if members.iter().any(|(k, _)| matches!(k, PhpKey::Int(_))) {
+        return PhpValue::Custom {
+            class,
+            data: Box::new(PhpValue::Array(members)),
+        };
+    }
+    let properties = members
+        .into_iter()
+        .map(|(k, v)| match k {
+            PhpKey::String(name) => (name, v),
+            PhpKey::Int(_) => unreachable!("no int keys"),
+        })
+        .collect();
+    PhpValue::Object { class, properties }
 }
 
 fn expect_end(parser: &mut PhpParser<'_>) -> Result<(), Failure> {
@@ -275,25 +312,48 @@ fn from_rmpv(value: rmpv::Value) -> Result<PhpValue, Failure> {
     })
 }
 
+/// msgpack's mark (a nil key's value) for an object of a class implementing `Serializable`.
+const MSGPACK_SERIALIZABLE: u64 = 3;
+
 /// A msgpack map: an object if its first key is nil (msgpack's PHP objects, with the class as
-/// that key's value), an array otherwise.
+/// that key's value; a second nil key holds what `__serialize()` returned, and a nil key worth 3
+/// marks a `Serializable` object), an array otherwise.
 fn from_rmpv_map(entries: Vec<(rmpv::Value, rmpv::Value)>) -> Result<PhpValue, Failure> {
     use rmpv::Value as M;
     let mut entries = entries.into_iter().peekable();
     if let Some((M::Nil, _)) = entries.peek() {
-        let Some((_, M::String(class))) = entries.next() else {
-            return Err(Failure::Unsupported); // msgpack's references and the like
+        let class = match entries.next() {
+            Some((_, M::String(class))) => class.into_bytes(),
+            Some((_, M::Integer(mark))) if mark.as_u64() == Some(MSGPACK_SERIALIZABLE) => {
+                return match (entries.next(), entries.next()) {
+                    (Some((M::String(class), M::String(data))), None) => Ok(PhpValue::Custom {
+                        class: class.into_bytes(),
+                        data: Box::new(PhpValue::String(data.into_bytes())),
+                    }),
+                    _ => Err("a Serializable object that is not one class and its string".into()),
+                };
+            }
+            _ => return Err(Failure::Unsupported), // msgpack's references and the like
         };
+        if let Some((M::Nil, _)) = entries.peek() {
+            let Some((_, data @ (M::Map(_) | M::Array(_)))) = entries.next() else {
+                return Err("__serialize() data that is not an array".into());
+            };
+            if entries.next().is_some() {
+                return Err("entries after an object's __serialize() data".into());
+            }
+            return Ok(PhpValue::Custom {
+                class,
+                data: Box::new(from_rmpv(data)?),
+            });
+        }
         let properties = entries
             .map(|(name, value)| match name {
                 M::String(name) => Ok((name.into_bytes(), from_rmpv(value)?)),
                 _ => Err("a property name that is not a string".into()),
             })
             .collect::<Result<_, Failure>>()?;
-        return Ok(PhpValue::Object {
-            class: class.into_bytes(),
-            properties,
-        });
+        return Ok(PhpValue::Object { class, properties });
     }
     let entries = entries
         .map(|(key, value)| {

@@ -255,3 +255,112 @@ fn values_read_as_value_and_written_back_keep_their_php_type() {
         );
     }
 }
+
+/// Classes whose objects serialize themselves, declared in the PHP process (`Serializable` is
+/// deprecated since PHP 8.1: the deprecation is silenced).
+const CUSTOM_CLASSES: &str = r#"
+    error_reporting(E_ALL & ~E_DEPRECATED);
+    eval('
+        class Pair {
+            public $a; public $b;
+            function __construct($a, $b) { $this->a = $a; $this->b = $b; }
+            function __serialize(): array { return [$this->a, $this->b]; }
+            function __unserialize(array $d): void { [$this->a, $this->b] = $d; }
+        }
+        class Tenfold {
+            public $x = 1;
+            function __serialize(): array { return ["x" => $this->x * 10]; }
+            function __unserialize(array $d): void { $this->x = $d["x"] / 10; }
+        }
+        class Legacy implements Serializable {
+            public $v;
+            function __construct($v) { $this->v = $v; }
+            function serialize() { return "v=" . $this->v; }
+            function unserialize($s) { $this->v = substr($s, 2); }
+        }
+    ');
+"#;
+
+/// Objects with `__serialize()` and `Serializable` ones, as PHP's `serialize()` and msgpack write
+/// them: what the class's own code wrote, marked as such, where the bytes tell.
+#[test]
+fn objects_that_serialize_themselves_say_so() {
+    let server = common::own_server();
+    let specs = [server.spec()];
+    let written = php_eval(
+        &specs,
+        &format!(
+            r#"{CUSTOM_CLASSES}
+            $values = [
+                'pair' => new Pair(1, 'two'),
+                'tenfold' => new Tenfold(),
+                'legacy' => new Legacy('old'),
+                'nested' => ['k' => [new Legacy('deep')]],
+            ];
+            foreach (['SERIALIZER_PHP', 'SERIALIZER_MSGPACK'] as $serializer) {{
+                $m->setOption(Memcached::OPT_SERIALIZER, constant("Memcached::$serializer"));
+                foreach ($values as $key => $value) {{
+                    if (!$m->set("$key-$serializer", $value)) {{
+                        throw new Exception($m->getResultMessage());
+                    }}
+                    // php-msgpack hands unserialize() the payload and a NUL byte ("v=old\0"):
+                    // Serializable objects do not read back equal there.
+                    $serializable = $key == 'legacy' || $key == 'nested';
+                    if ($m->get("$key-$serializer") != $value
+                        && !($serializable && $serializer == 'SERIALIZER_MSGPACK')) {{
+                        throw new Exception("PHP reads another $key with $serializer");
+                    }}
+                }}
+            }}
+            return ['pair' => serialize($values['pair']), 'tenfold' => serialize($values['tenfold'])];
+            "#
+        ),
+    );
+    // serialize() writes both kinds as `O:`; only the int keys tell the first.
+    assert_eq!(written["pair"], r#"O:4:"Pair":2:{i:0;i:1;i:1;s:3:"two";}"#);
+    assert_eq!(written["tenfold"], r#"O:7:"Tenfold":1:{s:1:"x";i:10;}"#);
+
+    let mc = php_client(&specs);
+    let custom = |class: &str, data: PhpValue| PhpValue::Custom {
+        class: class.as_bytes().to_vec(),
+        data: Box::new(data),
+    };
+    let string = |s: &str| PhpValue::String(s.as_bytes().to_vec());
+    let pair = custom(
+        "Pair",
+        PhpValue::Array(vec![
+            (PhpKey::Int(0), PhpValue::Int(1)),
+            (PhpKey::Int(1), string("two")),
+        ]),
+    );
+    let tenfold_data = vec![(b"x".to_vec(), PhpValue::Int(10))];
+    let legacy = |v: &str| custom("Legacy", string(&format!("v={v}")));
+    let nested = PhpValue::Array(vec![(
+        PhpKey::String(b"k".to_vec()),
+        PhpValue::Array(vec![(PhpKey::Int(0), legacy("deep"))]),
+    )]);
+    for serializer in ["SERIALIZER_PHP", "SERIALIZER_MSGPACK"] {
+        let read = |key: &str| {
+            mc.get::<PhpValue>(format!("{key}-{serializer}"))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(read("pair"), pair, "{serializer}");
+        assert_eq!(read("legacy"), legacy("old"), "{serializer}");
+        assert_eq!(read("nested"), nested, "{serializer}");
+        let tenfold = match serializer {
+            // msgpack marks __serialize() data.
+            "SERIALIZER_MSGPACK" => custom(
+                "Tenfold",
+                PhpValue::Array(vec![(PhpKey::String(b"x".to_vec()), PhpValue::Int(10))]),
+            ),
+            // serialize() does not: the object's "properties" are what __serialize() returned
+            // (x is 1 in PHP once __unserialize() ran).
+            _ => PhpValue::Object {
+                class: b"Tenfold".to_vec(),
+                properties: tenfold_data.clone(),
+            },
+        };
+        assert_eq!(read("tenfold"), tenfold, "{serializer}");
+    }
+}

@@ -238,3 +238,39 @@ fn reads_json_as_json_decode_does() {
     assert!(PhpValue::decode(PhpType::Json, b"[1] x").is_err());
     assert!(PhpValue::decode(PhpType::Json, b"[1,]").is_err());
 }
+
+#[test]
+fn objects_that_serialize_themselves_are_custom() {
+    let custom = |class: &str, data: PhpValue| PhpValue::Custom {
+        class: class.as_bytes().to_vec(),
+        data: Box::new(data),
+    };
+    // What PHP 8.2's serialize() and msgpack_pack() wrote for a `Serializable` object.
+    let legacy = custom("Legacy", s("v=old"));
+    let c = br#"a:1:{i:0;C:6:"Legacy":5:{v=old}}"#;
+    assert_eq!(
+        PhpValue::decode(PhpType::Serialized, c).unwrap(),
+        PhpValue::Array(vec![(PhpKey::Int(0), legacy.clone())])
+    );
+    let msgpack = b"\x82\xc0\x03\xa6Legacy\xa5v=old";
+    assert_eq!(PhpValue::decode(PhpType::Msgpack, msgpack).unwrap(), legacy);
+    // __serialize() returning `['a' => 1, 5 => 'five']`: serialize()'s `O:` with an int key,
+    // and msgpack's second nil key.
+    let data = PhpValue::Array(vec![
+        (k("a"), PhpValue::Int(1)),
+        (PhpKey::Int(5), s("five")),
+    ]);
+    let o = br#"O:1:"B":2:{s:1:"a";i:1;i:5;s:4:"five";}"#;
+    assert_eq!(
+        PhpValue::decode(PhpType::Serialized, o).unwrap(),
+        custom("B", data.clone())
+    );
+    let msgpack = b"\x82\xc0\xa1B\xc0\x82\xa1a\x01\x05\xa4five";
+    assert_eq!(
+        PhpValue::decode(PhpType::Msgpack, msgpack).unwrap(),
+        custom("B", data)
+    );
+    // Malformed marks are refused, not taken for objects.
+    assert!(PhpValue::decode(PhpType::Msgpack, b"\x82\xc0\x03\xa6Legacy\x01").is_err());
+    assert!(PhpValue::decode(PhpType::Msgpack, b"\x82\xc0\xa1B\xc0\x01").is_err());
+}
