@@ -391,3 +391,113 @@ fn bad_php_values_are_clear_errors() {
         Err(Error::Decode { flags: 2, .. })
     ));
 }
+
+/// PHP's `OPT_PREFIX_KEY` is libmemcached's namespace: the key is hashed without it. 60 keys PHP
+/// writes with it on 3 servers are all found with `ClientBuilder::namespace`; `prefixed()`
+/// (pylibmc's `key_prefix`) hashes the prefix too, and looks for some on another server.
+#[test]
+fn php_prefix_key_is_the_namespace_not_prefixed() {
+    let (_servers, specs) = cluster(3);
+    let sets = (0..60).map(|i| set(&format!("k{i}"), int(i))).collect();
+    php_ok(&[job(&specs, json!({ "OPT_PREFIX_KEY": "app:" }), sets)]);
+
+    let namespaced = Client::builder()
+        .servers(&specs)
+        .unwrap()
+        .value_format(ValueFormat::Php)
+        .namespace("app:")
+        .build()
+        .unwrap();
+    let found = (0..60)
+        .filter(|i| namespaced.get::<i64>(format!("k{i}")).unwrap() == Some(*i))
+        .count();
+    let plain = client(&specs, ValueFormat::Php, &[]);
+    let prefixed = plain.prefixed("app:");
+    let found_prefixed = (0..60)
+        .filter(|i| prefixed.get::<i64>(format!("k{i}")).unwrap() == Some(*i))
+        .count();
+    eprintln!(
+        "OPT_PREFIX_KEY keys found: {found}/60 with namespace, {found_prefixed}/60 with prefixed"
+    );
+    assert_eq!(found, 60, "keys found with namespace(\"app:\")");
+    assert!(
+        found_prefixed < 60,
+        "prefixed() hashes the prefix: some keys are elsewhere"
+    );
+}
+
+/// PHP's sessions (`session.save_handler = memcached`, php-memcached's default `memcached.sess_*`
+/// settings) on 3 servers, found with the settings the README gives: `Behavior::Ketama(true)`
+/// (`sess_consistent_hash`, type ketama) and `namespace("memc.sess.key.")` (`sess_prefix`).
+#[test]
+fn php_sessions_are_found_with_ketama_and_the_session_namespace() {
+    let (_servers, specs) = cluster(3);
+    let written = php_ok(&[job(
+        &specs,
+        json!({}),
+        vec![json!({ "op": "eval", "php": r#"
+            $servers = array_map(fn($s) => "{$s['host']}:{$s['port']}", $m->getServerList());
+            ini_set('session.save_handler', 'memcached');
+            ini_set('session.save_path', implode(',', $servers));
+            ini_set('session.use_cookies', '0');
+            ini_set('session.cache_limiter', '');
+            $ids = [];
+            for ($i = 0; $i < 60; $i++) {
+                session_id('sess' . md5("session $i"));
+                if (!session_start()) {
+                    throw new Exception("session_start failed");
+                }
+                $_SESSION['n'] = $i;
+                session_write_close();
+                $ids[] = session_id();
+            }
+            $ini = [];
+            foreach (['prefix', 'consistent_hash', 'consistent_hash_type', 'binary_protocol'] as $name) {
+                $ini[$name] = ini_get("memcached.sess_$name");
+            }
+            return ['ids' => $ids, 'ini' => $ini];
+        "# })],
+    )]);
+    let written = &written[0][0]["result"];
+    assert_eq!(
+        written["ini"],
+        json!({ "prefix": "memc.sess.key.", "consistent_hash": "1",
+                "consistent_hash_type": "ketama", "binary_protocol": "1" }),
+        "php-memcached's default session settings"
+    );
+    let ids: Vec<String> = serde_json::from_value(written["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 60);
+
+    let sessions = Client::builder()
+        .servers(&specs)
+        .unwrap()
+        .binary(true)
+        .behavior(Behavior::Ketama(true))
+        .namespace("memc.sess.key.")
+        .build()
+        .unwrap();
+    let found = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| {
+            sessions.get::<Vec<u8>>(id).unwrap() == Some(format!("n|i:{i};").into_bytes())
+        })
+        .count();
+    // Without ketama (modula), most are looked for elsewhere.
+    let modula = Client::builder()
+        .servers(&specs)
+        .unwrap()
+        .namespace("memc.sess.key.")
+        .build()
+        .unwrap();
+    let found_modula = ids
+        .iter()
+        .filter(|id| modula.get::<Vec<u8>>(id).unwrap().is_some())
+        .count();
+    eprintln!("PHP sessions found: {found}/60 with ketama, {found_modula}/60 with modula");
+    assert_eq!(
+        found, 60,
+        "sessions found with ketama and the session namespace"
+    );
+    assert!(found_modula < 60, "placement matters: modula misses some");
+}
