@@ -54,6 +54,40 @@
 //! [`Behavior::KetamaWeighted(true)`](crate::Behavior::KetamaWeighted). Servers must be given
 //! in the same order.
 //!
+//! `Memcached::OPT_PREFIX_KEY` is libmemcached's namespace, hashed without the key's prefix:
+//! [`ClientBuilder::namespace`](crate::ClientBuilder::namespace) finds the keys PHP wrote with
+//! it (60 of 60 on 3 servers), where [`Client::prefixed`](crate::Client::prefixed), pylibmc's
+//! `key_prefix`, hashes the prefix and finds 19 of 60.
+//!
+//! PHP's sessions (`session.save_handler = memcached`) are strings (`session_encode()`'s text)
+//! under `memcached.sess_prefix`, `memc.sess.key.` by default, on the servers of
+//! `session.save_path` with `memcached.sess_consistent_hash` on and of type `ketama` by default
+//! (libmemcached's `KETAMA` behavior, [`Behavior::Ketama(true)`](crate::Behavior::Ketama);
+//! `ketama_weighted` is [`Behavior::KetamaWeighted(true)`](crate::Behavior::KetamaWeighted)),
+//! over the binary protocol (`memcached.sess_binary_protocol`). With ketama and
+//! `namespace("memc.sess.key.")` a client finds 60 of 60 sessions PHP wrote on 3 servers.
+//!
+//! # JSON
+//!
+//! php-memcached writes JSON with `json_encode` (no flags) and reads it with `json_decode`
+//! (`SERIALIZER_JSON`: objects as `stdClass`; `SERIALIZER_JSON_ARRAY`: as arrays). `PhpValue`
+//! (feature `php`) reads it as `json_decode` does: doubles with the bits PHP reads (PHP writes
+//! the shortest digits that read back exactly), properties in the order written (a repeated name
+//! keeps its first place and takes its last value; a name starting with NUL is refused), ints
+//! past `i64` as floats, and `-0` as the int 0, since `json_decode("-0")` is `int(0)`. PHP writes
+//! -0.0 as `-0`, and integral doubles below 10^15 without a fraction (`3` for 3.0): PHP itself
+//! reads them back as ints, and so does `PhpValue`. `-0.0` and `-0e0` stay the float -0.
+//!
+//! # Objects that serialize themselves
+//!
+//! A class implementing `Serializable` is written by `serialize()` as `C:class:len:{data}` and by
+//! msgpack as a map whose nil key holds 3; a class with `__serialize()` as an ordinary object
+//! (`O:`) whose members are the array `__serialize()` returned, and by msgpack as a map with a
+//! second nil key holding that array. Only the class's own code rebuilds such an object:
+//! `PhpValue::Custom` holds the class and that string or array. In `serialize()`'s format a
+//! `__serialize()` array is told from properties only by an int key (no property has one); with
+//! string keys only, the object reads as `PhpValue::Object` with that array as its properties.
+//!
 //! # The crate's flags in PHP's format
 //!
 //! [`ToValue`](crate::ToValue) and [`FromValue`](crate::FromValue) speak the crate's flags
@@ -69,12 +103,13 @@
 //! | [`Value::Php`](crate::Value::Php) | [`PHP`](crate::value::flags::PHP) + type × 256 | the type | as PHP wrote it |
 //!
 //! Any other pickle (flags 1) has no PHP equivalent and is refused
-//! ([`Error::Encode`](crate::Error::Encode)). Reading maps PHP's string to 0, int to 4, and double,
-//! bool, serialized, igbinary, JSON and msgpack to [`PHP`](crate::value::flags::PHP) + type × 256
-//! ([`Value::Php`](crate::Value::Php)), so that a value read as `Value` and written back keeps
-//! its PHP type (`Json<T>` reads PHP's JSON values, and `String` their text); a type above 7 is [`Error::Decode`](crate::Error::Decode),
-//! a compressed value that does not inflate [`Error::Decompress`](crate::Error::Decompress), both
-//! naming the key and PHP's flags. The user's flags (bits 16–31) pass through both ways.
+//! ([`Error::Encode`](crate::Error::Encode)). Reading maps PHP's string to 0, int to 4, and
+//! double, bool, serialized, igbinary, JSON and msgpack to [`PHP`](crate::value::flags::PHP) +
+//! type × 256 ([`Value::Php`](crate::Value::Php)), so that a value read as `Value` and written
+//! back keeps its PHP type (`Json<T>` reads PHP's JSON values, and `String` their text); a type
+//! above 7 is [`Error::Decode`](crate::Error::Decode), a compressed value that does not inflate
+//! [`Error::Decompress`](crate::Error::Decompress), both naming the key and PHP's flags. The
+//! user's flags (bits 16–31) pass through both ways; `Value` does not carry them.
 
 mod codec;
 pub(crate) mod double;
