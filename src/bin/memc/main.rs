@@ -30,12 +30,15 @@ pub enum Failure {
     Io(io::Error),
 }
 
+// libmemcached's messages carry what a server said (a SERVER_ERROR's text): escaped, so that
+// stderr on a terminal gets no control character from a server.
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |text: &str| output::escape(text.as_bytes(), output::Field).into_owned();
         match self {
             Failure::Usage(text) => f.write_str(text),
-            Failure::Memcached(err) => f.write_str(&explained(err)),
-            Failure::Io(err) => write!(f, "{err}"),
+            Failure::Memcached(err) => f.write_str(&shown(&explained(err))),
+            Failure::Io(err) => f.write_str(&shown(&err.to_string())),
         }
     }
 }

@@ -1,5 +1,11 @@
 //! Printing results as text or as JSON (one document per command).
+//!
+//! Whatever a server sends is escaped before it is written, so that nothing it holds acts on a
+//! terminal or forges a line in a pipe ([`escape`]). Values are the exception on a pipe or in a
+//! file: `memc get k > file` writes the bytes as stored.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
 use libmemcached::{Address, ServerStats, Value};
@@ -30,7 +36,7 @@ impl<'a> Output<'a> {
     }
 
     fn json(&mut self, document: &Json) -> io::Result<()> {
-        writeln!(self.out, "{document}")
+        write_json(self.out, document)
     }
 
     pub fn value(&mut self, key: &str, value: &Value) -> io::Result<()> {
@@ -124,6 +130,7 @@ impl<'a> Output<'a> {
         for s in stats {
             writeln!(self.out, "{}", s.server())?;
             for (k, v) in s.iter() {
+                let (k, v) = (escape(k.as_bytes(), Field), escape(v.as_bytes(), Field));
                 writeln!(self.out, "  {k} {v}")?;
             }
         }
@@ -139,7 +146,7 @@ impl<'a> Output<'a> {
             return self.json(&Json::Object(map));
         }
         for (server, version) in versions {
-            writeln!(self.out, "{server} {version}")?;
+            writeln!(self.out, "{server} {}", escape(version.as_bytes(), Field))?;
         }
         Ok(())
     }
@@ -178,6 +185,7 @@ impl Ping<'_> {
             self.servers.insert(spec.to_owned(), answer);
             return Ok(());
         }
+        let version = escape(version.as_bytes(), Field);
         writeln!(self.output.out, "{spec} alive {version} ({ms:.3} ms)")
     }
 
@@ -205,14 +213,7 @@ impl Ping<'_> {
 fn print_value(out: &mut dyn Write, value: &Value, terminal: bool) -> io::Result<()> {
     match value {
         // A terminal would act on control characters (escape sequences): show them escaped.
-        Value::Text(text) if terminal && !is_printable(text.as_bytes()) => {
-            for c in text.chars() {
-                match c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
-                    true => write!(out, "{}", c.escape_default())?,
-                    false => write!(out, "{c}")?,
-                }
-            }
-        }
+        Value::Text(text) if terminal => out.write_all(escape(text.as_bytes(), Text).as_bytes())?,
         Value::Text(text) => out.write_all(text.as_bytes())?,
         Value::Int(n) => write!(out, "{n}")?,
         Value::BigInt(digits) => out.write_all(digits.as_bytes())?,
@@ -236,13 +237,75 @@ fn print_value(out: &mut dyn Write, value: &Value, terminal: bool) -> io::Result
     out.write_all(b"\n")
 }
 
-/// Text a terminal shows as it is: UTF-8 without control characters but tab and line breaks.
+/// Text a terminal shows as it is: UTF-8 without control characters but tab and line feed.
 fn is_printable(data: &[u8]) -> bool {
-    std::str::from_utf8(data).is_ok_and(|text| {
-        !text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    })
+    matches!(escape(data, Text), Cow::Borrowed(_))
+}
+
+/// How [`escape`] writes what a server sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// A field of a line (a key, a stat, an error): every control character is escaped, and so
+    /// is `\`, so the line is one record, tabs separate fields, and the text can be read back.
+    Field,
+    /// A value shown on a terminal: tab and line feed stay, as does `\`; the other control
+    /// characters are escaped.
+    Text,
+}
+pub use Escape::{Field, Text};
+
+/// `data` with nothing a terminal acts on: `\t`, `\n`, `\r` and `\\` (in [`Field`]s), other
+/// ASCII controls and DEL as `\x1b`, C1 controls (U+0080 to U+009F) as `\u{9b}`, and bytes that
+/// are not UTF-8 as `\xff`. Text with nothing to escape comes back as it is.
+pub fn escape(data: &[u8], mode: Escape) -> Cow<'_, str> {
+    let keep = |c: char| match mode {
+        Field => !c.is_control() && c != '\\',
+        Text => !c.is_control() || matches!(c, '\t' | '\n'),
+    };
+    if let Ok(text) = std::str::from_utf8(data) {
+        if text.chars().all(keep) {
+            return Cow::Borrowed(text);
+        }
+    }
+    let mut shown = String::with_capacity(data.len() + 16);
+    for chunk in data.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                c if keep(c) => shown.push(c),
+                '\\' => shown.push_str("\\\\"),
+                '\t' => shown.push_str("\\t"),
+                '\n' => shown.push_str("\\n"),
+                '\r' => shown.push_str("\\r"),
+                c if c.is_ascii() => {
+                    let _ = write!(shown, "\\x{:02x}", u32::from(c));
+                }
+                c => {
+                    let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+                }
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(shown, "\\x{byte:02x}");
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// One JSON document on a line. serde_json escapes the C0 controls but writes DEL and the C1
+/// controls as they are, which a terminal acts on: they go as `\u007f` to `\u009f` here (they
+/// can only occur inside strings, so the document means the same).
+pub fn write_json(out: &mut dyn Write, document: &Json) -> io::Result<()> {
+    let text = document.to_string();
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}' => {
+                let _ = write!(shown, "\\u{:04x}", u32::from(c));
+            }
+            c => shown.push(c),
+        }
+    }
+    writeln!(out, "{shown}")
 }
 
 /// A value in JSON: text and numbers as themselves, other bytes in hex with their flags.
@@ -302,8 +365,34 @@ mod tests {
             print_value(&mut out, &text, terminal).unwrap();
             String::from_utf8(out).unwrap()
         };
-        assert_eq!(shown(true), "red \\u{1b}[31mé\tok\\u{7}\n");
+        assert_eq!(shown(true), "red \\x1b[31mé\tok\\x07\n");
         assert_eq!(shown(false), "red \u{1b}[31mé\tok\u{7}\n");
+    }
+
+    #[test]
+    fn fields_escape_every_control_character_and_backslash() {
+        let raw = b"a\\b\tc\nd\re\x1b[2J\x07\x7f\xc2\x9b\xff\xc3\xa9";
+        let field = escape(raw, Field);
+        assert_eq!(field, r"a\\b\tc\nd\re\x1b[2J\x07\x7f\u{9b}\xffé");
+        assert_eq!(
+            escape(raw, Text),
+            "a\\b\tc\nd\\re\\x1b[2J\\x07\\x7f\\u{9b}\\xffé"
+        );
+        assert!(matches!(
+            escape("plain é".as_bytes(), Field),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn json_escapes_del_and_the_c1_controls() {
+        let doc = json!({ "k\u{9b}": "a\u{7f}b\u{85}\u{a0}\u{1b}" });
+        let mut out = Vec::new();
+        write_json(&mut out, &doc).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "{\"k\\u009b\":\"a\\u007fb\\u0085\u{a0}\\u001b\"}\n");
+        let back: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
     }
 
     #[test]
