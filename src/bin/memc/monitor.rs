@@ -7,6 +7,7 @@ use libmemcached::{Client, ServerStats};
 use serde_json::json;
 
 use crate::args::{Load, Top};
+use crate::output::write_json;
 use crate::{Outcome, Status, usage};
 
 /// The counters `analyze` and `top` read, for one server.
@@ -90,10 +91,9 @@ pub fn analyze(mc: &Client, json: bool, out: &mut dyn Write) -> Outcome {
     let hit_ratio = ratio(total.hits, total.gets);
     let average_item = ratio(total.bytes, total.items);
     if json {
-        writeln!(
+        write_json(
             out,
-            "{}",
-            json!({
+            &json!({
                 "servers": servers.len(),
                 "hit_ratio": hit_ratio,
                 "items": total.items,
@@ -107,7 +107,7 @@ pub fn analyze(mc: &Client, json: bool, out: &mut dyn Write) -> Outcome {
                 "most_evictions": { "server": evicting.0, "evictions": evicting.1 },
                 "oldest": { "server": oldest.0, "uptime_s": oldest.1 },
                 "round_trip_ms": trip_ms,
-            })
+            }),
         )?;
         return Ok(Status::Ok);
     }
@@ -191,12 +191,11 @@ pub fn top(mc: &Client, top: &Top, json: bool, out: &mut dyn Write) -> Outcome {
             let hit = 100.0 * ratio(c.hits.saturating_sub(b.hits), gets);
             let evicted = c.evictions.saturating_sub(b.evictions) as f64 / secs;
             if json {
-                writeln!(
+                write_json(
                     out,
-                    "{}",
-                    json!({ "server": server, "ops_per_sec": ops, "hit_percent": hit,
+                    &json!({ "server": server, "ops_per_sec": ops, "hit_percent": hit,
                             "evictions_per_sec": evicted, "connections": c.connections,
-                            "bytes": c.bytes, "limit_bytes": c.limit })
+                            "bytes": c.bytes, "limit_bytes": c.limit }),
                 )?;
             } else if screen {
                 writeln!(
@@ -219,40 +218,67 @@ pub fn top(mc: &Client, top: &Top, json: bool, out: &mut dyn Write) -> Outcome {
     Ok(Status::Ok)
 }
 
-/// Runs a get/set mix from `concurrency` threads for `duration`, each with its own client,
-/// and prints the rate and latency percentiles.
+/// The most distinct keys `load` uses (made up as needed, so memory does not grow with them).
+pub const MAX_LOAD_KEYS: u64 = 10_000_000;
+/// The largest value `load` stores: memcached's default item size limit.
+pub const MAX_LOAD_VALUE: u64 = 1024 * 1024;
+
+/// Runs a get/set mix from `concurrency` threads, each with its own client, and prints the rate
+/// and latency percentiles. `duration` bounds the whole command: storing the keys first (so gets
+/// measure hits) takes at most half of it, and stops where it got to when that is up.
 pub fn load(mc: &Client, load: &Load, json: bool, out: &mut dyn Write) -> Outcome {
+    let started = Instant::now();
     if !(load.duration > 0.0 && load.duration <= 86_400.0) {
         return Err(usage("--duration takes seconds above 0, at most a day"));
     }
     if load.get_percent > 100 || load.concurrency == 0 || load.concurrency > 1024 {
         return Err(usage("--get-percent is 0 to 100; --concurrency 1 to 1024"));
     }
-    if load.keys == 0 || !(1..=250).contains(&load.key_size) {
-        return Err(usage("--keys takes at least 1; --key-size 1 to 250"));
+    if !(1..=MAX_LOAD_KEYS).contains(&load.keys) || !(1..=250).contains(&load.key_size) {
+        return Err(usage(format!(
+            "--keys takes 1 to {MAX_LOAD_KEYS}; --key-size 1 to 250"
+        )));
     }
-    let key = |i: u64| {
+    if load.value_size > MAX_LOAD_VALUE {
+        return Err(usage(format!(
+            "--value-size takes 0 to {MAX_LOAD_VALUE} (memcached's default item size limit)"
+        )));
+    }
+    let width = load.key_size as usize;
+    let key = move |i: u64| {
         let base = format!("memc-load:{i}");
-        let width = load.key_size as usize;
         match base.len() >= width {
             true => base[base.len() - width..].to_owned(),
             false => format!("{}{base}", "_".repeat(width - base.len())),
         }
     };
     let value = vec![b'v'; load.value_size as usize];
-    // Every key exists before the clock starts, so gets measure hits.
-    let keys: Vec<String> = (0..load.keys).map(key).collect();
-    for chunk in keys.chunks(1000) {
-        mc.set_multi(chunk.iter().map(|k| (k.as_str(), &value[..])), 0)?;
-    }
     let duration = Duration::from_secs_f64(load.duration);
+    let deadline = started + duration;
+    // About 1 MiB of values per call, so each call ends soon after the time is up.
+    let per_call = (MAX_LOAD_VALUE / load.value_size.max(1)).clamp(1, 1000);
+    let mut stored = 0;
+    while stored < load.keys && started.elapsed() < duration / 2 {
+        let end = (stored + per_call).min(load.keys);
+        let keys: Vec<String> = (stored..end).map(key).collect();
+        mc.set_multi(keys.iter().map(|k| (k.as_str(), &value[..])), 0)?;
+        stored = end;
+    }
+    let measured = Instant::now();
+    let remaining = deadline.saturating_duration_since(measured);
     let results: Vec<Result<Tally, libmemcached::Error>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..load.concurrency)
             .map(|t| {
-                let (keys, value) = (&keys, &value);
+                let (key, value) = (&key, &value);
                 let mc = mc.try_clone();
                 s.spawn(move || -> Result<Tally, libmemcached::Error> {
-                    run_worker(&mc?, keys, value, load.get_percent, duration, t + 1)
+                    let mix = Mix {
+                        keys: load.keys,
+                        key,
+                        value,
+                        get_percent: load.get_percent,
+                    };
+                    run_worker(&mc?, &mix, remaining, t + 1)
                 })
             })
             .collect();
@@ -261,34 +287,49 @@ pub fn load(mc: &Client, load: &Load, json: bool, out: &mut dyn Write) -> Outcom
             .map(|w| w.join().unwrap_or_else(|_| Ok(Tally::default())))
             .collect()
     });
+    let secs = measured.elapsed().as_secs_f64();
     let mut total = Tally::default();
     for result in results {
         total.merge(result?);
     }
     let ops = total.latencies.count();
-    let rate = ops as f64 / load.duration;
+    let rate = if secs > 0.0 { ops as f64 / secs } else { 0.0 };
     let pct = |p: f64| total.latencies.percentile(p).as_secs_f64() * 1000.0;
     let (p50, p99, p999) = (pct(0.5), pct(0.99), pct(0.999));
     if json {
-        writeln!(
+        write_json(
             out,
-            "{}",
-            json!({ "ops": ops, "ops_per_sec": rate, "gets": total.gets, "hits": total.hits,
-                    "sets": total.sets, "errors": total.errors,
-                    "p50_ms": p50, "p99_ms": p99, "p999_ms": p999 })
+            &json!({ "ops": ops, "ops_per_sec": rate, "seconds": secs, "gets": total.gets,
+                     "hits": total.hits, "sets": total.sets, "errors": total.errors,
+                     "keys_stored_first": stored, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999 }),
         )?;
     } else {
         writeln!(
             out,
-            "{ops} ops in {:.1} s: {rate:.0} ops/s ({} gets, {} hits, {} sets, {} errors)",
-            load.duration, total.gets, total.hits, total.sets, total.errors
+            "{ops} ops in {secs:.1} s: {rate:.0} ops/s ({} gets, {} hits, {} sets, {} errors)",
+            total.gets, total.hits, total.sets, total.errors
         )?;
         writeln!(
             out,
             "latency p50 {p50:.3} ms  p99 {p99:.3} ms  p999 {p999:.3} ms"
         )?;
+        if stored < load.keys {
+            writeln!(
+                out,
+                "{stored} of {} keys stored in half the duration (gets of the rest miss)",
+                load.keys
+            )?;
+        }
     }
     Ok(Status::Ok)
+}
+
+/// What each `load` worker does: which keys, what value, how many gets.
+struct Mix<'a> {
+    keys: u64,
+    key: &'a (dyn Fn(u64) -> String + Sync),
+    value: &'a [u8],
+    get_percent: u64,
 }
 
 #[derive(Default)]
@@ -369,9 +410,7 @@ impl Histogram {
 
 fn run_worker(
     mc: &Client,
-    keys: &[String],
-    value: &[u8],
-    get_percent: u64,
+    mix: &Mix,
     duration: Duration,
     seed: u64,
 ) -> Result<Tally, libmemcached::Error> {
@@ -386,12 +425,12 @@ fn run_worker(
     };
     let started = Instant::now();
     while started.elapsed() < duration {
-        let key = &keys[(next() % keys.len() as u64) as usize];
-        let get = next() % 100 < get_percent;
+        let key = (mix.key)(next() % mix.keys);
+        let get = next() % 100 < mix.get_percent;
         let t = Instant::now();
         let ok = if get {
             tally.gets += 1;
-            match mc.get::<Vec<u8>>(key) {
+            match mc.get::<Vec<u8>>(&key) {
                 Ok(found) => {
                     tally.hits += u64::from(found.is_some());
                     true
@@ -400,7 +439,7 @@ fn run_worker(
             }
         } else {
             tally.sets += 1;
-            mc.set(key, value, 0).is_ok()
+            mc.set(&key, mix.value, 0).is_ok()
         };
         tally.latencies.record(t.elapsed());
         tally.errors += u64::from(!ok);
