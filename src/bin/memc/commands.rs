@@ -1,6 +1,6 @@
 //! Running commands against a client, one at a time or from the shell.
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
@@ -178,26 +178,26 @@ fn execute(
             None => miss(&mut output),
         },
         Command::Set(store) => {
-            let value = value_arg(&store.value, in_shell)?;
+            let value = value_arg(mc, &store.value, in_shell)?;
             mc.set(&store.key, &value, store.exptime.unwrap_or(0))?;
             stored(&mut output, true)
         }
         Command::Add(store) => {
-            let value = value_arg(&store.value, in_shell)?;
+            let value = value_arg(mc, &store.value, in_shell)?;
             let done = mc.add(&store.key, &value, store.exptime.unwrap_or(0))?;
             stored(&mut output, done)
         }
         Command::Replace(store) => {
-            let value = value_arg(&store.value, in_shell)?;
+            let value = value_arg(mc, &store.value, in_shell)?;
             let done = mc.replace(&store.key, &value, store.exptime.unwrap_or(0))?;
             stored(&mut output, done)
         }
         Command::Append(concat) => {
-            let value = value_arg(&concat.value, in_shell)?;
+            let value = value_arg(mc, &concat.value, in_shell)?;
             stored(&mut output, mc.append(&concat.key, &value.data)?)
         }
         Command::Prepend(concat) => {
-            let value = value_arg(&concat.value, in_shell)?;
+            let value = value_arg(mc, &concat.value, in_shell)?;
             stored(&mut output, mc.prepend(&concat.key, &value.data)?)
         }
         Command::Cas {
@@ -206,7 +206,7 @@ fn execute(
             cas,
             exptime,
         } => {
-            let value = value_arg(&value, in_shell)?;
+            let value = value_arg(mc, &value, in_shell)?;
             let done = mc.cas(&key, &value, cas, exptime.unwrap_or(0))?;
             stored(&mut output, done)
         }
@@ -244,7 +244,7 @@ fn execute(
         Command::Whereis { keys } => ops::whereis(mc, &keys, options.json, output.raw()),
         Command::Ring(ring) => ops::ring(options, &ring, options.json, output.raw()),
         Command::Explain { code } => ops::explain(&code, options.json, output.raw()),
-        Command::Dump { prefix } => ops::dump(mc, prefix.as_deref(), options.json, output.raw()),
+        Command::Dump { prefix } => ops::dump(mc, options, prefix.as_deref(), output.raw()),
         Command::Cp { files, exptime } => ops::cp(mc, &files, exptime, output.raw()),
         Command::Analyze => monitor::analyze(mc, options.json, output.raw()),
         Command::Top(top) => monitor::top(mc, &top, options.json, output.raw()),
@@ -321,8 +321,12 @@ fn ping(mc: &Client, options: &Options, output: Output) -> Outcome {
             }
             Err(err) => {
                 down += 1;
-                report.down(&spec, &err.to_string())?;
-                eprintln!("memc: {spec}: {err}");
+                let err = err.to_string();
+                report.down(&spec, &err)?;
+                match err.starts_with(&spec) {
+                    true => eprintln!("memc: {err}"),
+                    false => eprintln!("memc: {spec}: {err}"),
+                }
             }
         }
     }
@@ -336,16 +340,16 @@ fn ping(mc: &Client, options: &Options, output: Output) -> Outcome {
     Ok(Status::Ok)
 }
 
-/// A value argument: text, or the bytes of stdin for `-`.
-fn value_arg(arg: &str, in_shell: bool) -> Result<Encoded<'static>, Failure> {
+/// A value argument: text, or the bytes of stdin for `-` (at most the servers' item size
+/// limit).
+fn value_arg(mc: &Client, arg: &str, in_shell: bool) -> Result<Encoded<'static>, Failure> {
     if arg == "-" {
         if in_shell {
             return Err(usage(
                 "'-' reads stdin, which the shell reads commands from",
             ));
         }
-        let mut data = Vec::new();
-        io::stdin().lock().read_to_end(&mut data)?;
+        let data = ops::read_bounded(io::stdin().lock(), ops::item_size_limit(mc)?, "stdin")?;
         return Ok(Encoded::owned(data, flags::BYTES));
     }
     Ok(Encoded::owned(arg.as_bytes().to_vec(), flags::TEXT))

@@ -1,17 +1,21 @@
 //! The operator's commands that look at placement and codes: `whereis`, `ring`, `explain`,
 //! `dump` and `cp`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use libmemcached::value::flags;
-use libmemcached::{Address, Client, Encoded, ReturnCode, ServerSpec, Transport};
+use libmemcached::{Address, Behavior, Client, Encoded, ReturnCode, ServerSpec, Transport};
 use serde_json::json;
 
 use crate::args::{Options, Ring};
 use crate::commands::client;
+use crate::output::{Field, escape, write_json};
 use crate::{Failure, Outcome, Status, usage};
 
 /// Where each key lives, and whether its server has it.
@@ -22,10 +26,9 @@ pub fn whereis(mc: &Client, keys: &[String], json: bool, out: &mut dyn Write) ->
         let found = mc.get::<(Vec<u8>, u32)>(key)?.is_some();
         all_found &= found;
         if json {
-            writeln!(
+            write_json(
                 out,
-                "{}",
-                json!({ key: { "server": server.to_string(), "found": found } })
+                &json!({ key: { "server": server.to_string(), "found": found } }),
             )?;
         } else {
             let state = if found { "found" } else { "missing" };
@@ -34,6 +37,9 @@ pub fn whereis(mc: &Client, keys: &[String], json: bool, out: &mut dyn Write) ->
     }
     Ok(if all_found { Status::Ok } else { Status::Miss })
 }
+
+/// The most sample keys `ring` places (a few seconds of hashing).
+pub const MAX_RING_KEYS: u64 = 1_000_000;
 
 /// Places sample keys with the configured servers and with the changed list, using the
 /// client's own distribution and behaviors, and reports the share that moves.
@@ -66,7 +72,10 @@ pub fn ring(options: &Options, ring: &Ring, json: bool, out: &mut dyn Write) -> 
         options,
         &after.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
-    let keys = ring.keys.max(1);
+    if !(1..=MAX_RING_KEYS).contains(&ring.keys) {
+        return Err(usage(format!("--keys takes 1 to {MAX_RING_KEYS}")));
+    }
+    let keys = ring.keys;
     let mut moved = 0u64;
     let mut share: Vec<(String, u64)> = after.iter().map(|s| (display_address(s), 0)).collect();
     for i in 0..keys {
@@ -85,10 +94,9 @@ pub fn ring(options: &Options, ring: &Ring, json: bool, out: &mut dyn Write) -> 
             .iter()
             .map(|(s, n)| (s.clone(), json!(percent(*n))))
             .collect();
-        writeln!(
+        write_json(
             out,
-            "{}",
-            json!({ "keys": keys, "moved": moved, "moved_percent": percent(moved), "share_after": servers })
+            &json!({ "keys": keys, "moved": moved, "moved_percent": percent(moved), "share_after": servers }),
         )?;
     } else {
         writeln!(out, "{moved} of {keys} keys move ({:.1} %)", percent(moved))?;
@@ -150,10 +158,9 @@ pub fn explain(code: &str, json: bool, out: &mut dyn Write) -> Outcome {
         "other"
     };
     if json {
-        writeln!(
+        write_json(
             out,
-            "{}",
-            json!({ "code": code.to_raw(), "name": format!("{code:?}"), "text": code.to_string(), "kind": kind })
+            &json!({ "code": code.to_raw(), "name": format!("{code:?}"), "text": code.to_string(), "kind": kind }),
         )?;
     } else {
         writeln!(out, "{} {code:?}: {code}", code.to_raw())?;
@@ -170,32 +177,65 @@ fn normalize(name: &str) -> String {
 }
 
 /// Lists the keys of every server with `lru_crawler metadump all` (memcached 1.5 and newer),
-/// keeping those that start with `prefix`.
-pub fn dump(mc: &Client, prefix: Option<&str>, json: bool, out: &mut dyn Write) -> Outcome {
-    let mut listed = 0;
+/// keeping those that start with `prefix`. Each key is printed as it is read, so memory stays
+/// bounded however many keys a server lists (or however long it goes on without `END`). In
+/// text, a line per key: the key escaped ([`output::Field`]), size, expiry and server, separated
+/// by tabs; in JSON, a document per key.
+pub fn dump(mc: &Client, options: &Options, prefix: Option<&str>, out: &mut dyn Write) -> Outcome {
+    let timeout = poll_timeout(options);
+    // Flushed when the server makes us wait, rather than at every line.
+    let mut out = io::BufWriter::new(out);
+    let mut listed = 0u64;
     for server in mc.servers() {
-        for line in metadump(&server)? {
-            let Some(entry) = Entry::parse(&line) else {
-                continue;
-            };
-            if prefix.is_some_and(|p| !entry.key.starts_with(p.as_bytes())) {
-                continue;
+        metadump(&server, timeout, |line, waiting| {
+            let wanted = |e: &Entry| prefix.is_none_or(|p| e.key.starts_with(p.as_bytes()));
+            if let Some(entry) = Entry::parse(line).filter(wanted) {
+                listed += 1;
+                print_entry(&mut out, &entry, &server, options.json)?;
             }
-            listed += 1;
-            let key = String::from_utf8_lossy(&entry.key);
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "key": key, "size": entry.size, "expires": entry.expires, "server": server.to_string() })
-                )?;
-            } else {
-                let expires = entry.expires.map_or("never".to_owned(), |t| t.to_string());
-                writeln!(out, "{key}\t{}\t{expires}\t{server}", entry.size)?;
+            if waiting {
+                out.flush()?;
             }
-        }
+            Ok(())
+        })?;
     }
+    out.flush()?;
     Ok(if listed > 0 { Status::Ok } else { Status::Miss })
+}
+
+fn print_entry(out: &mut dyn Write, entry: &Entry, server: &Address, json: bool) -> io::Result<()> {
+    if json {
+        // A key that is not UTF-8 goes in hex rather than be changed.
+        let (name, key) = match std::str::from_utf8(&entry.key) {
+            Ok(key) => ("key", json!(key)),
+            Err(_) => ("key_hex", json!(hex(&entry.key))),
+        };
+        let server = server.to_string();
+        let doc =
+            json!({ name: key, "size": entry.size, "expires": entry.expires, "server": server });
+        return write_json(out, &doc);
+    }
+    let key = escape(&entry.key, Field);
+    let expires = entry.expires.map_or("never".to_owned(), |t| t.to_string());
+    writeln!(out, "{key}\t{}\t{expires}\t{server}", entry.size)
+}
+
+/// The poll timeout given with `-B _poll_timeout=MS`, else libmemcached's default (5 s): how
+/// long `dump` waits for each answer.
+fn poll_timeout(options: &Options) -> Duration {
+    options
+        .behaviors
+        .iter()
+        .rev()
+        .find_map(|(name, value)| match Behavior::from_name(name, value) {
+            Ok(Behavior::PollTimeout(timeout)) => Some(timeout),
+            _ => None,
+        })
+        .unwrap_or(Duration::from_secs(5))
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One `metadump` line: `key=... exp=... la=... cas=... fetch=... cls=... size=...`.
@@ -207,17 +247,21 @@ struct Entry {
 }
 
 impl Entry {
-    fn parse(line: &str) -> Option<Entry> {
+    fn parse(line: &[u8]) -> Option<Entry> {
         let mut entry = Entry {
             key: Vec::new(),
             expires: None,
             size: 0,
         };
-        for field in line.split_whitespace() {
-            match field.split_once('=')? {
-                ("key", key) => entry.key = percent_decode(key),
-                ("exp", exp) => entry.expires = exp.parse().ok().filter(|&t: &i64| t >= 0),
-                ("size", size) => entry.size = size.parse().ok()?,
+        for field in line
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty())
+        {
+            let at = field.iter().position(|&b| b == b'=')?;
+            match (&field[..at], &field[at + 1..]) {
+                (b"key", key) => entry.key = percent_decode(key),
+                (b"exp", exp) => entry.expires = number(exp).filter(|&t: &i64| t >= 0),
+                (b"size", size) => entry.size = number(size)?,
                 _ => {}
             }
         }
@@ -225,9 +269,12 @@ impl Entry {
     }
 }
 
+fn number<T: std::str::FromStr>(text: &[u8]) -> Option<T> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 /// metadump URL-encodes keys.
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -250,64 +297,161 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn metadump(server: &Address) -> Result<Vec<String>, Failure> {
-    let timeout = Some(Duration::from_secs(5));
-    let failed = |why: String| usage(format!("{server}: {why}"));
-    let (mut reader, mut writer): (Box<dyn BufRead>, Box<dyn Write>) = match server.transport() {
+/// The longest metadump line read: a 250-byte key URL-encoded takes 750 bytes, the other
+/// fields fewer than 200.
+const MAX_METADUMP_LINE: usize = 4096;
+
+/// Sends `lru_crawler metadump all` to `server` on a connection of its own and hands each line
+/// of the answer to `each` until `END`, with whether the next line has yet to arrive (a time
+/// to flush what was printed). Every failure names the server.
+fn metadump(
+    server: &Address,
+    timeout: Duration,
+    mut each: impl FnMut(&[u8], bool) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let failed = |why: &str| usage(format!("{server}: {why}"));
+    let broke = |err: io::Error| match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => failed(&format!(
+            "no answer within the poll timeout ({} ms)",
+            timeout.as_millis()
+        )),
+        _ => failed(&err.to_string()),
+    };
+    let (reader, mut writer): (Box<dyn Read>, Box<dyn Write>) = match server.transport() {
         Transport::Unix => {
-            let stream = UnixStream::connect(server.host()).map_err(|e| failed(e.to_string()))?;
-            stream.set_read_timeout(timeout)?;
-            (
-                Box::new(BufReader::new(stream.try_clone()?)),
-                Box::new(stream),
-            )
+            let stream = UnixStream::connect(server.host()).map_err(broke)?;
+            stream.set_read_timeout(Some(timeout)).map_err(broke)?;
+            stream.set_write_timeout(Some(timeout)).map_err(broke)?;
+            let reader = stream.try_clone().map_err(broke)?;
+            (Box::new(reader), Box::new(stream))
         }
         Transport::Tcp => {
-            let stream = TcpStream::connect((server.host(), server.port()))
-                .map_err(|e| failed(e.to_string()))?;
-            stream.set_read_timeout(timeout)?;
-            (
-                Box::new(BufReader::new(stream.try_clone()?)),
-                Box::new(stream),
-            )
+            let stream = connect(server, timeout).map_err(broke)?;
+            stream.set_read_timeout(Some(timeout)).map_err(broke)?;
+            stream.set_write_timeout(Some(timeout)).map_err(broke)?;
+            let reader = stream.try_clone().map_err(broke)?;
+            (Box::new(reader), Box::new(stream))
         }
-        Transport::Udp => return Err(failed("dump needs TCP or a unix socket".into())),
+        Transport::Udp => return Err(failed("dump needs TCP or a unix socket")),
     };
-    writer.write_all(b"lru_crawler metadump all\r\n")?;
-    let mut lines = Vec::new();
-    let mut line = String::new();
+    writer
+        .write_all(b"lru_crawler metadump all\r\n")
+        .map_err(broke)?;
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(failed("the connection closed before END".into()));
+        let limit = MAX_METADUMP_LINE as u64 + 1;
+        (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .map_err(broke)?;
+        if line.last() != Some(&b'\n') {
+            return Err(match line.len() > MAX_METADUMP_LINE {
+                true => failed(&format!(
+                    "a line of more than {MAX_METADUMP_LINE} bytes in the metadump (not memcached?)"
+                )),
+                false => failed("the connection closed before END"),
+            });
         }
-        let text = line.trim_end();
-        match text {
-            "END" => return Ok(lines),
-            t if t.starts_with("ERROR")
-                || t.starts_with("CLIENT_ERROR")
-                || t.starts_with("BUSY") =>
+        match line.trim_ascii_end() {
+            b"END" => return Ok(()),
+            t if [&b"ERROR"[..], b"CLIENT_ERROR", b"SERVER_ERROR", b"BUSY"]
+                .iter()
+                .any(|word| t.starts_with(word)) =>
             {
-                return Err(failed(format!("lru_crawler metadump refused: {t}")));
+                let said = escape(t, Field);
+                return Err(failed(&format!("lru_crawler metadump refused: {said}")));
             }
-            t => lines.push(t.to_owned()),
+            t => each(t, reader.buffer().is_empty())?,
         }
     }
 }
 
-/// Stores each file under its name.
+/// A TCP connection to `server` that gives up after `timeout` on each address.
+fn connect(server: &Address, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name does not resolve");
+    for addr in (server.host(), server.port()).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// memcached's default item size limit (`-I`), for servers that cannot be asked (proxies).
+const DEFAULT_ITEM_SIZE_MAX: u64 = 1024 * 1024;
+
+/// The smallest item size limit of the servers: the most `cp` and `set KEY -` read.
+pub fn item_size_limit(mc: &Client) -> Result<u64, Failure> {
+    if mc.is_proxy() {
+        return Ok(DEFAULT_ITEM_SIZE_MAX);
+    }
+    let stats = mc.stats(Some("settings"))?;
+    Ok(stats
+        .iter()
+        .map(|s| s.get_u64("item_size_max").unwrap_or(DEFAULT_ITEM_SIZE_MAX))
+        .min()
+        .unwrap_or(DEFAULT_ITEM_SIZE_MAX))
+}
+
+/// Reads at most `limit` bytes from `input`; more is an error naming `what`.
+pub fn read_bounded(input: impl Read, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::new();
+    input
+        .take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| usage(format!("{what}: {e}")))?;
+    if data.len() as u64 > limit {
+        return Err(usage(format!(
+            "{what}: more than the servers' item size limit ({limit} bytes)"
+        )));
+    }
+    Ok(data)
+}
+
+/// How long `cp` waits for a FIFO's writer: opening a FIFO blocks until one comes.
+const FIFO_WAIT: Duration = Duration::from_secs(5);
+
+/// Stores each file under its name. A file may hold at most the servers' item size limit; a
+/// FIFO must get a writer within [`FIFO_WAIT`].
 pub fn cp(mc: &Client, files: &[std::path::PathBuf], exptime: u32, out: &mut dyn Write) -> Outcome {
+    let limit = item_size_limit(mc)?;
     for path in files {
+        let shown = path.display().to_string();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| usage(format!("{}: no file name in UTF-8", path.display())))?;
-        let data = std::fs::read(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            .ok_or_else(|| usage(format!("{shown}: no file name in UTF-8")))?;
+        let file = open(path).map_err(|why| usage(format!("{shown}: {why}")))?;
+        let data = read_bounded(file, limit, &shown)?;
         let len = data.len();
         mc.set(name, Encoded::owned(data, flags::BYTES), exptime)?;
         writeln!(out, "{name}\t{len} bytes")?;
     }
     Ok(Status::Ok)
+}
+
+/// Opens a file to read, giving up on a FIFO that no writer opens within [`FIFO_WAIT`] (the
+/// thread left waiting ends with the process).
+fn open(path: &std::path::Path) -> Result<File, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_fifo() {
+        return File::open(path).map_err(|e| e.to_string());
+    }
+    let (opened, wait) = mpsc::channel();
+    let owned = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = opened.send(File::open(owned));
+    });
+    match wait.recv_timeout(FIFO_WAIT) {
+        Ok(file) => file.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "a FIFO that no writer opened within {} s",
+            FIFO_WAIT.as_secs()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -316,14 +460,14 @@ mod tests {
 
     #[test]
     fn metadump_lines_parse_with_encoded_keys() {
-        let e = Entry::parse("key=a%20b%2Fc exp=-1 la=1700000000 cas=5 fetch=no cls=1 size=68")
+        let e = Entry::parse(b"key=a%20b%2Fc exp=-1 la=1700000000 cas=5 fetch=no cls=1 size=68")
             .unwrap();
         assert_eq!(e.key, b"a b/c");
         assert_eq!((e.expires, e.size), (None, 68));
-        let e = Entry::parse("key=k exp=1800000000 la=1 cas=1 fetch=yes cls=2 size=9").unwrap();
+        let e = Entry::parse(b"key=k exp=1800000000 la=1 cas=1 fetch=yes cls=2 size=9").unwrap();
         assert_eq!(e.expires, Some(1_800_000_000));
-        assert!(Entry::parse("garbage").is_none());
-        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert!(Entry::parse(b"garbage").is_none());
+        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4");
     }
 
     #[test]
