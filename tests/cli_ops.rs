@@ -255,3 +255,392 @@ fn bytes_that_are_not_text_are_shown_as_hex_on_a_terminal_only() {
         "no raw bytes on the terminal"
     );
 }
+
+/// memc started with `args`, its stdout and stderr piped, for tests that watch it run.
+fn spawn_memc(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_memc"))
+        .args(args)
+        .env_remove("MEMCACHED_SERVERS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("memc runs")
+}
+
+/// Waits at most a minute for `child` (a bound for a loaded machine, not a measure).
+fn finish(mut child: std::process::Child) -> Run {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("memc still ran after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().expect("memc exits"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A "server" on a free loopback port that reads one request and answers it with `answer`,
+/// which writes what a real memcached never would. Returns its spec and what `answer` returned.
+fn hostile_server<T: Send + 'static>(
+    answer: impl FnOnce(&mut std::net::TcpStream) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // A memc that stops reading fails the writes after this, rather than hang the test.
+        stream
+            .set_write_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut request = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut request)
+            .unwrap();
+        assert_eq!(request, "lru_crawler metadump all\r\n");
+        answer(&mut stream)
+    });
+    (spec, server)
+}
+
+/// memc's dump text format read back: `\\`, `\t`, `\n`, `\r`, `\xHH` and `\u{H}` escapes.
+fn unescape(field: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chars = field.chars();
+    let push = |out: &mut Vec<u8>, c: char| out.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            push(&mut out, c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push(b'\\'),
+            Some('t') => out.push(b'\t'),
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                out.push(u8::from_str_radix(&hex, 16).unwrap());
+            }
+            Some('u') => {
+                assert_eq!(chars.next(), Some('{'));
+                let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                push(
+                    &mut out,
+                    char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap(),
+                );
+            }
+            other => panic!("unknown escape {other:?} in {field:?}"),
+        }
+    }
+    out
+}
+
+/// Whether `bytes` hold a control character other than tab and line breaks: C0, DEL, or a C1
+/// code point (U+0080 to U+009F, e.g. U+009B, a terminal's CSI).
+fn has_control(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
+        || String::from_utf8_lossy(bytes)
+            .chars()
+            .any(|c| ('\u{80}'..='\u{9f}').contains(&c))
+}
+
+#[test]
+fn dump_escapes_hostile_keys_on_a_terminal_in_pipes_and_in_json() {
+    let server = common::own_server();
+    let spec = server.spec();
+    // The binary protocol stores any byte in a key.
+    let mc = common::client(std::slice::from_ref(&spec), true);
+    let keys: [&[u8]; 6] = [
+        b"esc\x1b[2J\x07bell",
+        "c1\u{9b}31m".as_bytes(),
+        b"forged\nnext\tline",
+        b"back\\slash",
+        b"del\x7f\r",
+        b"plain",
+    ];
+    for key in keys {
+        mc.set(key, "v", 0).unwrap();
+    }
+    // lru_crawler needs a moment after the writes; retry briefly.
+    let mut run = memc(&["-s", &spec, "dump"]);
+    for _ in 0..50 {
+        if run.stdout.lines().count() >= keys.len() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        run = memc(&["-s", &spec, "dump"]);
+    }
+    // A pipe: a line per key, four fields, the key read back exactly.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!has_control(run.stdout.as_bytes()), "{:?}", run.stdout);
+    let mut listed: Vec<Vec<u8>> = run
+        .stdout
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert_eq!(fields.len(), 4, "{line:?}");
+            assert_eq!(fields[3], spec);
+            unescape(fields[0])
+        })
+        .collect();
+    listed.sort();
+    let mut stored: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    stored.sort();
+    assert_eq!(listed, stored);
+    assert!(run.stdout.contains(r"esc\x1b[2J\x07bell") && run.stdout.contains(r"c1\u{9b}31m"));
+
+    // JSON: DEL and C1 controls escaped as \u007f, \u009b; the keys parse back exactly.
+    let run = memc(&["-s", &spec, "--json", "dump"]);
+    assert!(!has_control(run.stdout.as_bytes()), "{:?}", run.stdout);
+    assert!(run.stdout.contains(r"\u009b"), "{}", run.stdout);
+    let mut listed: Vec<Vec<u8>> = run
+        .stdout
+        .lines()
+        .map(|line| {
+            let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+            doc["key"].as_str().unwrap().as_bytes().to_vec()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, stored);
+
+    // A terminal (`script` runs memc on a pseudo-terminal): nothing it would act on.
+    let output = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} -s {spec} dump", env!("CARGO_BIN_EXE_memc")),
+            "/dev/null",
+        ])
+        .output()
+        .expect("util-linux's script is needed for this test");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown:?}");
+    assert!(!has_control(&output.stdout), "{shown:?}");
+    assert!(shown.contains(r"esc\x1b[2J\x07bell"), "{shown:?}");
+    assert!(shown.contains(r"forged\nnext\tline"), "{shown:?}");
+    assert!(shown.contains(r"del\x7f\r"), "{shown:?}");
+}
+
+#[test]
+fn dump_streams_a_metadump_that_never_ends_in_bounded_memory() {
+    use std::io::{BufRead, Write};
+    const SENT: usize = 64 << 20;
+    let (spec, server) = hostile_server(|stream| {
+        let mut sent = 0;
+        let mut n = 0u64;
+        while sent < SENT {
+            let mut batch = String::new();
+            while batch.len() < 64 * 1024 {
+                batch += &format!("key=k{n} exp=-1 la=1 cas={n} fetch=no cls=1 size=70\r\n");
+                n += 1;
+            }
+            if stream.write_all(batch.as_bytes()).is_err() {
+                break;
+            }
+            sent += batch.len();
+        }
+        sent
+    });
+    let mut child = spawn_memc(&["-s", &spec, "dump"]);
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = 0u64;
+        let mut line = Vec::new();
+        let mut stdout = std::io::BufReader::new(stdout);
+        while stdout.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            lines += 1;
+            line.clear();
+        }
+        lines
+    });
+    // The server gets every byte off only if memc keeps reading.
+    let sent = server.join().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    let _ = child.kill();
+    let stderr = child.wait_with_output().unwrap().stderr;
+    let printed = reader.join().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(sent >= SENT, "memc stopped reading: {stderr}");
+    assert!(
+        peak_kib < 32 * 1024,
+        "memc peaked at {peak_kib} KiB while reading {} MiB of metadump",
+        SENT >> 20
+    );
+    // Printed as read, not kept for an END that never comes.
+    assert!(printed > 1_000_000, "only {printed} keys printed");
+}
+
+#[test]
+fn dump_refuses_a_line_without_end() {
+    use std::io::Write;
+    let (spec, server) = hostile_server(|stream| {
+        let _ = stream.write_all(b"key=");
+        while stream.write_all(&[b'x'; 64 * 1024]).is_ok() {}
+    });
+    let run = finish(spawn_memc(&["-s", &spec, "dump"]));
+    server.join().unwrap();
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains(&format!("{spec}: a line of more than 4096 bytes")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn errors_name_the_server_that_hung_or_said_what() {
+    use libmemcached::testing::{Fault, FaultProxy};
+    let server = common::own_server();
+    let proxy = FaultProxy::start(server.spec()).unwrap();
+    let spec = proxy.spec();
+    let file = std::env::temp_dir().join(format!("memc-hung-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    proxy.set_fault(Fault::Blackhole);
+    for command in [
+        &["dump"][..],
+        &["get", "k"],
+        &["set", "k", "v"],
+        &["stats"],
+        &["version"],
+        &["whereis", "k"],
+        &["analyze"],
+        &["cp", file.to_str().unwrap()],
+        &["load", "--duration", "1"],
+    ] {
+        let mut args = vec!["-s", spec.as_str(), "-B", "_poll_timeout=300"];
+        args.extend_from_slice(command);
+        let run = memc(&args);
+        assert_eq!(run.code, 2, "{command:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("{spec}: no answer within the poll timeout")),
+            "{command:?}: {}",
+            run.stderr
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+
+    // What a server says reaches stderr escaped.
+    proxy.set_fault(Fault::Reply(
+        b"SERVER_ERROR \x1b]0;owned\x07 \xc2\x9b31m\r\n",
+    ));
+    for command in [&["get", "k"][..], &["stats"], &["dump"]] {
+        let mut args = vec!["-s", spec.as_str()];
+        args.extend_from_slice(command);
+        let run = memc(&args);
+        assert_eq!(run.code, 2, "{command:?}");
+        assert!(!has_control(run.stderr.as_bytes()), "{:?}", run.stderr);
+        assert!(
+            run.stderr.contains(&spec) && run.stderr.contains(r"\x1b]0;owned\x07 \u{9b}31m"),
+            "{command:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn sizes_and_counts_are_bounded_with_usage_errors() {
+    let server = common::own_server();
+    let spec = server.spec();
+    for (args, says) in [
+        (
+            &["load", "--value-size", "100000000000"][..],
+            "--value-size takes 0 to 1048576",
+        ),
+        (
+            &["load", "--keys", "20000000"],
+            "--keys takes 1 to 10000000",
+        ),
+        (
+            &["ring", "--add", "127.0.0.1:1", "--keys", "100000000"],
+            "--keys takes 1 to 1000000",
+        ),
+    ] {
+        let mut all = vec!["-s", spec.as_str()];
+        all.extend_from_slice(args);
+        let run = memc(&all);
+        assert_eq!(run.code, 2, "{args:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    // The duration covers storing the keys first: far more keys than half a second stores.
+    let run = finish(spawn_memc(&[
+        "-s",
+        &spec,
+        "load",
+        "--keys",
+        "10000000",
+        "--duration",
+        "1",
+        "--concurrency",
+        "1",
+    ]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("of 10000000 keys stored in half the duration"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn cp_reads_at_most_the_item_size_limit_and_gives_up_on_a_fifo_without_writer() {
+    let server = common::own_server();
+    let spec = server.spec();
+    let run = memc(&["-s", &spec, "cp", "/dev/zero"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("/dev/zero: more than the servers' item size limit (1048576 bytes)"),
+        "{}",
+        run.stderr
+    );
+
+    let dir = std::env::temp_dir().join(format!("memc-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo_path = fifo.to_str().unwrap();
+    let run = memc(&["-s", &spec, "cp", fifo_path]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "{fifo_path}: a FIFO that no writer opened within 5 s"
+        )),
+        "{}",
+        run.stderr
+    );
+    // With a writer, the FIFO's bytes are stored.
+    let mut writer = Command::new("sh")
+        .args(["-c", &format!("printf fed > '{fifo_path}'")])
+        .spawn()
+        .unwrap();
+    let run = memc(&["-s", &spec, "cp", fifo_path]);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "pipe\t3 bytes\n"),
+        "{}",
+        run.stderr
+    );
+    let mc = Client::new([&spec]).unwrap();
+    assert_eq!(mc.get::<Vec<u8>>("pipe").unwrap().unwrap(), b"fed");
+}
