@@ -14,7 +14,12 @@ Behaviors: pylibmc's names, e.g. -B connect_timeout=500 -B distribution=\"consis
 
 const NOTES: &str = "\
 EXPTIME and DELAY are seconds (0: never). Exit codes: 0 success, 1 a miss or nothing stored,
-2 an error (printed on stderr).";
+2 an error (printed on stderr).
+Output: what a server sends is escaped, so one line is one record and nothing reaches a
+terminal that it would act on: in keys (dump), stats, versions and errors, \\ tab, newline
+and CR as \\\\ \\t \\n \\r, other control characters as \\x1b (C0, DEL) or \\u{9b} (C1),
+bytes that are not UTF-8 as \\xff. Values go to a pipe or file as stored, and to a terminal
+with control characters escaped. --json escapes them as JSON does, DEL and C1 too (\\u009b).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -187,7 +192,7 @@ pub enum Command {
         /// A number (e.g. 3) or a name (e.g. CONNECTION_FAILURE)
         code: String,
     },
-    /// Every key with its size and expiry (lru_crawler metadump), optionally under PREFIX
+    /// Every key (escaped), a tab, its size, expiry and server (lru_crawler metadump)
     Dump {
         /// Only keys that start with this
         prefix: Option<String>,
@@ -198,7 +203,7 @@ pub enum Command {
     Top(Top),
     /// Generate load and print ops/s with latency percentiles
     Load(Load),
-    /// Store each FILE under its file name (its bytes, as they are)
+    /// Store each FILE (at most the item size limit) under its file name
     Cp {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
@@ -216,7 +221,7 @@ pub struct Ring {
     /// A server spec to remove
     #[arg(long, value_name = "SPEC")]
     pub remove: Vec<String>,
-    /// How many sample keys to place
+    /// How many sample keys to place (at most 1000000)
     #[arg(long, default_value_t = 100_000, value_parser = whole_number)]
     pub keys: u64,
 }
@@ -233,7 +238,7 @@ pub struct Top {
 
 #[derive(Debug, Args)]
 pub struct Load {
-    /// Seconds to run
+    /// Seconds to run, storing the keys first included
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Threads, each with its own client
@@ -242,13 +247,13 @@ pub struct Load {
     /// Percent of operations that are gets (the rest are sets)
     #[arg(long, default_value_t = 90, value_parser = whole_number)]
     pub get_percent: u64,
-    /// How many distinct keys
+    /// How many distinct keys (at most 10000000)
     #[arg(long, default_value_t = 10_000, value_parser = whole_number)]
     pub keys: u64,
     /// Key length in bytes
     #[arg(long, default_value_t = 16, value_parser = whole_number)]
     pub key_size: u64,
-    /// Value length in bytes
+    /// Value length in bytes (at most 1048576)
     #[arg(long, default_value_t = 100, value_parser = whole_number)]
     pub value_size: u64,
 }

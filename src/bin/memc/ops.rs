@@ -179,7 +179,7 @@ fn normalize(name: &str) -> String {
 /// Lists the keys of every server with `lru_crawler metadump all` (memcached 1.5 and newer),
 /// keeping those that start with `prefix`. Each key is printed as it is read, so memory stays
 /// bounded however many keys a server lists (or however long it goes on without `END`). In
-/// text, a line per key: the key escaped ([`output::Field`]), size, expiry and server, separated
+/// text, a line per key: the key escaped ([`Field`]), size, expiry and server, separated
 /// by tabs; in JSON, a document per key.
 pub fn dump(mc: &Client, options: &Options, prefix: Option<&str>, out: &mut dyn Write) -> Outcome {
     let timeout = poll_timeout(options);
