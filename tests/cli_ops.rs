@@ -644,3 +644,35 @@ fn cp_reads_at_most_the_item_size_limit_and_gives_up_on_a_fifo_without_writer() 
     let mc = Client::new([&spec]).unwrap();
     assert_eq!(mc.get::<Vec<u8>>("pipe").unwrap().unwrap(), b"fed");
 }
+
+#[test]
+fn the_values_of_several_keys_are_a_line_each_whatever_they_hold() {
+    let server = common::own_server();
+    let spec = server.spec();
+    let mc = common::client(std::slice::from_ref(&spec), false);
+    let values: [(&str, &[u8]); 3] = [
+        ("lines", b"one\ntwo\tthree"),
+        ("esc", b"\x1b[2J\\"),
+        ("bytes", b"\xff\x00\x9b"),
+    ];
+    for (key, value) in values {
+        mc.set(key, value, 0).unwrap();
+    }
+    let run = memc(&["-s", &spec, "get", "lines", "esc", "bytes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!has_control(run.stdout.as_bytes()), "{:?}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), values.len(), "{:?}", run.stdout);
+    for (line, (key, value)) in lines.iter().zip(values) {
+        let (shown_key, shown) = line.split_once('\t').unwrap();
+        assert_eq!(shown_key, key);
+        assert_eq!(unescape(shown), value, "{line:?}");
+    }
+    // One key alone goes to a pipe as stored.
+    let one = Command::new(env!("CARGO_BIN_EXE_memc"))
+        .args(["-s", &spec, "get", "bytes"])
+        .env_remove("MEMCACHED_SERVERS")
+        .output()
+        .unwrap();
+    assert_eq!(one.stdout, b"\xff\x00\x9b\n");
+}

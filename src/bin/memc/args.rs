@@ -18,8 +18,9 @@ EXPTIME and DELAY are seconds (0: never). Exit codes: 0 success, 1 a miss or not
 Output: what a server sends is escaped, so one line is one record and nothing reaches a
 terminal that it would act on: in keys (dump), stats, versions and errors, \\ tab, newline
 and CR as \\\\ \\t \\n \\r, other control characters as \\x1b (C0, DEL) or \\u{9b} (C1),
-bytes that are not UTF-8 as \\xff. Values go to a pipe or file as stored, and to a terminal
-with control characters escaped. --json escapes them as JSON does, DEL and C1 too (\\u009b).";
+bytes that are not UTF-8 as \\xff. A single value goes to a pipe or file as stored, and to a
+terminal with control characters escaped; the values of several keys are escaped as keys are,
+a line per key (KEY, tab, VALUE). --json escapes them as JSON does, DEL and C1 too (\\u009b).";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,8 +4,8 @@
 //! Exit codes: 0 success, 1 a miss or nothing stored, 2 an error (printed on stderr).
 //!
 //! What a server sends is escaped before it is printed (`output::escape`), so that a line is
-//! one record in a pipe and nothing reaches a terminal that it would act on; values go to a pipe
-//! or a file as stored. Everything read from a server or a file is bounded: `dump` prints as it
+//! one record in a pipe and nothing reaches a terminal that it would act on; a single value goes
+//! to a pipe or a file as stored. Everything read from a server or a file is bounded: `dump` prints as it
 //! reads, `cp` and `set KEY -` read at most the servers' item size limit, and every count and
 //! size argument has a maximum.
 

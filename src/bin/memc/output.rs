@@ -1,8 +1,9 @@
 //! Printing results as text or as JSON (one document per command).
 //!
 //! Whatever a server sends is escaped before it is written, so that nothing it holds acts on a
-//! terminal or forges a line in a pipe ([`escape`]). Values are the exception on a pipe or in a
-//! file: `memc get k > file` writes the bytes as stored.
+//! terminal or forges a line in a pipe ([`escape`]). A single value is the exception on a pipe
+//! or in a file: `memc get k > file` writes the bytes as stored; the values of several keys are
+//! escaped, a line per key.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -55,9 +56,16 @@ impl<'a> Output<'a> {
                 .collect();
             return self.json(&Json::Object(map));
         }
+        // A line per key: the values escaped as keys are, so that one cannot forge another.
         for (key, value) in found {
-            write!(self.out, "{key}\t")?;
-            print_value(self.out, value, self.terminal)?;
+            write!(self.out, "{}\t", escape(key.as_bytes(), Field))?;
+            match value {
+                Value::Text(text) => writeln!(self.out, "{}", escape(text.as_bytes(), Field))?,
+                Value::Bytes(data) | Value::Pickle(data) | Value::Other { data, .. } => {
+                    writeln!(self.out, "{}", escape(data, Field))?
+                }
+                other => print_value(self.out, other, self.terminal)?,
+            }
         }
         Ok(())
     }
