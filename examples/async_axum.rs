@@ -77,7 +77,7 @@ async fn stats(State(mc): State<AsyncClient>) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = TestServer::from_env_or_spawn()?;
     let client = Client::builder()
-        .servers(server.specs())?
+        .servers(server.specs())
         .namespace(format!("async-axum-{}:", std::process::id()))
         .build()?;
     let mc = AsyncClient::new(client)?;

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = TestServer::from_env_or_spawn()?;
     // Configure a blocking client as usual; the async one serves calls with clones of it.
     let client = Client::builder()
-        .servers(server.specs())?
+        .servers(server.specs())
         .namespace(format!("async-tokio-{}:", std::process::id()))
         .compression(Compression::new(1024))
         .build()?;

@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protocol = if config.binary { "binary" } else { "ascii" };
 
     let ours = Client::builder()
-        .servers([server.spec()])?
+        .servers([server.spec()])
         .binary(config.binary)
         .build()?;
     let raw = Raw::new(port, config.binary);

@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| with one of three servers | healthy-key gets | p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|");
     let client = Client::builder()
-        .servers(&specs)?
+        .servers(&specs)
         .behavior(Behavior::PollTimeout(Duration::from_secs(5)))
         .build()?;
     let keys = spread(&client, &specs)?;
@@ -142,7 +142,7 @@ async fn healthy_latencies(
 /// How long dropping the last handle takes with calls in flight and queued on a hung server.
 async fn drop_with_queued(spec: &str) -> Result<Duration, Box<dyn std::error::Error>> {
     let client = Client::builder()
-        .servers([spec])?
+        .servers([spec])
         .behavior(Behavior::PollTimeout(Duration::from_secs(5)))
         .build()?;
     let mc = AsyncClient::builder(client)
@@ -177,7 +177,7 @@ async fn give_up(
     callers: usize,
 ) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
     let client = Client::builder()
-        .servers([spec])?
+        .servers([spec])
         .behavior(Behavior::PollTimeout(Duration::from_secs(60)))
         .build()?;
     let mc = AsyncClient::builder(client)

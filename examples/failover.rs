@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
     let victim = specs[2].clone();
     let mc = Client::builder()
-        .servers(&specs)?
+        .servers(&specs)
         .failover() // ketama, remove failed servers, failure limit 2, retry timeout 1 s
         .behavior(Behavior::DeadTimeout(DEAD_TIMEOUT))
         .build()?;

@@ -26,7 +26,7 @@ fn main() -> Outcome {
 
     for binary in [false, true] {
         let mc = Client::builder()
-            .servers(&specs)?
+            .servers(&specs)
             .binary(binary)
             .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
             .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
@@ -42,7 +42,7 @@ fn main() -> Outcome {
     // A server dies and comes back: errors, partial results, then answers again.
     for binary in [false, true] {
         let mc = Client::builder()
-            .servers(&specs)?
+            .servers(&specs)
             .binary(binary)
             .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
             .behavior(Behavior::PollTimeout(Duration::from_millis(200)))
@@ -81,7 +81,7 @@ fn main() -> Outcome {
     assert!(Client::from_config("--NO-SUCH-OPTION").is_err());
 
     let cluster = ClusterConfig::parse(b"7\nnode1|127.0.0.1|11211 node2||11212\n")?;
-    let _ = cluster.builder()?.build()?;
+    let _ = cluster.builder().build()?;
     assert!(ClusterConfig::parse(b"7\nnode1|bad|11211\n").is_err());
 
     sasl()?;
@@ -257,7 +257,7 @@ fn sasl() -> Outcome {
     }
     let server = Memcached::builder().sasl("memcheck", "secret").start()?;
     let mc = Client::builder()
-        .servers([server.spec()])?
+        .servers([server.spec()])
         .binary(true)
         .sasl("memcheck", "secret")
         .build()?;
@@ -265,7 +265,7 @@ fn sasl() -> Outcome {
     assert_eq!(mc.get::<String>("sasl")?.as_deref(), Some("yes"));
     let _ = mc.try_clone()?.get::<String>("sasl")?;
     let wrong = Client::builder()
-        .servers([server.spec()])?
+        .servers([server.spec()])
         .binary(true)
         .sasl("memcheck", "wrong")
         .build()?;

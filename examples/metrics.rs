@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let live = Memcached::start()?;
     let mut doomed = Memcached::start()?;
     let client = Client::builder()
-        .servers([live.spec(), doomed.spec()])?
+        .servers([live.spec(), doomed.spec()])
         .behavior(Behavior::ConnectTimeout(Duration::from_millis(200)))
         .build()?;
     let pool = ClientPool::new(client, 4)?;

@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for binary in [false, true] {
         let mc = Client::builder()
-            .servers(&servers)?
+            .servers(&servers)
             .binary(binary)
             .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
             .build()?;
@@ -110,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("\nserver {server} runs memcached {version}");
     }
     let dead = Client::builder()
-        .servers(["127.0.0.1:9"])?
+        .servers(["127.0.0.1:9"])
         .behavior(Behavior::ConnectTimeout(Duration::from_millis(200)))
         .build()?;
     println!(

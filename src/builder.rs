@@ -24,7 +24,7 @@ const FAILOVER_DEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// use libmemcached::{Behavior, Client, Distribution};
 ///
 /// let mc = Client::builder()
-///     .servers(["10.0.0.1:11211", "10.0.0.2:11211:2"])?
+///     .servers(["10.0.0.1:11211", "10.0.0.2:11211:2"])
 ///     .binary(true)
 ///     .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
 ///     .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
@@ -48,20 +48,30 @@ pub struct ClientBuilder {
     namespace: Option<Vec<u8>>,
     sasl: Option<crate::sasl::Credentials>,
     proxy: bool,
+    /// The first malformed spec or behavior given, returned by `build`.
+    refused: Option<Error>,
 }
 
 impl ClientBuilder {
     /// Adds servers in pylibmc's spec syntax (see [`ServerSpec`]). A malformed spec is an error
-    /// naming it.
-    pub fn servers<I, S>(mut self, servers: I) -> Result<Self>
+    /// naming it, returned by [`build`](Self::build).
+    pub fn servers<I, S>(mut self, servers: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         for spec in servers {
-            self.servers.push(spec.as_ref().parse()?);
+            match spec.as_ref().parse() {
+                Ok(spec) => self.servers.push(spec),
+                Err(error) => self.refuse(error),
+            }
         }
-        Ok(self)
+        self
+    }
+
+    /// Keeps the first error of the chain for `build`.
+    fn refuse(&mut self, error: Error) {
+        self.refused.get_or_insert(error);
     }
 
     /// Adds a parsed server.
@@ -108,21 +118,30 @@ impl ClientBuilder {
 
     /// Sets a behavior by pylibmc name with a raw value in libmemcached's unit, such as
     /// `("connect_timeout", 4000)` or `("hash", "fnv1a_32")`; see [`Behavior::from_name`].
-    pub fn behavior_by_name(self, name: &str, value: impl fmt::Display) -> Result<Self> {
-        Ok(self.behavior(Behavior::from_name(name, value)?))
+    /// An unknown name or a bad value is an error returned by [`build`](Self::build).
+    pub fn behavior_by_name(mut self, name: &str, value: impl fmt::Display) -> Self {
+        match Behavior::from_name(name, value) {
+            Ok(behavior) => self.behavior(behavior),
+            Err(error) => {
+                self.refuse(error);
+                self
+            }
+        }
     }
 
     /// Sets behaviors by pylibmc name, as pylibmc's `behaviors={...}`; every unknown name is
-    /// listed in one error.
-    pub fn behaviors_by_name<I, N, V>(mut self, behaviors: I) -> Result<Self>
+    /// listed in one error, returned by [`build`](Self::build).
+    pub fn behaviors_by_name<I, N, V>(mut self, behaviors: I) -> Self
     where
         I: IntoIterator<Item = (N, V)>,
         N: AsRef<str>,
         V: fmt::Display,
     {
-        self.behaviors
-            .extend(crate::behavior::parse_named(behaviors)?);
-        Ok(self)
+        match crate::behavior::parse_named(behaviors) {
+            Ok(parsed) => self.behaviors.extend(parsed),
+            Err(error) => self.refuse(error),
+        }
+        self
     }
 
     /// Fails over: when a server stops answering, its keys move to the other servers until it
@@ -148,7 +167,7 @@ impl ClientBuilder {
     ///
     /// ```no_run
     /// let mc = libmemcached::Client::builder()
-    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])
     ///     .failover()
     ///     .build()?;
     /// # Ok::<(), libmemcached::Error>(())
@@ -177,7 +196,7 @@ impl ClientBuilder {
     ///
     /// ```no_run
     /// let mc = libmemcached::Client::builder()
-    ///     .servers(["10.0.0.1:11211"])?
+    ///     .servers(["10.0.0.1:11211"])
     ///     .sasl("app", "secret")
     ///     .build()?;
     /// # Ok::<(), libmemcached::Error>(())
@@ -207,7 +226,7 @@ impl ClientBuilder {
     ///
     /// ```no_run
     /// let mc = libmemcached::Client::builder()
-    ///     .servers(["127.0.0.1:22121"])?          // twemproxy's listen address
+    ///     .servers(["127.0.0.1:22121"])          // twemproxy's listen address
     ///     .proxy()
     ///     .build()?;
     /// mc.set("greeting", "hello", 0)?;
@@ -258,6 +277,9 @@ impl ClientBuilder {
     }
 
     fn build_client(self) -> Result<Client> {
+        if let Some(error) = self.refused {
+            return Err(error);
+        }
         if self.servers.is_empty() && self.config.is_none() {
             return Err(Error::InvalidConfig(ConfigError::NoServers));
         }

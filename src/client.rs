@@ -83,7 +83,7 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Client::builder().servers(servers)?.build()
+        Client::builder().servers(servers).build()
     }
 
     /// A builder for a client with non-default behaviors.

@@ -26,7 +26,7 @@
 //! // Or look first, and choose the client's options:
 //! let config = elasticache::discover("mycluster.abc123.cfg.use1.cache.amazonaws.com:11211")?;
 //! println!("configuration version {}: {:?}", config.version(), config.specs());
-//! let mc = config.builder()?.binary(true).failover().build()?;
+//! let mc = config.builder().binary(true).failover().build()?;
 //! # Ok::<(), libmemcached::Error>(())
 //! ```
 //!
@@ -173,7 +173,7 @@ impl ClusterConfig {
     }
 
     /// A builder with the nodes as servers, for the rest of the client's options.
-    pub fn builder(&self) -> Result<ClientBuilder> {
+    pub fn builder(&self) -> ClientBuilder {
         Client::builder().servers(self.specs())
     }
 }
@@ -249,7 +249,7 @@ pub fn discover_timeout(endpoint: &str, timeout: Duration) -> Result<ClusterConf
 /// A client for the cluster behind the configuration endpoint, with default options (pylibmc's
 /// `elasticache(address)`). Use [`discover`] and [`ClusterConfig::builder`] to set any.
 pub fn elasticache(endpoint: &str) -> Result<Client> {
-    discover(endpoint)?.builder()?.build()
+    discover(endpoint)?.builder().build()
 }
 
 /// One connection to the endpoint, with every read bounded by the deadline.

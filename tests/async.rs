@@ -300,7 +300,6 @@ async fn a_stream_that_breaks_after_values_fails_every_key_of_the_batch() {
         for binary in [false, true] {
             let client = Client::builder()
                 .servers([proxy.spec()])
-                .unwrap()
                 .binary(binary)
                 .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
                 .build()
@@ -336,7 +335,6 @@ async fn a_dead_server_fails_only_its_keys() {
     let client = || {
         Client::builder()
             .servers(&specs)
-            .unwrap()
             .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
             .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
             .build()
@@ -507,7 +505,6 @@ async fn compressed_values_inflate_once_per_batch_for_every_caller() {
     // Room for one inflated value per batch, not two.
     let client = Client::builder()
         .servers(server.specs())
-        .unwrap()
         .compression(Compression::new(100))
         .max_inflated_len(long.len() * 3 / 2)
         .build()
@@ -1165,7 +1162,6 @@ async fn a_hung_server_delays_only_its_own_keys() {
     let client = |poll| {
         Client::builder()
             .servers(&specs)
-            .unwrap()
             .behavior(Behavior::PollTimeout(poll))
             .build()
             .unwrap()
@@ -1430,7 +1426,6 @@ async fn writes_take_borrowed_values_and_store_them_as_the_blocking_client_does(
     let client = || {
         Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .compression(Compression::new(100))
             .build()
             .unwrap()
@@ -1448,7 +1443,6 @@ async fn writes_take_borrowed_values_and_store_them_as_the_blocking_client_does(
     // Stored compressed, by the client's rule: a reader that inflates little cannot read it.
     let small_reader = Client::builder()
         .servers([server.spec()])
-        .unwrap()
         .max_inflated_len(64)
         .build()
         .unwrap();

@@ -126,7 +126,6 @@ fn behaviors_by_name_take_raw_values_in_libmemcached_units() {
     // The typed behavior and the raw value are the same setting.
     let typed = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behavior(Behavior::PollTimeout(Duration::from_millis(1500)))
         .behavior(Behavior::RetryTimeout(Duration::from_secs(3)))
         .behavior(Behavior::SendTimeout(Duration::from_millis(250)))
@@ -147,7 +146,6 @@ fn behaviors_by_name_take_raw_values_in_libmemcached_units() {
     // The hash really is in use: it moves keys compared with the default hash.
     let default = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behavior(Behavior::Ketama(true))
         .build()
         .unwrap();
@@ -180,7 +178,6 @@ fn the_last_setting_of_a_behavior_wins() {
     let ketama = || {
         Client::builder()
             .servers(specs(&servers))
-            .unwrap()
             .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
             .behavior(Behavior::DeadTimeout(Duration::from_secs(60)))
     };
@@ -197,7 +194,6 @@ fn behaviors_read_back_can_be_set_again_unchanged() {
     let servers = cluster(3);
     let source = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .binary(true)
         .failover()
         .behavior(Behavior::KetamaWeighted(true))
@@ -229,7 +225,6 @@ fn behaviors_read_back_can_be_set_again_unchanged() {
     // in pylibmc, `ketama_weighted` is applied after `hash` and resets it to MD5.
     let typed = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behavior(Behavior::KetamaWeighted(true))
         .behavior(Behavior::Hash(Hash::Crc))
         .build()
@@ -299,7 +294,6 @@ fn unknown_and_refused_behaviors_are_errors_that_change_nothing() {
     // With ejection on, what would break it is refused too.
     let failover = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .failover()
         .build()
         .unwrap();
@@ -329,7 +323,7 @@ fn unknown_and_refused_behaviors_are_errors_that_change_nothing() {
 fn the_builder_refuses_what_set_behavior_refuses() {
     let servers = cluster(2);
     let build = |f: fn(libmemcached::ClientBuilder) -> libmemcached::ClientBuilder| {
-        f(Client::builder().servers(specs(&servers)).unwrap()).build()
+        f(Client::builder().servers(specs(&servers))).build()
     };
     let refused = |r: libmemcached::Result<Client>, says: &str| {
         let err = r.unwrap_err();
@@ -357,6 +351,7 @@ fn the_builder_refuses_what_set_behavior_refuses() {
     assert!(
         Client::builder()
             .behaviors_by_name([("bogus", "1")])
+            .build()
             .unwrap_err()
             .to_string()
             .contains("unknown behavior: bogus")
@@ -364,13 +359,11 @@ fn the_builder_refuses_what_set_behavior_refuses() {
     // The order of calls does not matter: ejection is applied after what it needs.
     let mc = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behaviors_by_name([
             ("remove_failed", "1"),
             ("dead_timeout", "30"),
             ("ketama", "1"),
         ])
-        .unwrap()
         .build()
         .unwrap();
     assert_eq!(value(&mc, "remove_failed"), "1");
@@ -381,7 +374,6 @@ fn the_failover_preset_sets_what_it_documents_and_explicit_behaviors_win() {
     let servers = cluster(2);
     let mc = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behavior(Behavior::DeadTimeout(Duration::from_secs(5)))
         .failover()
         .build()
@@ -397,7 +389,6 @@ fn the_failover_preset_sets_what_it_documents_and_explicit_behaviors_win() {
     );
     let preset = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .failover()
         .build()
         .unwrap();
@@ -409,7 +400,6 @@ fn noreply_stores_without_waiting_and_refuses_counters() {
     let server = common::own_server();
     let mc = Client::builder()
         .servers([server.spec()])
-        .unwrap()
         .behavior(Behavior::NoReply(true))
         .build()
         .unwrap();
@@ -449,7 +439,6 @@ fn spread_on_a_new_ring(weights: &[u32]) -> (Vec<usize>, f64) {
         .collect();
     let mc = Client::builder()
         .servers(&specs)
-        .unwrap()
         .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
         .build()
         .unwrap();
@@ -510,7 +499,6 @@ fn keys_moved_by_removing_one(distribution: Distribution, n: usize) -> (usize, u
     let build = |specs: &[String]| {
         Client::builder()
             .servers(specs)
-            .unwrap()
             .behavior(Behavior::Distribution(distribution))
             .build()
             .unwrap()
@@ -568,7 +556,6 @@ fn with_one_replica_reads_of_a_killed_primarys_keys_still_hit() {
     let build = |servers: &[Memcached]| {
         Client::builder()
             .servers(specs(servers))
-            .unwrap()
             .binary(true)
             .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
             .behavior(Behavior::NumberOfReplicas(1))
@@ -641,7 +628,6 @@ fn failover_under_load(binary: bool) {
     let victim = servers[2].spec();
     let mc = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .binary(binary)
         .failover()
         .behavior(Behavior::DeadTimeout(DEAD))
@@ -893,7 +879,6 @@ fn a_server_that_never_answers_times_out_within_the_poll_timeout() {
     for binary in [false, true] {
         let mc = Client::builder()
             .servers([good.spec(), silent.spec()])
-            .unwrap()
             .binary(binary)
             .behavior(Behavior::PollTimeout(POLL))
             .build()
@@ -931,7 +916,6 @@ fn a_connect_to_a_closed_port_fails_fast() {
     let spec = format!("127.0.0.1:{closed}");
     let mc = Client::builder()
         .servers([spec.as_str()])
-        .unwrap()
         .behavior(Behavior::ConnectTimeout(Duration::from_secs(10)))
         .build()
         .unwrap();
@@ -955,7 +939,6 @@ fn a_cluster_member_restarted_on_its_port_is_used_again_by_the_same_client() {
     let mut servers = cluster(3);
     let mc = Client::builder()
         .servers(specs(&servers))
-        .unwrap()
         .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
         .build()
         .unwrap();

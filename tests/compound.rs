@@ -133,7 +133,6 @@ impl Cluster {
     fn client(&self, binary: bool) -> Client {
         Client::builder()
             .servers(&self.specs)
-            .unwrap()
             .binary(binary)
             .behavior(Behavior::PollTimeout(POLL))
             .behavior(Behavior::RetryTimeout(Duration::ZERO))

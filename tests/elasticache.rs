@@ -150,7 +150,7 @@ fn config_get_cluster_gives_a_client_for_every_node() {
     assert_eq!(used.len(), 2, "keys spread over both nodes");
 
     // The builder takes the rest of the options.
-    let binary = config.builder().unwrap().binary(true).build().unwrap();
+    let binary = config.builder().binary(true).build().unwrap();
     assert!(binary.is_binary());
     assert_eq!(binary.get::<i32>("discovered-3").unwrap(), Some(3));
 }

@@ -280,7 +280,6 @@ fn value_of(key: &str) -> String {
 fn faulty_client(specs: &[String], binary: bool) -> Client {
     Client::builder()
         .servers(specs)
-        .unwrap()
         .binary(binary)
         .behavior(Behavior::PollTimeout(POLL))
         .behavior(Behavior::ConnectTimeout(POLL))

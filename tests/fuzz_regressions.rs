@@ -102,7 +102,6 @@ fn decode_corpus() {
     let decoder = ServerDecoder {
         client: Client::builder()
             .servers(server.specs())
-            .unwrap()
             .max_inflated_len(checks::decode::MAX_INFLATED_LEN)
             .build()
             .unwrap(),
@@ -125,11 +124,7 @@ fn live_corpus() {
 /// without weights. Pools clone their client, so pooled clients missed what it wrote.
 #[test]
 fn clones_place_keys_on_the_same_servers() {
-    let builder = || {
-        Client::builder()
-            .servers(["127.0.0.1:1:2", "127.0.0.1:2", "127.0.0.1:3"])
-            .unwrap()
-    };
+    let builder = || Client::builder().servers(["127.0.0.1:1:2", "127.0.0.1:2", "127.0.0.1:3"]);
     let clients = [
         builder()
             .behavior(Behavior::Distribution(Distribution::Consistent))

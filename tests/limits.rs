@@ -36,20 +36,13 @@ fn more_servers_than_a_ring_takes_are_refused_everywhere() {
     let max = MAX_CONSISTENT_SERVERS;
     assert_eq!(max, 100);
     let ketama = Behavior::Distribution(Distribution::ConsistentKetama);
-    let build = |n: usize, b: Behavior| {
-        Client::builder()
-            .servers(specs(n))
-            .unwrap()
-            .behavior(b)
-            .build()
-    };
+    let build = |n: usize, b: Behavior| Client::builder().servers(specs(n)).behavior(b).build();
 
     // At the limit everything works, and keys map to servers.
     let mc = build(max, ketama).unwrap();
     assert!(mc.server_for_key("k").is_ok());
     let mc = Client::builder()
         .servers(specs(max))
-        .unwrap()
         .failover()
         .build()
         .unwrap();
@@ -66,11 +59,7 @@ fn more_servers_than_a_ring_takes_are_refused_everywhere() {
     );
     refused_for_size(build(max + 1, Behavior::Ketama(true)), "ketama");
     refused_for_size(
-        Client::builder()
-            .servers(specs(max + 1))
-            .unwrap()
-            .failover()
-            .build(),
+        Client::builder().servers(specs(max + 1)).failover().build(),
         "failover",
     );
     let modula = Client::new(specs(max + 1)).unwrap();
@@ -107,7 +96,7 @@ fn more_servers_than_a_ring_takes_are_refused_everywhere() {
     }
     text.push('\n');
     let cluster = libmemcached::elasticache::ClusterConfig::parse(text.as_bytes()).unwrap();
-    refused_for_size(cluster.builder().unwrap().failover().build(), "elasticache");
+    refused_for_size(cluster.builder().failover().build(), "elasticache");
 }
 
 #[test]
@@ -201,7 +190,6 @@ fn one_call_inflates_at_most_the_clients_limit_in_all() {
     let limit = 1 << 20;
     let mc = Client::builder()
         .servers(server.specs())
-        .unwrap()
         .compression(libmemcached::Compression::new(1024))
         .max_inflated_len(limit)
         .build()
@@ -238,7 +226,6 @@ fn a_compressed_value_no_reader_could_inflate_is_refused_at_set() {
     let server = common::server();
     let mc = Client::builder()
         .servers(server.specs())
-        .unwrap()
         .compression(libmemcached::Compression::new(1024))
         .build()
         .unwrap();

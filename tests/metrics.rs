@@ -67,7 +67,6 @@ fn errors_count_by_kind_and_server_and_a_server_back_is_no_longer_failing() {
     let mut dead = common::own_server();
     let mc = Client::builder()
         .servers([live.spec(), dead.spec()])
-        .unwrap()
         .behavior(Behavior::ConnectTimeout(std::time::Duration::from_millis(
             300,
         )))

@@ -231,7 +231,6 @@ fn a_namespace_prefixes_every_operation() {
     for binary in [false, true] {
         let mc = Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .binary(binary)
             .namespace("app1:")
             .build()
@@ -279,7 +278,6 @@ fn a_namespace_prefixes_every_operation() {
     for bad in ["has space", "", &"n".repeat(128)] {
         let err = Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .namespace(bad)
             .build()
             .unwrap_err();
@@ -400,7 +398,6 @@ fn a_server_dying_mid_reply_is_reported_not_truncated() {
     });
     let mc = Client::builder()
         .servers([real.spec(), fake_spec.clone()])
-        .unwrap()
         .behavior(Behavior::PollTimeout(Duration::from_secs(2)))
         .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
         .build()
@@ -632,7 +629,6 @@ fn get_multi_reads_a_dead_primarys_keys_from_the_replica() {
     let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
     let mc = Client::builder()
         .servers(&specs)
-        .unwrap()
         .binary(true)
         .behavior(Behavior::NumberOfReplicas(1))
         .build()

@@ -14,7 +14,6 @@ use libmemcached::{Behavior, Client, Error};
 fn client(specs: &[String], binary: bool) -> Client {
     Client::builder()
         .servers(specs)
-        .unwrap()
         .binary(binary)
         .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
         .behavior(Behavior::PollTimeout(Duration::from_millis(500)))

@@ -363,7 +363,6 @@ fn values_written_by_rust_are_read_by_php() {
     let specs = [server.spec()];
     let mc = Client::builder()
         .servers(&specs)
-        .unwrap()
         .value_format(libmemcached::ValueFormat::Php)
         .compression(Compression::new(2000))
         .build()

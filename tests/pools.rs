@@ -242,7 +242,6 @@ fn a_client_that_failed_is_reset_before_the_next_user() {
     let pool = ClientPool::new(
         Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .behavior(libmemcached::Behavior::RetryTimeout(Duration::from_secs(1)))
             .build()
             .unwrap(),

@@ -20,7 +20,6 @@ fn clients(server: &Memcached) -> Vec<(&'static str, Client)> {
     let build = |binary, compression| {
         Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .binary(binary)
             .compression(compression)
             .build()

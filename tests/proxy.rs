@@ -37,7 +37,6 @@ impl Cluster {
     fn client(&self) -> Client {
         Client::builder()
             .servers([self.proxy.spec()])
-            .unwrap()
             .proxy()
             .build()
             .unwrap()
@@ -315,7 +314,6 @@ fn prefixed_views_and_compression_work_through_twemproxy() {
     let cluster = Cluster::start(false);
     let mc = Client::builder()
         .servers([cluster.proxy.spec()])
-        .unwrap()
         .proxy()
         .compression(Compression::new(100))
         .build()
@@ -386,7 +384,6 @@ fn the_binary_protocol_and_sasl_are_refused_at_build() {
     ] {
         let err = builder
             .servers(["127.0.0.1:22121"])
-            .unwrap()
             .proxy()
             .build()
             .unwrap_err();

@@ -435,7 +435,6 @@ fn compressed_values_written_by_rust_are_read_by_pylibmc() {
         // Client-level compression: from 100 bytes on, only when it shrinks the value.
         let zmc = Client::builder()
             .servers(&specs)
-            .unwrap()
             .binary(binary)
             .compression(Compression::new(100))
             .build()
@@ -985,7 +984,7 @@ fn keys_land_on_the_same_server_for_both_clients() {
             "{what}: pylibmc's configuration"
         );
         let specs = if c.weighted { &weighted } else { &plain };
-        let mut builder = Client::builder().servers(specs).unwrap();
+        let mut builder = Client::builder().servers(specs);
         for behavior in &c.rust {
             builder = builder.behavior(*behavior);
         }
@@ -1177,9 +1176,7 @@ fn behaviors_by_name_place_keys_as_pylibmc_does() {
 
         let mc = Client::builder()
             .servers(if *w { &weighted } else { &plain })
-            .unwrap()
             .behaviors_by_name(named(constructor))
-            .unwrap()
             .build()
             .unwrap();
         mc.set_behaviors_by_name(named(later)).unwrap();

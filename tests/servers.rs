@@ -80,7 +80,6 @@ fn clones_share_servers_and_behaviors_not_connections() {
     let server = common::own_server();
     let mc = Client::builder()
         .servers([server.spec()])
-        .unwrap()
         .binary(true)
         .build()
         .unwrap();
@@ -298,7 +297,6 @@ fn udp_writes_arrive_and_reads_are_refused() {
     for binary in [false, true] {
         let udp = Client::builder()
             .servers([server.udp_spec().unwrap()])
-            .unwrap()
             .binary(binary)
             .build()
             .unwrap();
@@ -339,7 +337,6 @@ fn server_level_calls_name_only_the_servers_that_failed_in_that_call() {
     let mut b = common::own_server();
     let mc = Client::builder()
         .servers([a.spec(), b.spec()])
-        .unwrap()
         .behavior(Behavior::RetryTimeout(Duration::ZERO))
         .build()
         .unwrap();
@@ -381,7 +378,6 @@ fn a_configuration_string_takes_the_builders_settings_on_top() {
     let mc = Client::builder()
         .config(&config)
         .servers([b.spec()])
-        .unwrap()
         .compression(libmemcached::Compression::new(64))
         .namespace("cfg:")
         .build()
@@ -430,7 +426,6 @@ fn a_configuration_string_takes_the_builders_settings_on_top() {
     let udp = Client::builder()
         .config(&config)
         .servers(["udp:127.0.0.1:1"])
-        .unwrap()
         .build()
         .unwrap_err();
     assert!(udp.to_string().contains("UDP"), "{udp}");

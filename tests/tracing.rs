@@ -76,7 +76,6 @@ fn a_dead_server_its_return_and_connection_failures_are_events() {
     let mut server = common::own_server();
     let mc = Client::builder()
         .servers([server.spec()])
-        .unwrap()
         .behavior(Behavior::ConnectTimeout(Duration::from_millis(300)))
         .build()
         .unwrap();
@@ -115,7 +114,6 @@ fn timeouts_and_the_reconnect_after_them_are_events() {
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port().unwrap())).unwrap();
     let mc = Client::builder()
         .servers([proxy.spec()])
-        .unwrap()
         .behavior(Behavior::PollTimeout(Duration::from_millis(200)))
         .build()
         .unwrap();
@@ -142,7 +140,6 @@ fn a_wrong_password_is_an_auth_event_without_the_password() {
     let text = captured(Level::TRACE, || {
         let mc = Client::builder()
             .servers([server.spec()])
-            .unwrap()
             .sasl("traceuser", "wrong-pass-1234")
             .build()
             .unwrap();
@@ -159,7 +156,6 @@ fn refused_configuration_is_an_event_without_credentials() {
         assert!(Client::from_config("--SERVER=127.0.0.1 --NOT-AN-OPTION").is_err());
         let refused = Client::builder()
             .servers(["127.0.0.1:1", "udp:127.0.0.1:2"])
-            .unwrap()
             .sasl("user", "hunter2-password")
             .build();
         assert!(refused.is_err());

@@ -32,7 +32,6 @@ fn weights_on_unix_sockets_shift_keys_under_consistent_hashing() {
     for binary in [false, true] {
         let mc = Client::builder()
             .servers(&weighted)
-            .unwrap()
             .binary(binary)
             .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
             .build()
@@ -59,7 +58,6 @@ fn weights_on_unix_sockets_shift_keys_under_consistent_hashing() {
     // Without weights the same keys split about evenly.
     let mc = Client::builder()
         .servers(servers.iter().map(Memcached::spec))
-        .unwrap()
         .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
         .build()
         .unwrap();
@@ -78,7 +76,6 @@ fn udp_writes_land_and_everything_needing_a_reply_is_refused_before_sending() {
     let tcp = Client::new([server.spec()]).unwrap();
     let udp = Client::builder()
         .servers([server.udp_spec().unwrap()])
-        .unwrap()
         .build()
         .unwrap();
     // Datagrams are not acknowledged: wait until the server shows the write.

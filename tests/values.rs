@@ -13,7 +13,6 @@ fn clients(spec: &str, compression: Compression) -> [(&'static str, Client); 2] 
     [false, true].map(|binary| {
         let mc = Client::builder()
             .servers([spec])
-            .unwrap()
             .binary(binary)
             .compression(compression)
             .build()
@@ -375,7 +374,6 @@ fn corrupt_and_oversized_compressed_values_are_errors_and_the_client_carries_on(
     for binary in [false, true] {
         let mc = Client::builder()
             .servers([&spec])
-            .unwrap()
             .binary(binary)
             .max_inflated_len(1 << 20)
             .build()

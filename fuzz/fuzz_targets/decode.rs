@@ -22,7 +22,6 @@ thread_local! {
     static DECODER: ClientDecoder = ClientDecoder(
         Client::builder()
             .servers(["127.0.0.1:1"])
-            .expect("a spec")
             .max_inflated_len(MAX_INFLATED_LEN)
             .build()
             .expect("a client"),

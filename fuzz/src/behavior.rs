@@ -52,7 +52,9 @@ pub fn check(data: &[u8]) {
 
     let built = Client::builder()
         .servers(["127.0.0.1:1", "127.0.0.1:2"])
-        .and_then(|b| b.binary(binary).behavior(behavior).build());
+        .binary(binary)
+        .behavior(behavior)
+        .build();
     match built {
         Ok(client) => {
             let read = client

@@ -37,11 +37,15 @@ pub fn check(data: &[u8]) {
     // keeps 16 KiB of buffers per server and grows its array a server at a time, which under
     // AddressSanitizer costs a fresh mapping per input for large ones.)
     if config.nodes().len() <= MAX_BUILT {
-        match config.builder().and_then(|builder| builder.build()) {
+        match config.builder().build() {
             Ok(client) => assert_eq!(client.servers().len(), config.nodes().len()),
             Err(e) => panic!("{config:?}: no client: {e}"),
         }
-    } else if let Err(e) = config.builder() {
-        panic!("{config:?}: no builder: {e}");
+    } else {
+        for spec in config.specs() {
+            if let Err(e) = spec.parse::<libmemcached::ServerSpec>() {
+                panic!("{config:?}: {spec:?} does not parse: {e}");
+            }
+        }
     }
 }

@@ -50,7 +50,6 @@ impl Clients {
                 };
                 let mut builder = Client::builder()
                     .servers([spec])
-                    .expect("a loopback spec")
                     .binary(binary)
                     .behavior(Behavior::ConnectTimeout(Duration::from_millis(1)))
                     .behavior(Behavior::PollTimeout(Duration::from_millis(10)));

@@ -33,7 +33,8 @@ impl Live {
         let client = |binary| {
             Client::builder()
                 .servers([server.spec()])
-                .and_then(|b| b.binary(binary).build())
+                .binary(binary)
+                .build()
                 .map_err(std::io::Error::other)
         };
         let clients = [client(false)?, client(true)?];

@@ -136,5 +136,5 @@ pub fn make_test_client_with(
             reason: err.to_string(),
         });
     }
-    Ok(builder.servers([spec])?.build()?)
+    Ok(builder.servers([spec]).build()?)
 }

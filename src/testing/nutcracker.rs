@@ -23,7 +23,7 @@ use super::process::{await_start, release_port, temp_dir, unused_port};
 /// let specs: Vec<String> = backends.iter().map(Memcached::spec).collect();
 /// let proxy = Nutcracker::builder().auto_eject_hosts(false).start(&specs)?;
 /// let mc = libmemcached::Client::builder()
-///     .servers([proxy.spec()])?
+///     .servers([proxy.spec()])
 ///     .proxy()
 ///     .build()?;
 /// mc.set("k", "v", 0)?;

@@ -20,7 +20,6 @@ pub fn own_server() -> Memcached {
 pub fn client(specs: &[String], binary: bool) -> Client {
     Client::builder()
         .servers(specs)
-        .unwrap()
         .binary(binary)
         .build()
         .unwrap()

@@ -173,7 +173,6 @@ pub fn exported_float(export: &str) -> f64 {
 pub fn php_client(servers: &[String]) -> Client {
     Client::builder()
         .servers(servers)
-        .unwrap()
         .value_format(ValueFormat::Php)
         .build()
         .unwrap()

@@ -9,10 +9,7 @@ use super::harness::*;
 const KEYS: usize = 1000;
 
 fn client(specs: &[String], format: ValueFormat, behaviors: &[Behavior]) -> Client {
-    let mut builder = Client::builder()
-        .servers(specs)
-        .unwrap()
-        .value_format(format);
+    let mut builder = Client::builder().servers(specs).value_format(format);
     for &behavior in behaviors {
         builder = builder.behavior(behavior);
     }
@@ -403,7 +400,6 @@ fn php_prefix_key_is_the_namespace_not_prefixed() {
 
     let namespaced = Client::builder()
         .servers(&specs)
-        .unwrap()
         .value_format(ValueFormat::Php)
         .namespace("app:")
         .build()
@@ -470,7 +466,6 @@ fn php_sessions_are_found_with_ketama_and_the_session_namespace() {
 
     let sessions = Client::builder()
         .servers(&specs)
-        .unwrap()
         .binary(true)
         .behavior(Behavior::Ketama(true))
         .namespace("memc.sess.key.")
@@ -486,7 +481,6 @@ fn php_sessions_are_found_with_ketama_and_the_session_namespace() {
     // Without ketama (modula), most are looked for elsewhere.
     let modula = Client::builder()
         .servers(&specs)
-        .unwrap()
         .namespace("memc.sess.key.")
         .build()
         .unwrap();

@@ -89,7 +89,7 @@ pub enum Fault {
 /// let server = Memcached::start()?;
 /// let proxy = FaultProxy::start(server.spec())?;
 /// let mc = Client::builder()
-///     .servers([proxy.spec()])?
+///     .servers([proxy.spec()])
 ///     .behavior(Behavior::PollTimeout(Duration::from_millis(200)))
 ///     .build()?;
 /// mc.set("k", "v", 0)?;

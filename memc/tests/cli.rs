@@ -1,5 +1,6 @@
 //! The `memc` binary against real memcached processes: stdout, stderr and exit codes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -301,7 +302,6 @@ fn behaviors_by_pylibmc_name_change_where_keys_go() {
     let s = list.join(",");
     let ketama = Client::builder()
         .servers(&list)
-        .unwrap()
         .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
         .build()
         .unwrap();

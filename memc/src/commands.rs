@@ -14,7 +14,7 @@ use crate::{monitor, ops};
 
 /// A client for `servers` with these options.
 pub fn client(options: &Options, servers: &[&str]) -> Result<Client, Failure> {
-    let mut builder = Client::builder().servers(servers)?.binary(options.binary);
+    let mut builder = Client::builder().servers(servers).binary(options.binary);
     if options.proxy {
         builder = builder.proxy();
     }

@@ -1,6 +1,7 @@
 //! memc's operator commands against real memcached processes: whereis, ring, explain, dump,
 //! cp, analyze, top and load, and errors a person can act on.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -79,7 +80,6 @@ fn ring_reports_the_share_of_keys_that_move() {
     // The figure is the client's own: count it here with two clients.
     let before = Client::builder()
         .servers(&specs)
-        .unwrap()
         .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
         .build()
         .unwrap();
@@ -87,7 +87,6 @@ fn ring_reports_the_share_of_keys_that_move() {
     all.push(third);
     let after = Client::builder()
         .servers(&all)
-        .unwrap()
         .behavior(Behavior::Distribution(Distribution::ConsistentKetama))
         .build()
         .unwrap();
