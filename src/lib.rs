@@ -109,8 +109,8 @@ pub mod value;
 #[cfg(feature = "async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use asynch::{
-    AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS, EngineStats, ShutdownReport, ShuttingDown,
+    AsyncCall, AsyncClient, AsyncClientBuilder, AsyncCommands, AsyncPrefixed, DEFAULT_MAX_BATCH,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_WORKERS, EngineStats, ShutdownReport, ShuttingDown,
 };
 pub use behavior::{
     Behavior, BehaviorInfo, BehaviorValue, Distribution, Hash, all_behaviors, distributions,
@@ -133,7 +133,7 @@ pub use key::MAX_KEY_LEN;
 /// The most servers a consistent distribution (the ketama family) takes: libmemcached 1.1 aborts
 /// the process beyond it, so the crate refuses more with an [`Error::InvalidConfig`].
 pub const MAX_CONSISTENT_SERVERS: usize = ffi::MAX_CONSISTENT_SERVERS;
-pub use keyspace::{Fetched, Partial, Prefixed};
+pub use keyspace::{Commands, Fetched, Partial, Prefixed};
 pub use metrics::{ErrorCounts, Metrics, ServerMetrics};
 pub use pool::{ClientPool, MAX_POOL_SIZE, PooledClient, ThreadClient, ThreadMappedPool};
 pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};

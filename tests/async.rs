@@ -1474,3 +1474,59 @@ async fn writes_take_borrowed_values_and_store_them_as_the_blocking_client_does(
     assert_eq!(sets(), before, "nothing was sent for them");
     assert_eq!(blocking.get::<String>(key("refused")).unwrap(), None);
 }
+
+/// A prefixed view of an async client keeps its keys under the prefix and gives them back
+/// without it; code generic over `AsyncCommands` takes the client and the view; their futures
+/// can be spawned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefixed_view_and_code_generic_over_async_commands() {
+    async fn visit(cache: &impl libmemcached::AsyncCommands, user: &str) -> Result<u64, Error> {
+        cache.set(format!("name:{user}"), user, 0).await?;
+        cache
+            .incr_with_initial(format!("visits:{user}"), 1, 1, 0)
+            .await
+    }
+    let servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let blocking = common::client(&specs, false);
+    let mc = async_client(&specs, 1);
+    let tenant = mc.prefixed("tenant:");
+    assert_eq!(tenant.prefix(), b"tenant:");
+    assert_eq!(visit(&mc, "ann").await.unwrap(), 1);
+    assert_eq!(visit(&tenant, "ann").await.unwrap(), 1, "its own keys");
+    assert_eq!(visit(&tenant, "ann").await.unwrap(), 2);
+    assert_eq!(
+        blocking
+            .get::<String>("tenant:name:ann")
+            .unwrap()
+            .as_deref(),
+        Some("ann")
+    );
+    assert_eq!(blocking.get::<u64>("tenant:visits:ann").unwrap(), Some(2));
+
+    // Keys land on the servers the blocking client's prefixed view uses, and come back
+    // without the prefix.
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        blocking
+            .prefixed("tenant:")
+            .set(key, key.as_str(), 0)
+            .unwrap();
+    }
+    let spawned: Vec<_> = keys
+        .iter()
+        .map(|key| tokio::spawn(tenant.get::<String>(key)))
+        .collect();
+    for (task, key) in spawned.into_iter().zip(&keys) {
+        assert_eq!(task.await.unwrap().unwrap().as_ref(), Some(key));
+    }
+    let found: HashMap<String, String> = tenant.get_multi(keys.clone()).await.unwrap();
+    assert_eq!(found.len(), keys.len());
+    assert!(
+        found
+            .iter()
+            .all(|(k, v)| k == v && !k.starts_with("tenant:"))
+    );
+    assert!(tenant.delete("k0").await.unwrap());
+    assert_eq!(blocking.get::<String>("tenant:k0").unwrap(), None);
+}

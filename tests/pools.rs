@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use libmemcached::testing::{FaultProxy, Memcached};
-use libmemcached::{Client, ClientPool, Error, ThreadMappedPool};
+use libmemcached::{Client, ClientPool, Commands, Error, ThreadMappedPool};
 
 const OPS_PER_THREAD: usize = 10_000;
 
@@ -320,4 +320,25 @@ fn pools_are_send_and_sync() {
     shareable::<ThreadMappedPool>();
     fn movable<T: Send>() {}
     movable::<Client>();
+}
+
+/// Code generic over `Commands` runs the same on a client, a prefixed view and the pools'
+/// clients.
+#[test]
+fn code_generic_over_commands_takes_every_blocking_client() {
+    fn visit(cache: &impl Commands, user: &str) -> libmemcached::Result<(u64, Option<String>)> {
+        let visits = cache.incr_with_initial(format!("visits:{user}"), 1, 1, 0)?;
+        cache.set(format!("name:{user}"), user, 0)?;
+        Ok((visits, cache.get(format!("name:{user}"))?))
+    }
+    let server = common::own_server();
+    let mc = Client::new([server.spec()]).unwrap();
+    let pool = ClientPool::new(mc.clone(), 1).unwrap();
+    let threads = ThreadMappedPool::new(mc.clone());
+    let tenant = mc.prefixed("tenant:");
+    assert_eq!(visit(&mc, "ann").unwrap(), (1, Some("ann".into())));
+    assert_eq!(visit(&pool.reserve().unwrap(), "ann").unwrap().0, 2);
+    assert_eq!(visit(&threads.reserve().unwrap(), "ann").unwrap().0, 3);
+    assert_eq!(visit(&tenant, "ann").unwrap().0, 1, "its own keys");
+    assert_eq!(mc.get::<u64>("tenant:visits:ann").unwrap(), Some(1));
 }

@@ -6,6 +6,7 @@
 //!   [`Client`](crate::Client) runs it.
 //! - `engine`: the lanes (one per server, and one shared) and their worker threads.
 //! - `queue`: a lane's bounded queue, which callers waiting for room can leave cheaply.
+//! - `prefixed`: [`AsyncPrefixed`], the keys under a prefix.
 //! - `load`: `get_or_set_with`, cache-aside with single-flight among the handles.
 //! - `wait`: joining two futures, and pauses, without a runtime.
 //! - `batch`: gets merged into one multi-get and answered one by one.
@@ -16,6 +17,7 @@ mod client;
 mod engine;
 mod load;
 mod ops;
+mod prefixed;
 mod queue;
 mod stats;
 mod wait;
@@ -24,4 +26,6 @@ pub use client::{
     AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_WORKERS, ShutdownReport, ShuttingDown,
 };
+pub use ops::AsyncCommands;
+pub use prefixed::AsyncPrefixed;
 pub use stats::EngineStats;

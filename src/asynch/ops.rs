@@ -9,6 +9,7 @@
 //! command's rules (cas and append never compress) are the blocking client's by construction.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -19,14 +20,22 @@ use crate::server::Address;
 use crate::stats::ServerStats;
 use crate::value::{FromValue, ToValue};
 
-use super::{AsyncCall, AsyncClient};
+use super::{AsyncCall, AsyncClient, AsyncPrefixed};
 
-/// Defines each operation as a method of [`AsyncClient`] that readies its arguments (each
-/// through the function after `=>`) and queues the client method of the same name, in the
-/// lane of the server of the argument named after `on` (the shared lane without one). Generic
-/// parameters go in `[...]`, bounds in `where [...]`.
+/// Defines each operation once: under `keys`, as a method of [`AsyncClient`], of
+/// [`AsyncPrefixed`] and of [`AsyncCommands`] (implemented by both); under `servers`, as a
+/// method of [`AsyncClient`] only. Each method readies its arguments (each through the function
+/// after `=>`) and queues the client method of the same name, in the lane of the server of the
+/// argument named after `on` (the shared lane without one); a prefixed view's call runs
+/// through the worker client's own [`Prefixed`](crate::Prefixed) view. Generic parameters go
+/// in `[...]`, bounds in `where [...]`.
 macro_rules! on_a_worker {
-    ($(
+    (keys { $($ops:tt)* } servers { $($servers:tt)* }) => {
+        on_a_worker!(@client $($ops)* $($servers)*);
+        on_a_worker!(@prefixed $($ops)*);
+        on_a_worker!(@commands $($ops)*);
+    };
+    (@client $(
         $(#[$doc:meta])*
         $(on $route:ident)? fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
             -> $ret:ty $(where [$($bound:tt)*])?;
@@ -43,6 +52,90 @@ macro_rules! on_a_worker {
                     };)*
                     let lane = self.lane(None $(.or(Some(&$route[..])))?);
                     self.call(lane, move |client| client.$name($($arg),*))
+                }
+            )*
+        }
+    };
+    (@prefixed $(
+        $(#[$doc:meta])*
+        $(on $route:ident)? fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
+            -> $ret:ty $(where [$($bound:tt)*])?;
+    )*) => {
+        impl AsyncPrefixed {
+            $(
+                $(#[$doc])*
+                pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> AsyncCall<$ret>
+                $(where $($bound)*)?
+                {
+                    $(let $arg = match $ready($arg) {
+                        Ok(ready) => ready,
+                        Err(error) => return AsyncCall::failed(error),
+                    };)*
+                    let route: Option<&[u8]> = None $(.or(Some(&$route[..])))?;
+                    let lane = self.lane(route);
+                    let prefix = self.shared_prefix();
+                    self.client()
+                        .call(lane, move |client| client.prefixed(&*prefix).$name($($arg),*))
+                }
+            )*
+        }
+    };
+    (@commands $(
+        $(#[$doc:meta])*
+        $(on $route:ident)? fn $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty => $ready:path),* $(,)?)
+            -> $ret:ty $(where [$($bound:tt)*])?;
+    )*) => {
+        /// The key operations of an async client, for code that works with either an
+        /// [`AsyncClient`] or an [`AsyncPrefixed`] view. Each method is the method of the same
+        /// name; its future owns what it needs (`'static`, `Send`: it can be spawned).
+        ///
+        /// ```no_run
+        /// # async fn example() -> libmemcached::Result<()> {
+        /// use libmemcached::{AsyncClient, AsyncCommands, Client, Result};
+        ///
+        /// async fn visit(cache: &impl AsyncCommands, user: u64) -> Result<u64> {
+        ///     cache.incr_with_initial(format!("visits:{user}"), 1, 1, 0).await
+        /// }
+        ///
+        /// let mc = AsyncClient::new(Client::new(["127.0.0.1:11211"])?)?;
+        /// visit(&mc, 7).await?;
+        /// visit(&mc.prefixed("tenant-a:"), 7).await?;
+        /// # Ok(()) }
+        /// ```
+        pub trait AsyncCommands {
+            /// The value of `key`, or `None` if it is not there: [`AsyncClient::get`], merged
+            /// with the other gets queued.
+            fn get<V: FromValue + Send + 'static>(
+                &self,
+                key: impl AsRef<[u8]>,
+            ) -> impl Future<Output = crate::Result<Option<V>>> + Send + 'static;
+
+            $(
+                $(#[$doc])*
+                fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*)
+                    -> impl Future<Output = crate::Result<$ret>> + Send + 'static
+                $(where $($bound)*)?;
+            )*
+        }
+
+        on_a_worker!(@impl AsyncClient $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+        on_a_worker!(@impl AsyncPrefixed $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+    };
+    (@impl $client:ident $(; $name:ident $([$($generic:tt)*])? ($($arg:ident: $ty:ty),*) -> $ret:ty $(where [$($bound:tt)*])?)*) => {
+        impl AsyncCommands for $client {
+            fn get<V: FromValue + Send + 'static>(
+                &self,
+                key: impl AsRef<[u8]>,
+            ) -> impl Future<Output = crate::Result<Option<V>>> + Send + 'static {
+                $client::get(self, key)
+            }
+
+            $(
+                fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*)
+                    -> impl Future<Output = crate::Result<$ret>> + Send + 'static
+                $(where $($bound)*)?
+                {
+                    $client::$name(self $(, $arg)*)
                 }
             )*
         }
@@ -116,6 +209,7 @@ mod ready {
 }
 
 on_a_worker! {
+keys {
     // ---- one key ----------------------------------------------------------------------------
 
     /// The value of `key` and its CAS token, or `None`: [`Client::gets`]. Not merged with
@@ -291,6 +385,8 @@ on_a_worker! {
     ) -> ()
         where [K: AsRef<[u8]> + Send + 'static, V: ToValue];
 
+}
+servers {
     // ---- servers ----------------------------------------------------------------------------
 
     /// Each server's version, asked afresh on one worker's connections: [`Client::version`].
@@ -298,6 +394,7 @@ on_a_worker! {
 
     /// Removes every item from every server, after `delay` if given: [`Client::flush_all`].
     fn flush_all(delay: Option<Duration> => ready::moved) -> ();
+}
 }
 
 impl AsyncClient {

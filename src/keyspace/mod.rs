@@ -110,7 +110,8 @@ impl Client {
 }
 
 /// Defines each key operation once, as a method of both [`Client`] and [`Prefixed`] that calls
-/// [`Keys`]' method of the same name through `Client::call` (a span, the counters).
+/// [`Keys`]' method of the same name through `Client::call` (a span, the counters), and as a
+/// method of [`Commands`], implemented by both and by the pools' clients.
 /// Generic parameters go in `[...]`, bounds in `where [...]`.
 macro_rules! key_operations {
     ($(
@@ -141,8 +142,53 @@ macro_rules! key_operations {
                 }
             )*
         }
+
+        /// The key operations of a blocking client, for code that works with any of them: a
+        /// [`Client`], a [`Prefixed`] view, or a pool's client ([`PooledClient`],
+        /// [`ThreadClient`]). Each method is the client method of the same name.
+        ///
+        /// ```no_run
+        /// use libmemcached::{Client, Commands, Result};
+        ///
+        /// fn visit(cache: &impl Commands, user: u64) -> Result<u64> {
+        ///     cache.incr_with_initial(format!("visits:{user}"), 1, 1, 0)
+        /// }
+        ///
+        /// let mc = Client::new(["127.0.0.1:11211"])?;
+        /// visit(&mc, 7)?;
+        /// visit(&mc.prefixed("tenant-a:"), 7)?;
+        /// # Ok::<(), libmemcached::Error>(())
+        /// ```
+        pub trait Commands {
+            $(
+                $(#[$doc])*
+                fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
+                $(where $($bound)*)?;
+            )*
+        }
+
+        key_operations!(@impl Client => Client $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+        key_operations!(@impl Prefixed<'_> => Prefixed $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+        key_operations!(@impl PooledClient<'_> => Client $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+        key_operations!(@impl ThreadClient<'_> => Client $(; $name $([$($generic)*])? ($($arg: $ty),*) -> $ret $(where [$($bound)*])?)*);
+    };
+    // `Commands` for `$ty`, each method calling `$inherent`'s own (through `Deref` for the
+    // pools' clients).
+    (@impl $ty:ty => $inherent:ident $(; $name:ident $([$($generic:tt)*])? ($($arg:ident: $argty:ty),*) -> $ret:ty $(where [$($bound:tt)*])?)*) => {
+        impl Commands for $ty {
+            $(
+                #[inline]
+                fn $name $(<$($generic)*>)? (&self $(, $arg: $argty)*) -> $ret
+                $(where $($bound)*)?
+                {
+                    $inherent::$name(self $(, $arg)*)
+                }
+            )*
+        }
     };
 }
+
+use crate::pool::{PooledClient, ThreadClient};
 
 key_operations! {
     // ---- one key ----------------------------------------------------------------------------
