@@ -1,6 +1,7 @@
 //! Operations per second from many concurrent tasks, side by side: `AsyncClient` (merging gets, and
 //! with merging off), the pure-Rust `async-memcached` crate with one connection per task, the
-//! `ClientPool` + `tokio::task::spawn_blocking` recipe, and one blocking `Client` in a loop.
+//! `ClientPool` + `tokio::task::spawn_blocking` recipe, one blocking `Client` in a loop, and (for
+//! gets at 256 tasks) one blocking `get_multi` of 100 keys in a loop.
 //!
 //! ```sh
 //! cargo run --release --features async --example bench_async
@@ -68,14 +69,17 @@ enum Impl {
     AsyncMemcached,
     Pool,
     Blocking,
+    /// A blocking `get_multi` of 100 keys in a loop (gets at 256 tasks only).
+    BlockingMulti,
 }
 
-const IMPLS: [Impl; 5] = [
+const IMPLS: [Impl; 6] = [
     Impl::Merged,
     Impl::Unmerged,
     Impl::AsyncMemcached,
     Impl::Pool,
     Impl::Blocking,
+    Impl::BlockingMulti,
 ];
 
 impl Impl {
@@ -87,6 +91,7 @@ impl Impl {
             Impl::AsyncMemcached => "async-memcached",
             Impl::Pool => "pool",
             Impl::Blocking => "blocking",
+            Impl::BlockingMulti => "blocking-multi",
         }
     }
 
@@ -97,6 +102,7 @@ impl Impl {
             Impl::AsyncMemcached => "async-memcached 0.9, a connection per task",
             Impl::Pool => "ClientPool + spawn_blocking",
             Impl::Blocking => "blocking Client, one thread",
+            Impl::BlockingMulti => "blocking get_multi of 100 keys, one thread",
         }
     }
 }
@@ -258,7 +264,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for mix in MIXES {
             for tasks in TASKS.into_iter().filter(|&tasks| mix.runs_with(tasks)) {
                 for which in IMPLS {
-                    if (which == Impl::Blocking && tasks != 1) || !args.runs(which, tasks, mix) {
+                    let multi_row = mix == Mix::Gets && tasks == 256;
+                    if (which == Impl::Blocking && tasks != 1)
+                        || (which == Impl::BlockingMulti && !multi_row)
+                        || !args.runs(which, tasks, mix)
+                    {
                         continue;
                     }
                     let output = Command::new(&exe)
@@ -385,6 +395,12 @@ fn child(args: &Args, spec: &str, server_pid: u32) -> Result<(), Box<dyn std::er
         let mut run = blocking(&bench, &client, mix, duration);
         cpu.charge(&mut run);
         run
+    } else if which == Impl::BlockingMulti {
+        blocking_multi(&bench, &client, WARM_UP);
+        let cpu = Cpu::now(server_pid);
+        let mut run = blocking_multi(&bench, &client, duration);
+        cpu.charge(&mut run);
+        run
     } else {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -503,7 +519,9 @@ async fn run_tasks(
                         }
                     }
                 }
-                Impl::Blocking => unreachable!("runs on a thread of its own"),
+                Impl::Blocking | Impl::BlockingMulti => {
+                    unreachable!("runs on a thread of its own")
+                }
             }
             (ops.gets, ops.sets, conn)
         }));
@@ -540,6 +558,22 @@ fn blocking(bench: &Bench, client: &Client, mix: Mix, duration: Duration) -> Run
     Run {
         gets: ops.gets,
         sets: ops.sets,
+        secs: start.elapsed().as_secs_f64(),
+        ..Run::default()
+    }
+}
+
+/// One blocking client on this thread, getting 100 random keys at a time with `get_multi`.
+fn blocking_multi(bench: &Bench, client: &Client, duration: Duration) -> Run {
+    let mut ops = Ops::new(0x2545_f491_4f6c_dd1d, Mix::Gets);
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let keys: Vec<&str> = (0..100).map(|_| ops.next(&bench.keys).0.as_str()).collect();
+        let found: std::collections::HashMap<&str, Vec<u8>> = client.get_multi(keys).unwrap();
+        assert!(found.values().all(|v| v.len() == VALUE_LEN));
+    }
+    Run {
+        gets: ops.gets,
         secs: start.elapsed().as_secs_f64(),
         ..Run::default()
     }
@@ -669,7 +703,10 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
     for which in IMPLS {
         print!(" {} |", which.name());
     }
-    println!(" AsyncClient vs async-memcached | AsyncClient vs blocking |");
+    println!(
+        " AsyncClient vs async-memcached | AsyncClient vs blocking (1 task: get; 256: get_multi \
+         of 100) |"
+    );
     println!("|---|---:|{}---:|---:|", "---:|".repeat(IMPLS.len()));
     for &(mix, tasks) in &rows {
         print!("| {} | {tasks} |", mix_name(mix));
@@ -677,7 +714,10 @@ fn print_tables(runs: &BTreeMap<(Mix, usize, Impl), Run>) {
             print!(" {} |", cell(mix, tasks, which, &rate));
         }
         let merged = runs.get(&(mix, tasks, Impl::Merged));
-        let blocking = runs.get(&(mix, 1, Impl::Blocking)).filter(|_| tasks == 1);
+        let blocking = runs
+            .get(&(mix, 1, Impl::Blocking))
+            .filter(|_| tasks == 1)
+            .or_else(|| runs.get(&(mix, tasks, Impl::BlockingMulti)));
         println!(
             " {} | {} |",
             ratio(merged, runs.get(&(mix, tasks, Impl::AsyncMemcached))),

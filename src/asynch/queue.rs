@@ -35,6 +35,10 @@ struct State<T> {
     /// that newcomers cannot take them.
     reserved: usize,
     next_ticket: u64,
+    /// Workers waiting in `pop`, and how many of them have been woken and not yet run: a push
+    /// wakes a worker only if one waits that no earlier push woke (a wake is a system call).
+    idle: usize,
+    woken: usize,
 }
 
 impl<T> State<T> {
@@ -52,6 +56,8 @@ impl<T> Queue<T> {
                 waiting: BTreeMap::new(),
                 reserved: 0,
                 next_ticket: 0,
+                idle: 0,
+                woken: 0,
             }),
             takers: Condvar::new(),
             capacity,
@@ -76,9 +82,17 @@ impl<T> Queue<T> {
             return Err(Refused::Full(item));
         }
         state.items.push_back(item);
-        drop(state);
-        self.takers.notify_one();
+        self.wake_a_taker(state);
         Ok(())
+    }
+
+    /// Wakes a waiting worker for an item just queued, unless every waiting one was woken.
+    fn wake_a_taker(&self, mut state: MutexGuard<'_, State<T>>) {
+        if state.idle > state.woken {
+            state.woken += 1;
+            drop(state);
+            self.takers.notify_one();
+        }
     }
 
     /// Queues `item` once there is room: a future that waits its turn.
@@ -101,10 +115,14 @@ impl<T> Queue<T> {
             if state.closed {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .takers
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.idle -= 1;
+            // A wake may also be spurious: then a later push wakes one more than needed.
+            state.woken = state.woken.saturating_sub(1);
         }
     }
 
@@ -215,8 +233,7 @@ impl<T> Future for Push<T> {
                 state.waiting.remove(&ticket);
             }
             state.items.push_back(item);
-            drop(state);
-            queue.takers.notify_one();
+            queue.wake_a_taker(state);
             return Poll::Ready(Ok(()));
         }
         let ticket = *this.ticket.get_or_insert_with(|| {
@@ -340,6 +357,47 @@ mod tests {
         assert!(matches!(queue.try_push(2), Err(Refused::Closed(2))));
         assert_eq!(queue.pop(), Some(0));
         assert_eq!(queue.pop(), None, "closed and empty: the worker stops");
+    }
+
+    #[test]
+    fn every_item_reaches_a_sleeping_worker() {
+        // Pushes wake only workers no earlier push woke: none may be left asleep with items
+        // queued.
+        let queue = Arc::new(Queue::new(64));
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                std::thread::spawn(move || {
+                    let mut taken = 0;
+                    while queue.pop().is_some() {
+                        taken += 1;
+                    }
+                    taken
+                })
+            })
+            .collect();
+        for round in 0..200 {
+            for i in 0..(round % 5) {
+                while queue.try_push(i).is_err() {
+                    std::thread::yield_now();
+                }
+            }
+            // Let the workers fall asleep again now and then.
+            if round % 20 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while queue.len() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "items left queued while the workers sleep"
+            );
+            std::thread::yield_now();
+        }
+        queue.close();
+        let taken: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(taken, (0..200).map(|r| r % 5).sum::<usize>());
     }
 
     #[test]
