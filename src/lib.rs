@@ -72,6 +72,12 @@
 )]
 //! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
 //!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
+//!
+//! The [`guide`] is the manual: [using it](guide::basics), [multi-key operations](guide::multi_key),
+//! sharing a cache with [Python](guide::python) and [PHP](guide::php),
+//! [coming from pylibmc](guide::pylibmc), [running a cluster](guide::cluster),
+//! [async](guide::asynch), [cache-aside](guide::cache_aside), [reliability](guide::reliability),
+//! [performance](guide::performance) and more.
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -89,6 +95,7 @@ mod error;
 mod expiration;
 mod ffi;
 mod format;
+pub mod guide;
 #[cfg(feature = "serde")]
 mod json;
 mod key;

@@ -2,7 +2,8 @@
 //! distribution, weights, replicas, failover and timeouts.
 //!
 //! Each test starts its own servers, so they run in parallel. Measured figures are printed
-//! (`cargo test --test cluster -- --nocapture`); the README's "Running a cluster" quotes them.
+//! (`cargo test --test cluster -- --nocapture`); the guide's "Running a cluster"
+//! (`guide/cluster.md`) quotes them.
 
 mod common;
 
@@ -73,9 +74,9 @@ fn a_new_client_reads_back_the_documented_defaults_by_pylibmc_name() {
 }
 
 #[test]
-fn the_readme_behavior_table_matches_all_behaviors() {
-    let readme = include_str!("../README.md");
-    let section = &readme[readme.find("### Behaviors").expect("a Behaviors section")..];
+fn the_guide_behavior_table_matches_all_behaviors() {
+    let guide = include_str!("../guide/cluster.md");
+    let section = &guide[guide.find("## Behaviors").expect("a Behaviors section")..];
     let rows: Vec<Vec<&str>> = section
         .lines()
         .take_while(|l| !l.starts_with("```"))
