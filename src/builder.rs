@@ -159,7 +159,7 @@ impl ClientBuilder {
     /// leaves the failure limit at 5, so a dead server's keys fail for 5 to 10 seconds (five
     /// retry windows) before they are rerouted; users took that for failover not working. With
     /// a limit of 2 the keys of a killed server fail for 1 to 2 seconds (measured in
-    /// `tests/cluster.rs`; see the README's "Running a cluster").
+    /// `tests/cluster.rs`; see the guide's [Running a cluster](crate::guide::cluster)).
     ///
     /// While a server is out, the keys it owned live on other servers. If it comes back with
     /// its old data (it was unreachable, not restarted), reads of keys written elsewhere in

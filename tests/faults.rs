@@ -242,8 +242,9 @@ impl Cell {
         self.elapsed > POLL + MARGIN
     }
 
-    /// Slow for a reason the README documents: a reply dripped under the poll timeout holds
-    /// the call for as long as the server likes (libmemcached bounds each wait, not the call).
+    /// Slow for a reason the guide documents (`guide/reliability.md`): a reply dripped under
+    /// the poll timeout holds the call for as long as the server likes (libmemcached bounds
+    /// each wait, not the call).
     fn documented_slow(&self, fault: Fault) -> bool {
         matches!(fault, Fault::Drip(d) if d < POLL) && self.verdict == Verdict::Right
     }
@@ -1122,9 +1123,9 @@ fn a_multi_key_write_waits_for_a_silent_server_once() {
     }
 }
 
-/// Replies libmemcached 1.1.4 cannot survive (the README's list of what the crate trusts its
-/// servers for): each still aborts the process, shown in a child process. If one stops
-/// aborting, a newer libmemcached fixed it: move it out of the list.
+/// Replies libmemcached 1.1.4 cannot survive (the guide's list of what the crate trusts its
+/// servers for, in `guide/reliability.md`): each still aborts the process, shown in a child
+/// process. If one stops aborting, a newer libmemcached fixed it: move it out of the list.
 #[test]
 fn trusted_replies_that_abort() {
     use std::os::unix::process::ExitStatusExt;

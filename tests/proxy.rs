@@ -4,7 +4,7 @@
 //! error that says it is not supported through a proxy. A memcached that dies behind the proxy
 //! is an error, never a miss.
 //!
-//! The README's "Scaling out" section has the table these tests check.
+//! The guide's "Scaling out" page (`guide/scaling-out.md`) has the table these tests check.
 
 mod common;
 

@@ -423,8 +423,9 @@ fn php_prefix_key_is_the_namespace_not_prefixed() {
 }
 
 /// PHP's sessions (`session.save_handler = memcached`, php-memcached's default `memcached.sess_*`
-/// settings) on 3 servers, found with the settings the README gives: `Behavior::Ketama(true)`
-/// (`sess_consistent_hash`, type ketama) and `namespace("memc.sess.key.")` (`sess_prefix`).
+/// settings) on 3 servers, found with the settings the guide gives (`guide/php.md`):
+/// `Behavior::Ketama(true)` (`sess_consistent_hash`, type ketama) and
+/// `namespace("memc.sess.key.")` (`sess_prefix`).
 #[test]
 fn php_sessions_are_found_with_ketama_and_the_session_namespace() {
     let (_servers, specs) = cluster(3);

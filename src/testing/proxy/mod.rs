@@ -67,7 +67,9 @@ pub enum Fault {
     /// Replaces each reply with these bytes: another service's answer (`HTTP/1.1 400 Bad
     /// Request`), a `SERVER_ERROR` line, a hand-made binary packet. Unlike the faults above,
     /// nothing stops these from being replies that make libmemcached 1.1.4 abort the process
-    /// (see the README's list of what the crate trusts its servers for).
+    /// (see the guide's list of [what the crate trusts its servers for][trusts]).
+    ///
+    /// [trusts]: crate::guide::reliability#what-the-crate-trusts-its-servers-for
     Reply(&'static [u8]),
     /// Replaces the next piece of a reply with these bytes, then passes everything on as
     /// [`Fault::Pass`]: one answer that differs from what the server did (a `NOT_FOUND` for a
