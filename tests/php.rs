@@ -296,6 +296,7 @@ fn values_written_by_php_are_read_by_rust() {
     let php = |kind, data: &[u8]| Value::Php {
         kind,
         data: data.to_vec(),
+        user_flags: 0,
     };
     assert_eq!(value("float"), php(PhpType::Double, b".1"));
     assert_eq!(value("false"), php(PhpType::Bool, b""));
@@ -384,6 +385,7 @@ fn values_written_by_rust_are_read_by_php() {
         Value::Php {
             kind: PhpType::Serialized,
             data: serialized.to_vec(),
+            user_flags: 0,
         },
         0,
     )

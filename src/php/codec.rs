@@ -231,8 +231,15 @@ mod tests {
         let igbinary = crate::Value::Php {
             kind: PhpType::Igbinary,
             data: b"\0\0\0\x02\x00".to_vec(),
+            user_flags: 0,
         };
         assert_eq!(php(igbinary), (5, b"\0\0\0\x02\x00".to_vec()));
+        let flagged = crate::Value::Php {
+            kind: PhpType::Json,
+            data: b"[1]".to_vec(),
+            user_flags: 7,
+        };
+        assert_eq!(php(flagged), (6 | 7 << 16, b"[1]".to_vec()));
         let refused = |v: &dyn ToValue| to_php(v.to_value().unwrap()).unwrap_err().to_string();
         assert!(refused(&u64::MAX).contains("64-bit"));
         assert!(refused(&crate::Value::Pickle(b"\x80\x04N.".to_vec())).contains("pickle"));

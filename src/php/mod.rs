@@ -109,7 +109,8 @@
 //! back keeps its PHP type (`Json<T>` reads PHP's JSON values, and `String` their text); a type
 //! above 7 is [`Error::Decode`](crate::Error::Decode), a compressed value that does not inflate
 //! [`Error::Decompress`](crate::Error::Decompress), both naming the key and PHP's flags. The
-//! user's flags (bits 16–31) pass through both ways; `Value` does not carry them.
+//! user's flags (bits 16–31) pass through both ways, and `Value::Php` keeps them
+//! (`user_flags`).
 
 mod codec;
 pub(crate) mod double;

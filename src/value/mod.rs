@@ -294,6 +294,10 @@ pub enum Value {
         kind: PhpType,
         /// The bytes as php-memcached wrote them (inflated).
         data: Vec<u8>,
+        /// PHP's user flags (`Memcached::OPT_USER_FLAGS`, which `Memcached::GET_EXTENDED`
+        /// reads back; the top 16 bits of the stored flags), 0 unless PHP set some. Written
+        /// back with the value.
+        user_flags: u16,
     },
     /// A value whose type flags this crate does not know (such as 3), as stored.
     Other {
@@ -315,7 +319,11 @@ impl ToValue for Value {
                 Encoded::borrowed(digits.as_bytes(), flags::LONG)
             }
             Value::Pickle(p) => Encoded::borrowed(p, flags::PICKLE),
-            Value::Php { kind, data } => Encoded::borrowed(data, kind.crate_flags()),
+            Value::Php {
+                kind,
+                data,
+                user_flags,
+            } => Encoded::borrowed(data, kind.crate_flags() | u32::from(*user_flags) << 16),
             Value::Other { flags, data } => Encoded::borrowed(data, *flags),
         })
     }
@@ -328,6 +336,7 @@ impl FromValue for Value {
                 Some(kind) => Value::Php {
                     kind,
                     data: data.to_vec(),
+                    user_flags: (flags >> 16) as u16,
                 },
                 None => Value::Other {
                     flags: flags & !flags::ZLIB,

@@ -189,8 +189,9 @@ fn json_values_read_as_php_reads_them() {
     assert_eq!(read.get("c"), Some(&PhpValue::Int(0)));
 }
 
-/// An array PHP stores with each of its serializers, read here as `Value` and written back under
-/// another key: PHP reads the same array from both keys, stored with the same type.
+/// An array PHP stores with each of its serializers and user flags, read here as `Value` and
+/// written back under another key: PHP reads the same array from both keys, stored with the same
+/// type and user flags.
 #[test]
 fn values_read_as_value_and_written_back_keep_their_php_type() {
     let server = common::own_server();
@@ -213,13 +214,16 @@ fn values_read_as_value_and_written_back_keep_their_php_type() {
             )
         })
         .collect();
-    php_eval(&specs, &format!("{code} return true;"));
+    php_eval(
+        &specs,
+        &format!("$m->setOption(Memcached::OPT_USER_FLAGS, 1234);\n{code} return true;"),
+    );
 
     let mc = php_client(&specs);
     for (serializer, kind) in serializers {
         let value = mc.get::<Value>(serializer).unwrap().unwrap();
         assert!(
-            matches!(&value, Value::Php { kind: k, .. } if *k == kind),
+            matches!(&value, Value::Php { kind: k, user_flags: 1234, .. } if *k == kind),
             "{serializer}: {value:?}"
         );
         mc.set(format!("{serializer}-back"), &value, 0).unwrap();
@@ -236,7 +240,8 @@ fn values_read_as_value_and_written_back_keep_their_php_type() {
         &format!(
             "$out = [];
              foreach ([{}] as $key) {{
-                 $out[$key] = [typed($m->get($key)), typed($m->get(\"$key-back\"))];
+                 $out[$key] = [typed($m->get($key)), typed($m->get(\"$key-back\")),
+                     $m->get(\"$key-back\", null, Memcached::GET_EXTENDED)['flags']];
              }}
              return $out;",
             keys.join(", ")
@@ -253,6 +258,7 @@ fn values_read_as_value_and_written_back_keep_their_php_type() {
             back, original,
             "{serializer}: PHP reads the value written back"
         );
+        assert_eq!(read[serializer][2], 1234, "{serializer}: PHP's user flags");
     }
 }
 

@@ -339,7 +339,7 @@ fn rust_sees(read: libmemcached::Result<Option<Value>>) -> String {
         Ok(Some(Value::Text(t))) => format!("text {t}"),
         Ok(Some(Value::Int(i))) => format!("int {i}"),
         Ok(Some(Value::Pickle(_))) => "pickle".into(),
-        Ok(Some(Value::Php { kind, data })) => format!("php {kind} {}", text(&data)),
+        Ok(Some(Value::Php { kind, data, .. })) => format!("php {kind} {}", text(&data)),
         Ok(Some(Value::Other { flags, .. })) => format!("other {flags}"),
         Err(Error::Decode { .. }) => "decode error".into(),
         Err(Error::Decompress { .. }) => "decompress error".into(),
