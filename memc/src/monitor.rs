@@ -67,14 +67,14 @@ pub fn analyze(mc: &Client, json: bool, out: &mut dyn Write) -> Outcome {
     let total = servers
         .iter()
         .fold(Counters::default(), |t, (_, c)| Counters {
-            gets: t.gets + c.gets,
-            sets: t.sets + c.sets,
-            hits: t.hits + c.hits,
-            evictions: t.evictions + c.evictions,
-            items: t.items + c.items,
-            bytes: t.bytes + c.bytes,
-            limit: t.limit + c.limit,
-            connections: t.connections + c.connections,
+            gets: t.gets.saturating_add(c.gets),
+            sets: t.sets.saturating_add(c.sets),
+            hits: t.hits.saturating_add(c.hits),
+            evictions: t.evictions.saturating_add(c.evictions),
+            items: t.items.saturating_add(c.items),
+            bytes: t.bytes.saturating_add(c.bytes),
+            limit: t.limit.saturating_add(c.limit),
+            connections: t.connections.saturating_add(c.connections),
             uptime: t.uptime.max(c.uptime),
         });
     let pick = |f: &dyn Fn(&Counters) -> f64| {
@@ -84,7 +84,7 @@ pub fn analyze(mc: &Client, json: bool, out: &mut dyn Write) -> Outcome {
             .map(|(s, c)| (s.clone(), f(c)))
             .unwrap_or_default()
     };
-    let busiest = pick(&|c| (c.gets + c.sets) as f64);
+    let busiest = pick(&|c| c.gets.saturating_add(c.sets) as f64);
     let fullest = pick(&|c| ratio(c.bytes, c.limit));
     let evicting = pick(&|c| c.evictions as f64);
     let oldest = pick(&|c| c.uptime as f64);
@@ -186,7 +186,9 @@ pub fn top(mc: &Client, top: &Top, json: bool, out: &mut dyn Write) -> Outcome {
             )?;
         }
         for ((server, c), (_, b)) in now.iter().zip(&before) {
-            let ops = (c.gets + c.sets).saturating_sub(b.gets + b.sets) as f64 / secs;
+            let ops = (c.gets.saturating_add(c.sets)).saturating_sub(b.gets.saturating_add(b.sets))
+                as f64
+                / secs;
             let gets = c.gets.saturating_sub(b.gets);
             let hit = 100.0 * ratio(c.hits.saturating_sub(b.hits), gets);
             let evicted = c.evictions.saturating_sub(b.evictions) as f64 / secs;

@@ -383,8 +383,10 @@ fn connect(server: &Address, timeout: Duration) -> io::Result<TcpStream> {
 /// memcached's default item size limit (`-I`), for servers that cannot be asked (proxies).
 const DEFAULT_ITEM_SIZE_MAX: u64 = 1024 * 1024;
 
-/// The smallest item size limit of the servers: the most `cp` and `set KEY -` read.
+/// The smallest item size limit of the servers: the most `cp` and `set KEY -` read, never
+/// more than memcached's largest (`-I 1024m`), whatever a server says.
 pub fn item_size_limit(mc: &Client) -> Result<u64, Failure> {
+    const LARGEST: u64 = 1 << 30;
     if mc.is_proxy() {
         return Ok(DEFAULT_ITEM_SIZE_MAX);
     }
@@ -393,14 +395,15 @@ pub fn item_size_limit(mc: &Client) -> Result<u64, Failure> {
         .iter()
         .map(|s| s.get_u64("item_size_max").unwrap_or(DEFAULT_ITEM_SIZE_MAX))
         .min()
-        .unwrap_or(DEFAULT_ITEM_SIZE_MAX))
+        .unwrap_or(DEFAULT_ITEM_SIZE_MAX)
+        .min(LARGEST))
 }
 
 /// Reads at most `limit` bytes from `input`; more is an error naming `what`.
 pub fn read_bounded(input: impl Read, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
     let mut data = Vec::new();
     input
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut data)
         .map_err(|e| usage(format!("{what}: {e}")))?;
     if data.len() as u64 > limit {

@@ -675,3 +675,58 @@ fn the_values_of_several_keys_are_a_line_each_whatever_they_hold() {
         .unwrap();
     assert_eq!(one.stdout, b"\xff\x00\x9b\n");
 }
+
+/// A server that claims an absurd item size limit does not make `set KEY -` overflow or read
+/// without bound: the limit is capped at memcached's largest.
+#[test]
+fn an_absurd_item_size_limit_from_a_server_is_capped() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            seen.push(line.clone());
+            if line.starts_with("version") {
+                writer.write_all(b"VERSION 1.6.18\r\n").unwrap();
+            } else if line.starts_with("stats settings") {
+                writer
+                    .write_all(b"STAT item_size_max 18446744073709551615\r\nEND\r\n")
+                    .unwrap();
+            } else if line.starts_with("set ") {
+                let mut data = String::new();
+                reader.read_line(&mut data).unwrap();
+                seen.push(data);
+                writer.write_all(b"STORED\r\n").unwrap();
+                break;
+            }
+            line.clear();
+        }
+        seen
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memc"))
+        .args(["-s", &spec, "set", "k", "-"])
+        .env_remove("MEMCACHED_SERVERS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("hello\r\n"),
+        "{seen:?}"
+    );
+}
