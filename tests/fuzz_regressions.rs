@@ -57,6 +57,16 @@ fn server_spec_corpus() {
     replay("server_spec", checks::server_spec::check);
 }
 
+#[cfg(feature = "php")]
+#[path = "../fuzz/src/php_value.rs"]
+mod php_value;
+
+#[cfg(feature = "php")]
+#[test]
+fn php_value_corpus() {
+    replay("php_value", php_value::check);
+}
+
 #[test]
 fn behavior_corpus() {
     replay("behavior", checks::behavior::check);
