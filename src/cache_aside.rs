@@ -534,11 +534,16 @@ impl Lock {
         }
     }
 
-    /// Takes the lock for `ttl`; `false` if another caller holds it.
+    /// Takes the lock for `ttl`; `false` if another caller holds it. A client that takes no
+    /// replies (UDP, noreply) sends the `add` and goes on as the holder, not knowing.
     async fn take<S: Store>(&self, store: &S, ttl: Duration) -> Result<bool, Error> {
-        store
+        match store
             .add(&self.key, self.token.clone(), Expiration::After(ttl))
             .await
+        {
+            Err(Error::Unanswered { .. }) => Ok(true),
+            taken => taken,
+        }
     }
 
     /// Releases the lock if this caller still holds it (a load that outlived the lock's `ttl`

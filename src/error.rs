@@ -68,7 +68,7 @@ pub enum Error {
     /// The key does not exist (`incr`/`decr` of a missing key). Misses of `get` are `Ok(None)`.
     #[error("{} not found", crate::key::display(key))]
     NotFound {
-        /// The key, as sent: with a view's prefix, without the client's namespace.
+        /// The key, as the caller gave it (without a view's prefix or the client's namespace).
         key: Vec<u8>,
     },
 
@@ -80,7 +80,7 @@ pub enum Error {
         on_server(server)
     )]
     TooBig {
-        /// The key, as sent: with a view's prefix, without the client's namespace.
+        /// The key, as the caller gave it (without a view's prefix or the client's namespace).
         key: Vec<u8>,
         /// Size of the value that was sent, in bytes.
         len: usize,
@@ -101,9 +101,9 @@ pub enum Error {
         message: String,
         /// The server involved, when known.
         server: Option<Address>,
-        /// The key of a call on one key, as sent: with a view's prefix, without the client's
-        /// namespace. `None` for calls on many keys or none (a [`KeyFailure`] lists the keys of
-        /// a multi-key call).
+        /// The key of a call on one key, as the caller gave it (without a view's prefix or the
+        /// client's namespace). `None` for calls on many keys or none (a [`KeyFailure`] lists
+        /// the keys of a multi-key call).
         key: Option<Vec<u8>>,
     },
 
@@ -112,15 +112,16 @@ pub enum Error {
     /// `add`, `replace`, `cas`, `append` or `prepend` stored, whether `delete` found the key.
     /// (`set` is `Ok` once sent: it has no answer but an error.)
     #[error(
-        "{operation} of {} was sent without a reply (UDP or noreply): whether it took effect is \
+        "{operation}{} was sent without a reply (UDP or noreply): whether it took effect is \
          not known",
-        crate::key::display(key)
+        of_key(key.as_deref())
     )]
     Unanswered {
         /// The operation: `add`, `delete`...
         operation: &'static str,
-        /// The key, as sent: with a view's prefix, without the client's namespace.
-        key: Vec<u8>,
+        /// The key of a call on one key, as the caller gave it (without a view's prefix or the
+        /// client's namespace; `None` in a [`KeyFailure`], which lists the keys).
+        key: Option<Vec<u8>>,
     },
 
     /// A key that memcached cannot store, refused before anything was sent.
@@ -319,9 +320,30 @@ impl Error {
         }
     }
 
+    /// The error with its key as a view's caller gave it: without `prefix` in front of the
+    /// key that was sent. `decoded`: a decode error also names the key sent (it names the
+    /// caller's key where the view decodes).
+    pub(crate) fn without_prefix(mut self, prefix: &[u8], decoded: bool) -> Error {
+        if prefix.is_empty() {
+            return self;
+        }
+        let key = match &mut self {
+            Error::NotFound { key } | Error::TooBig { key, .. } => Some(key),
+            Error::Decode { key, .. } | Error::Decompress { key, .. } if decoded => Some(key),
+            Error::Memcached { key, .. } | Error::Unanswered { key, .. } => key.as_mut(),
+            _ => None,
+        };
+        if let Some(key) = key {
+            if key.starts_with(prefix) {
+                key.drain(..prefix.len());
+            }
+        }
+        self
+    }
+
     /// The error without the key of a one-key call, to stand for a multi-key call's keys.
     fn without_key(mut self) -> Error {
-        if let Error::Memcached { key, .. } = &mut self {
+        if let Error::Memcached { key, .. } | Error::Unanswered { key, .. } = &mut self {
             *key = None;
         }
         self
@@ -329,13 +351,19 @@ impl Error {
 }
 
 impl KeyFailure {
-    /// Adds `key` to the failure with the same code and server as `error`, or starts one.
+    /// Adds `key` to the failure with the same code and server as `error` (the same
+    /// operation, for [`Error::Unanswered`]), or starts one. An error that speaks of its own key
+    /// and value ([`Error::TooBig`], a decode error) stays a failure of its own.
     pub(crate) fn record(failures: &mut Vec<KeyFailure>, error: Error, key: Vec<u8>) {
         let error = error.without_key();
-        let same = |f: &&mut KeyFailure| {
-            error.code().is_some()
-                && f.error.code() == error.code()
-                && f.error.server() == error.server()
+        let same = |f: &&mut KeyFailure| match (&f.error, &error) {
+            (Error::Unanswered { operation: a, .. }, Error::Unanswered { operation: b, .. }) => {
+                a == b
+            }
+            (Error::Memcached { .. }, Error::Memcached { .. }) => {
+                f.error.code() == error.code() && f.error.server() == error.server()
+            }
+            _ => false,
         };
         match failures.iter_mut().find(same) {
             Some(failure) => failure.keys.push(key),
@@ -387,6 +415,11 @@ fn on_server_unless_named(message: &str, server: &Option<Address>) -> String {
         Some(s) if message.contains(s.host()) => String::new(),
         _ => on_server(server),
     }
+}
+
+fn of_key(key: Option<&[u8]>) -> String {
+    key.map(|k| format!(" of {}", crate::key::display(k)))
+        .unwrap_or_default()
 }
 
 fn for_key(key: Option<&[u8]>) -> String {

@@ -59,7 +59,8 @@ impl Client {
         match result {
             Ok(value) if value.failures().is_empty() => {}
             Ok(value) => self.record_failures(op, value.failures()),
-            Err(Error::NotFound { .. }) => {}
+            // Answers, not failures: a missing key, a write sent without asking for a reply.
+            Err(Error::NotFound { .. } | Error::Unanswered { .. }) => {}
             Err(Error::Multi { failures }) => self.record_failures(op, failures),
             Err(error) => self.record_error(op, error, 1),
         }
@@ -68,7 +69,9 @@ impl Client {
     #[cold]
     fn record_failures(&self, op: &'static str, failures: &[crate::KeyFailure]) {
         for failure in failures {
-            self.record_error(op, &failure.error, failure.keys.len());
+            if !matches!(failure.error, Error::Unanswered { .. }) {
+                self.record_error(op, &failure.error, failure.keys.len());
+            }
         }
     }
 

@@ -1468,11 +1468,41 @@ async fn writes_take_borrowed_values_and_store_them_as_the_blocking_client_does(
     let before = sets();
     let err = mc.set(key("refused"), Refuses, 0).await.unwrap_err();
     assert!(matches!(err, Error::Encode(_)), "{err:?}");
-    let items = [(key("m1"), Refuses), (key("m2"), Refuses)];
-    let err = mc.set_multi(items, 0).await.unwrap_err();
-    assert!(matches!(err, Error::Encode(_)), "{err:?}");
-    assert_eq!(sets(), before, "nothing was sent for them");
+    assert_eq!(sets(), before, "nothing was sent for it");
     assert_eq!(blocking.get::<String>(key("refused")).unwrap(), None);
+
+    // Many items: a value that does not serialize fails its own key, as with a blocking client;
+    // the others are stored.
+    struct Maybe(Option<&'static str>);
+    impl ToValue for Maybe {
+        fn to_value(&self) -> Result<Encoded<'_>, BoxError> {
+            self.0
+                .map(|text| Encoded::borrowed(text.as_bytes(), 0))
+                .ok_or_else(|| "cannot serialize this".into())
+        }
+    }
+    let items = |tag: &str| {
+        [
+            (key(&format!("{tag}1")), Maybe(Some("ok"))),
+            (key(&format!("{tag}2")), Maybe(None)),
+        ]
+    };
+    let by_async = mc.set_multi_partial(items("a"), 0).await.unwrap();
+    let by_blocking = blocking.set_multi_partial(items("b"), 0).unwrap();
+    for partial in [&by_async, &by_blocking] {
+        assert!(partial.ok.is_empty(), "{partial:?}");
+        assert_eq!(partial.failures.len(), 1, "{partial:?}");
+        assert!(matches!(partial.failures[0].error, Error::Encode(_)));
+        assert_eq!(
+            partial.failures[0].error.to_string(),
+            "cannot encode value: cannot serialize this"
+        );
+    }
+    assert_eq!(by_async.failures[0].keys, [key("a2").into_bytes()]);
+    assert_eq!(
+        blocking.get::<String>(key("a1")).unwrap().as_deref(),
+        Some("ok")
+    );
 }
 
 /// A prefixed view of an async client keeps its keys under the prefix and gives them back
@@ -1529,4 +1559,14 @@ async fn a_prefixed_view_and_code_generic_over_async_commands() {
     );
     assert!(tenant.delete("k0").await.unwrap());
     assert_eq!(blocking.get::<String>("tenant:k0").unwrap(), None);
+
+    // Errors name the keys as the view's caller gave them.
+    match tenant.incr("no-counter", 1).await {
+        Err(Error::NotFound { key }) => assert_eq!(key, b"no-counter"),
+        other => panic!("{other:?}"),
+    }
+    match tenant.get::<u64>("k1").await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, b"k1"),
+        other => panic!("{other:?}"),
+    }
 }

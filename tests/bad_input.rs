@@ -893,7 +893,7 @@ fn config_strings_are_checked_like_the_builder() {
     assert_eq!(mc.get::<String>("k").unwrap().as_deref(), Some("v"));
 }
 
-/// Errors name the key of a one-key call (as sent: a view's prefix included), say whether the
+/// Errors name the key of a one-key call (as the caller gave it, a view's prefix left out), say whether the
 /// same call may succeed later, and say what is wrong with a configuration in a type.
 #[test]
 fn errors_name_their_key_and_whether_a_retry_may_succeed() {
@@ -906,7 +906,7 @@ fn errors_name_their_key_and_whether_a_retry_may_succeed() {
             let Error::NotFound { key: named } = &err else {
                 unreachable!()
             };
-            assert_eq!(named, format!("user:{key}").as_bytes());
+            assert_eq!(named, key.as_bytes(), "as the view's caller gave it");
             assert!(err.to_string().contains(&key), "{err}");
             assert!(!err.is_retryable(), "a missing key stays missing");
         }

@@ -570,3 +570,27 @@ async fn async_clients_with_the_lock_poll_for_the_value_another_loads() {
     );
     assert_eq!(b.metrics().lock_waits, 1);
 }
+
+/// A client that takes no replies sends the lock's `add` and loads as the holder: the value is
+/// stored and the load reports no cache error, and nothing counts as an error.
+#[test]
+fn a_noreply_client_loads_under_a_lock_it_cannot_confirm() {
+    let server = common::own_server();
+    let mc = Client::builder()
+        .servers([server.spec()])
+        .behavior(libmemcached::Behavior::NoReply(true))
+        .build()
+        .unwrap();
+    let reader = Client::new([server.spec()]).unwrap();
+    let policy = CacheAside::new(0).lock(Duration::from_secs(5));
+    let loaded: Loaded<String> = mc
+        .get_or_set_with("noreply", policy, || Ok::<_, DbError>("fresh".to_owned()))
+        .unwrap();
+    assert_eq!(loaded.value, "fresh");
+    assert_eq!(loaded.source, Source::Loader);
+    assert!(loaded.cache_error.is_none(), "{:?}", loaded.cache_error);
+    wait_until("the value lands", || {
+        reader.get::<String>("noreply").unwrap().as_deref() == Some("fresh")
+    });
+    assert_eq!(mc.metrics().errors.total(), 0, "{:?}", mc.metrics());
+}

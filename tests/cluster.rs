@@ -423,6 +423,21 @@ fn noreply_stores_without_waiting_and_refuses_counters() {
         Some(5),
         "the add stored nothing"
     );
+    // Many keys: one failure for all of them, naming the operation, not one per key.
+    let err = mc.delete_multi(["a", "b", "c"]).unwrap_err();
+    assert_eq!(err.failures().len(), 1, "{err:?}");
+    let failure = &err.failures()[0];
+    assert_eq!(failure.keys.len(), 3);
+    assert!(
+        matches!(
+            failure.error,
+            libmemcached::Error::Unanswered {
+                operation: "delete",
+                key: None
+            }
+        ),
+        "{failure:?}"
+    );
     mc.set_behavior(Behavior::NoReply(false)).unwrap();
     assert_eq!(mc.incr("n", 1).unwrap(), 6);
 }

@@ -90,7 +90,7 @@ fn udp_writes_land_and_everything_needing_a_reply_is_refused_before_sending() {
     // Sent, with no reply to say whether they took effect.
     let unanswered = |result: Result<bool, libmemcached::Error>, op: &str, k: &str| match result {
         Err(libmemcached::Error::Unanswered { operation, key }) => {
-            assert_eq!((operation, key.as_slice()), (op, k.as_bytes()))
+            assert_eq!((operation, key.as_deref()), (op, Some(k.as_bytes())))
         }
         other => panic!("{op}: expected Unanswered, got {other:?}"),
     };

@@ -322,6 +322,8 @@ impl AsyncClientBuilder {
 #[must_use = "futures do nothing unless polled"]
 pub struct AsyncCall<T> {
     state: State<T>,
+    /// The prefix of the view that made the call, taken off the key its error names.
+    view: Option<Arc<[u8]>>,
 }
 
 enum State<T> {
@@ -356,6 +358,7 @@ impl<T> AsyncCall<T> {
         answer: oneshot::Receiver<Outcome<T>>,
     ) -> Self {
         AsyncCall {
+            view: None,
             state: State::Queue {
                 client: Arc::clone(client),
                 lane: Arc::clone(lane),
@@ -368,7 +371,14 @@ impl<T> AsyncCall<T> {
     pub(super) fn failed(error: Error) -> Self {
         AsyncCall {
             state: State::Failed(error),
+            view: None,
         }
+    }
+
+    /// The call of a view under `prefix`, whose keys were sent with the prefix in front.
+    pub(super) fn for_view(mut self, prefix: Arc<[u8]>) -> Self {
+        self.view = Some(prefix);
+        self
     }
 }
 
@@ -376,6 +386,18 @@ impl<T> Future for AsyncCall<T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let polled = self.as_mut().poll_call(cx);
+        match (&self.view, polled) {
+            (Some(prefix), Poll::Ready(Err(error))) => {
+                Poll::Ready(Err(error.without_prefix(prefix, true)))
+            }
+            (_, polled) => polled,
+        }
+    }
+}
+
+impl<T> AsyncCall<T> {
+    fn poll_call(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let state = &mut self.state;
         loop {
             *state = match mem::replace(state, State::Done) {

@@ -145,7 +145,7 @@ macro_rules! on_a_worker {
 /// How arguments are readied for the worker.
 mod ready {
     use crate::compression::Compression;
-    use crate::error::{Error, Result};
+    use crate::error::{Error, Result, SharedError};
     use crate::expiration::Expiration;
     use crate::value::{Encoded, ToValue};
 
@@ -159,14 +159,15 @@ mod ready {
         Ok(items.into_iter().collect())
     }
 
-    /// Items, collected with their values serialized.
+    /// Items, collected with their values serialized. A value that does not serialize fails
+    /// its own item on the worker, as the blocking client fails it.
     pub(super) fn items<K, V: ToValue>(
         items: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Vec<(K, Serialized)>> {
-        items
+        Ok(items
             .into_iter()
-            .map(|(key, value)| Ok((key, self::value(value)?)))
-            .collect()
+            .map(|(key, value)| (key, Serialized::of(value)))
+            .collect())
     }
 
     /// An expiration, converted.
@@ -174,14 +175,13 @@ mod ready {
         Ok(exp.into())
     }
 
-    /// A value, serialized.
+    /// A value, serialized; its encoder's error is the call's.
     pub(super) fn value(value: impl ToValue) -> Result<Serialized> {
-        let encoded = value.to_value().map_err(Error::encode)?;
-        Ok(Serialized {
-            data: encoded.data.into_owned(),
-            flags: encoded.flags,
-            compression: value.compression(),
-        })
+        let serialized = Serialized::of(value);
+        match serialized.refused {
+            Some(cause) => Err(Error::Encode(cause)),
+            None => Ok(serialized),
+        }
     }
 
     /// Anything else, as it is.
@@ -190,20 +190,56 @@ mod ready {
     }
 
     /// A value as its [`ToValue`] made it, owned, for the worker's client to compress and
-    /// store as it would have the value itself.
+    /// store as it would have the value itself; or its encoder's error, which the worker's
+    /// client meets as it would have.
     pub(crate) struct Serialized {
         data: Vec<u8>,
         flags: u32,
         compression: Option<Compression>,
+        refused: Option<SharedError>,
+    }
+
+    impl Serialized {
+        fn of(value: impl ToValue) -> Serialized {
+            let (data, flags, refused) = match value.to_value() {
+                Ok(encoded) => (encoded.data.into_owned(), encoded.flags, None),
+                Err(error) => (Vec::new(), 0, Some(SharedError::from(error))),
+            };
+            Serialized {
+                data,
+                flags,
+                compression: value.compression(),
+                refused,
+            }
+        }
     }
 
     impl ToValue for Serialized {
         fn to_value(&self) -> std::result::Result<Encoded<'_>, crate::BoxError> {
-            Ok(Encoded::borrowed(&self.data, self.flags))
+            match &self.refused {
+                Some(cause) => Err(Box::new(Refused(cause.clone()))),
+                None => Ok(Encoded::borrowed(&self.data, self.flags)),
+            }
         }
 
         fn compression(&self) -> Option<Compression> {
             self.compression
+        }
+    }
+
+    /// An encoder's error, handed on.
+    #[derive(Debug)]
+    struct Refused(SharedError);
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl std::error::Error for Refused {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0.source()
         }
     }
 }

@@ -53,7 +53,9 @@ impl AsyncPrefixed {
         &self,
         key: impl AsRef<[u8]>,
     ) -> AsyncCall<Option<V>> {
-        self.client.get([&self.prefix[..], key.as_ref()].concat())
+        self.client
+            .get([&self.prefix[..], key.as_ref()].concat())
+            .for_view(self.shared_prefix())
     }
 
     pub(super) fn client(&self) -> &AsyncClient {

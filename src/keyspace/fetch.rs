@@ -43,13 +43,13 @@ pub(crate) fn fetch(
         || matches!(rc.code(), ReturnCode::Failure | ReturnCode::SomeErrors);
     if rc != Rc::SUCCESS && !about_servers && pending.all_idle() {
         // Refused as a whole: not supported (UDP), no servers, bad arguments.
-        return Err(handle.error(rc, keys.first().copied()));
+        return Err(refused_whole(handle, rc, keys));
     }
     // A connection code speaks for one server at most (in binary, a disabled one fails the
     // whole mget although the others were asked): read what the others owe regardless.
     let unreached = failures.unreached_servers(&pending);
     if rc != Rc::SUCCESS && unreached.is_empty() && pending.all_idle() {
-        return Err(handle.error(rc, keys.first().copied()));
+        return Err(refused_whole(handle, rc, keys));
     }
 
     let mut replies = handle.replies()?;
@@ -345,4 +345,14 @@ impl Drop for ResetOnUnwind<'_> {
         self.0
             .reset_connections(&"a panic while reading a get's replies");
     }
+}
+
+/// The error of a multi-get refused as a whole: its first key finds the server to name, and the
+/// error names no key (it is every key's).
+fn refused_whole(handle: &Handle, rc: Rc, keys: &[&[u8]]) -> Error {
+    let mut error = handle.error(rc, keys.first().copied());
+    if let Error::Memcached { key, .. } = &mut error {
+        *key = None;
+    }
+    error
 }

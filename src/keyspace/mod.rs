@@ -138,7 +138,9 @@ macro_rules! key_operations {
                 pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $ret
                 $(where $($bound)*)?
                 {
-                    self.client.call(stringify!($name), || self.keys().$name($($arg),*))
+                    self.client
+                        .call(stringify!($name), || self.keys().$name($($arg),*))
+                        .map_err(|error| error.without_prefix(&self.prefix, false))
                 }
             )*
         }

@@ -534,7 +534,7 @@ impl Client {
         match facts.udp || facts.noreply {
             true => Err(Error::Unanswered {
                 operation,
-                key: key.to_vec(),
+                key: Some(key.to_vec()),
             }),
             false => Ok(()),
         }
