@@ -1,11 +1,19 @@
 //! Errors: every libmemcached return code as a [`ReturnCode`], and the crate's [`Error`].
 //!
-//! [`Error`]'s documentation has pylibmc's exceptions and where each went.
+//! [`Error`]'s documentation has pylibmc's exceptions and where each went. Beside it: what is
+//! wrong with a configuration or a key (`config`), the failures of a multi-key call
+//! (`failure`), and the kinds errors are counted by (`kind`).
 
-use std::fmt;
+mod config;
+mod failure;
+mod kind;
 
 pub use crate::ffi::ReturnCode;
 use crate::server::Address;
+pub use config::{ConfigError, InvalidKeyReason};
+pub use failure::KeyFailure;
+use failure::{agreed, describe_failures};
+pub use kind::ErrorKind;
 
 /// A boxed error from an encoder or decoder.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -237,75 +245,6 @@ pub enum Error {
     },
 }
 
-/// What every failure says of itself, if they all say the same (`None` when they differ or
-/// there are none).
-fn agreed<'a, T: PartialEq>(
-    failures: &'a [KeyFailure],
-    what: impl Fn(&'a Error) -> T,
-) -> Option<T> {
-    let mut said = failures.iter().map(|f| what(&f.error));
-    let first = said.next()?;
-    said.all(|other| other == first).then_some(first)
-}
-
-/// What is wrong with a configuration ([`Error::InvalidConfig`]). Nothing was connected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No servers were given.
-    #[error("no servers given")]
-    NoServers,
-    /// A name that is none of the known ones (a behavior, hash or distribution).
-    #[error("unknown {what}: {name} ({known})")]
-    Unknown {
-        /// What was named: `behavior`, `hash`, `distribution`...
-        what: &'static str,
-        /// The name (or names) given.
-        name: String,
-        /// The names known, or where to find them.
-        known: String,
-    },
-    /// A setting whose value cannot be used.
-    #[error("{setting}: {reason}")]
-    Setting {
-        /// The setting: `namespace`, `SASL`, `behavior tcp_nodelay = "x"`, `workers`...
-        setting: String,
-        /// Why.
-        reason: String,
-    },
-    /// Settings that cannot be used together (such as more replicas than servers, or the
-    /// binary protocol through a proxy).
-    #[error("{0}")]
-    Conflict(String),
-    /// A libmemcached configuration string (`--SERVER=...`) that does not parse.
-    #[error("{reason} in {config:?}")]
-    ConfigString {
-        /// The string as given.
-        config: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-impl ConfigError {
-    /// A [`ConfigError::Setting`].
-    pub(crate) fn setting(setting: impl Into<String>, reason: impl Into<String>) -> Error {
-        Error::InvalidConfig(ConfigError::Setting {
-            setting: setting.into(),
-            reason: reason.into(),
-        })
-    }
-}
-
-/// Keys that one error cost in a multi-key operation.
-#[derive(Debug, Clone)]
-pub struct KeyFailure {
-    /// What went wrong (its [`Error::server`] names the server).
-    pub error: Error,
-    /// The keys affected, as the caller gave them (without a view's prefix).
-    pub keys: Vec<Vec<u8>>,
-}
-
 impl Error {
     /// An [`Error::Encode`] for an encoder's error.
     pub(crate) fn encode(error: impl Into<BoxError>) -> Error {
@@ -350,59 +289,6 @@ impl Error {
     }
 }
 
-impl KeyFailure {
-    /// Adds `key` to the failure with the same code and server as `error` (the same
-    /// operation, for [`Error::Unanswered`]), or starts one. An error that speaks of its own key
-    /// and value ([`Error::TooBig`], a decode error) stays a failure of its own.
-    pub(crate) fn record(failures: &mut Vec<KeyFailure>, error: Error, key: Vec<u8>) {
-        let error = error.without_key();
-        let same = |f: &&mut KeyFailure| match (&f.error, &error) {
-            (Error::Unanswered { operation: a, .. }, Error::Unanswered { operation: b, .. }) => {
-                a == b
-            }
-            (Error::Memcached { .. }, Error::Memcached { .. }) => {
-                f.error.code() == error.code() && f.error.server() == error.server()
-            }
-            _ => false,
-        };
-        match failures.iter_mut().find(same) {
-            Some(failure) => failure.keys.push(key),
-            None => failures.push(KeyFailure {
-                error,
-                keys: vec![key],
-            }),
-        }
-    }
-}
-
-fn describe_failures(failures: &[KeyFailure]) -> String {
-    let keys: usize = failures.iter().map(|f| f.keys.len()).sum();
-    let mut text = match keys {
-        0 => format!("{} servers failed", failures.len()),
-        1 => "1 key failed".to_owned(),
-        n => format!("{n} keys failed"),
-    };
-    for failure in failures {
-        text.push_str(&format!("; {}", failure.error));
-        if failure.keys.is_empty() {
-            continue;
-        }
-        let shown: Vec<String> = failure
-            .keys
-            .iter()
-            .take(3)
-            .map(|k| crate::key::display(k))
-            .collect();
-        let more = failure.keys.len() - shown.len();
-        text.push_str(&format!(" ({}", shown.join(", ")));
-        if more > 0 {
-            text.push_str(&format!(" and {more} more"));
-        }
-        text.push(')');
-    }
-    text
-}
-
 fn from_endpoint(endpoint: &str) -> String {
     match endpoint {
         "" => String::new(),
@@ -432,42 +318,6 @@ fn on_server(server: &Option<Address>) -> String {
         .as_ref()
         .map(|s| format!(" (server {s})"))
         .unwrap_or_default()
-}
-
-/// Why a key was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InvalidKeyReason {
-    /// The key is empty.
-    Empty,
-    /// The key (with any prefix or namespace) is longer than memcached's 250 bytes.
-    TooLong {
-        /// Length including the prefix.
-        len: usize,
-        /// The most memcached accepts.
-        max: usize,
-    },
-    /// A byte the ASCII protocol cannot carry in a key: a space, a control character or DEL.
-    /// The binary protocol accepts any byte.
-    ForbiddenByte {
-        /// The byte.
-        byte: u8,
-        /// Its position in the key.
-        position: usize,
-    },
-}
-
-impl fmt::Display for InvalidKeyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Empty => f.write_str("empty key"),
-            Self::TooLong { len, max } => write!(f, "{len} bytes long, at most {max} allowed"),
-            Self::ForbiddenByte { byte, position } => write!(
-                f,
-                "byte 0x{byte:02x} at position {position} is not allowed in ASCII protocol keys"
-            ),
-        }
-    }
 }
 
 impl Error {
@@ -582,93 +432,6 @@ impl Error {
             self.code(),
             Some(ReturnCode::BadKeyProvided | ReturnCode::InvalidArguments)
         )
-    }
-}
-
-/// What kind of failure an [`Error`] is: the groups of the predicates, one per error, for
-/// counting and alerting ([`Metrics`](crate::Metrics) counts errors by kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// A server could not be reached or dropped the connection.
-    Connection,
-    /// An I/O wait ran past the poll timeout, or no pooled client came free in time.
-    Timeout,
-    /// A server libmemcached marked dead or disabled after failures.
-    ServerDown,
-    /// SASL authentication failed.
-    Auth,
-    /// A reply that could not be understood, or a command the server rejected.
-    Protocol,
-    /// The server reported a failure of its own (out of memory, `SERVER_ERROR`).
-    Server,
-    /// The caller passed something unusable (key, value, spec, configuration, argument).
-    Input,
-    /// A stored value that does not decode or inflate.
-    Decode,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 9] = [
-        ErrorKind::Connection,
-        ErrorKind::Timeout,
-        ErrorKind::ServerDown,
-        ErrorKind::Auth,
-        ErrorKind::Protocol,
-        ErrorKind::Server,
-        ErrorKind::Input,
-        ErrorKind::Decode,
-        ErrorKind::Other,
-    ];
-
-    /// A short lower-case name, fit for a metric label: `connection`, `timeout`,
-    /// `server_down`, `auth`, `protocol`, `server`, `input`, `decode`, `other`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connection => "connection",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::ServerDown => "server_down",
-            ErrorKind::Auth => "auth",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Server => "server",
-            ErrorKind::Input => "input",
-            ErrorKind::Decode => "decode",
-            ErrorKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Error {
-    /// The kind of this error. For [`Error::Multi`], the kind every failure has, or
-    /// [`ErrorKind::Other`] if they differ.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Multi { failures } => agreed(failures, Error::kind).unwrap_or(ErrorKind::Other),
-            Self::Decode { .. } | Self::Decompress { .. } => ErrorKind::Decode,
-            _ if self.is_timeout() => ErrorKind::Timeout,
-            _ if matches!(
-                self.code(),
-                Some(ReturnCode::ServerMarkedDead | ReturnCode::ServerTemporarilyDisabled)
-            ) =>
-            {
-                ErrorKind::ServerDown
-            }
-            _ if self.is_connection() => ErrorKind::Connection,
-            _ if self.is_auth() => ErrorKind::Auth,
-            _ if self.is_invalid_input() => ErrorKind::Input,
-            _ if self.is_protocol() => ErrorKind::Protocol,
-            _ if self.is_server() => ErrorKind::Server,
-            _ => ErrorKind::Other,
-        }
     }
 }
 
