@@ -7,23 +7,14 @@
 
 use libmemcached::php::{PhpKey, PhpType, PhpValue};
 
-const KINDS: [PhpType; 8] = [
-    PhpType::String,
-    PhpType::Long,
-    PhpType::Double,
-    PhpType::Bool,
-    PhpType::Serialized,
-    PhpType::Igbinary,
-    PhpType::Json,
-    PhpType::Msgpack,
-];
-
 /// The first byte picks the type, the rest is the stored value.
 pub fn check(input: &[u8]) {
     let Some((&pick, data)) = input.split_first() else {
         return;
     };
-    let kind = KINDS[usize::from(pick) % KINDS.len()];
+    let Some(kind) = PhpType::from_number(u32::from(pick % 8)) else {
+        return;
+    };
     let decoded = PhpValue::decode(kind, data);
     if kind != PhpType::Json {
         return;

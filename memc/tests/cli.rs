@@ -270,14 +270,20 @@ fn json_output_covers_every_reading_command() {
     assert!(ping.contains("\"alive\":true,\"version\""), "{ping}");
 }
 
-#[test]
-fn server_for_names_the_server_that_holds_the_key() {
+/// Three memcached processes of this test's own, and their specs.
+fn three_servers() -> ([Memcached; 3], Vec<String>) {
     let servers = [
         common::own_server(),
         common::own_server(),
         common::own_server(),
     ];
-    let list: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let list = servers.iter().map(Memcached::spec).collect();
+    (servers, list)
+}
+
+#[test]
+fn server_for_names_the_server_that_holds_the_key() {
+    let (_servers, list) = three_servers();
     let s = list.join(",");
     let mut owners = std::collections::HashSet::new();
     for i in 0..30 {
@@ -293,12 +299,7 @@ fn server_for_names_the_server_that_holds_the_key() {
 
 #[test]
 fn behaviors_by_pylibmc_name_change_where_keys_go() {
-    let servers = [
-        common::own_server(),
-        common::own_server(),
-        common::own_server(),
-    ];
-    let list: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let (_servers, list) = three_servers();
     let s = list.join(",");
     let ketama = Client::builder()
         .servers(&list)
