@@ -71,6 +71,15 @@ enum Listen {
     Unix(PathBuf),
 }
 
+impl Listen {
+    /// Gives back the ports [`unused_port`] reserved for this listener.
+    fn release_ports(&self) {
+        if let Listen::Tcp(port) = self {
+            release_port(*port);
+        }
+    }
+}
+
 /// Options for a [`Memcached`] process.
 #[derive(Debug, Default, Clone)]
 #[must_use]
@@ -113,28 +122,26 @@ impl MemcachedBuilder {
     /// Starts the server and waits until it answers.
     pub fn start(self) -> io::Result<Memcached> {
         let dir = temp_dir()?;
+        let mut server = Memcached {
+            child: None,
+            // Replaced by a TCP port below, unless it listens on this socket.
+            listen: Listen::Unix(dir.join("memcached.sock")),
+            udp: self.udp,
+            args: self.args.clone(),
+            dir,
+            sasl: self.sasl.clone(),
+        };
+        // From here on, dropping `server` removes the directory and gives its ports back.
         if let Some((username, password)) = &self.sasl {
-            if let Err(err) = write_sasl_config(&dir, username, password) {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(err);
-            }
+            write_sasl_config(&server.dir, username, password)?;
         }
         let mut last_error = None;
         // A free port can be taken by another process between our probe and memcached's bind.
         for _ in 0..5 {
-            let listen = if self.unix_socket {
-                Listen::Unix(dir.join("memcached.sock"))
-            } else {
-                Listen::Tcp(unused_port()?)
-            };
-            let mut server = Memcached {
-                child: None,
-                listen,
-                udp: self.udp,
-                args: self.args.clone(),
-                dir: dir.clone(),
-                sasl: self.sasl.clone(),
-            };
+            if !self.unix_socket {
+                let old = std::mem::replace(&mut server.listen, Listen::Tcp(unused_port()?));
+                old.release_ports();
+            }
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 Err(err) => last_error = Some(err),
@@ -305,9 +312,7 @@ impl Memcached {
 impl Drop for Memcached {
     fn drop(&mut self) {
         self.stop();
-        if let Listen::Tcp(port) = self.listen {
-            release_port(port);
-        }
+        self.listen.release_ports();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
