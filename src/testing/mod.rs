@@ -14,6 +14,8 @@
 //! [`Nutcracker`] starts a twemproxy (`nutcracker`) in front of memcached processes, for
 //! tests of a client that talks to a proxy.
 //!
+//! [`TlsFiles`] makes a test CA, and server certificates good and bad ([`ServerCert`]).
+//!
 //! [`MemcachedBuilder::sasl`] starts a server that requires SASL. [`make_test_client`],
 //! [`is_alive`] and [`get_version`] are pylibmc's `pylibmc.test` helpers, for suites that run
 //! against a server started outside the tests (`MEMCACHED_HOST`, `MEMCACHED_PORT`).
@@ -37,6 +39,7 @@ mod process;
 mod proxy;
 mod sasl;
 mod server;
+mod tls;
 
 pub use client::{
     TestClientError, address_from_env, default_address, get_version, is_alive, make_test_client,
@@ -46,3 +49,4 @@ pub use nutcracker::{Nutcracker, NutcrackerBuilder};
 pub use process::{Memcached, MemcachedBuilder, unused_port};
 pub use proxy::{Fault, FaultProxy, LONG_LINE_LEN};
 pub use server::{TestServer, servers_from_env};
+pub use tls::{ServerCert, TlsFiles};
