@@ -14,7 +14,9 @@
 //! [`Nutcracker`] starts a twemproxy (`nutcracker`) in front of memcached processes, for
 //! tests of a client that talks to a proxy.
 //!
-//! [`TlsFiles`] makes a test CA, and server certificates good and bad ([`ServerCert`]).
+//! [`MemcachedBuilder::tls`] starts a server that speaks TLS on its port (and plaintext on a
+//! second one), with certificates from [`TlsFiles`]: a test CA, and server certificates good
+//! and bad ([`ServerCert`]).
 //!
 //! [`MemcachedBuilder::sasl`] starts a server that requires SASL. [`make_test_client`],
 //! [`is_alive`] and [`get_version`] are pylibmc's `pylibmc.test` helpers, for suites that run

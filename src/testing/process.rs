@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::probe::{ask, connect_tcp, connect_unix};
 use super::sasl::{binary_stats, write_sasl_config};
+use super::tls::{ServerCert, TlsFiles};
 
 /// Waits until `ready` says a process just spawned (`name`) answers. An error if it exits first
 /// or does not answer within [`STARTUP`], with what `log` says of it.
@@ -63,20 +64,68 @@ pub struct Memcached {
     args: Vec<String>,
     dir: PathBuf,
     sasl: Option<(String, String)>,
+    /// Whether (and how) a TLS server asks for client certificates.
+    client_certs: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
 enum Listen {
     Tcp(u16),
+    /// TLS on `port`, plaintext on `plain_port`.
+    Tls {
+        port: u16,
+        plain_port: u16,
+    },
     Unix(PathBuf),
 }
 
 impl Listen {
     /// Gives back the ports [`unused_port`] reserved for this listener.
     fn release_ports(&self) {
-        if let Listen::Tcp(port) = self {
-            release_port(*port);
+        match self {
+            Listen::Tcp(port) => release_port(*port),
+            Listen::Tls { port, plain_port } => {
+                release_port(*port);
+                release_port(*plain_port);
+            }
+            Listen::Unix(_) => {}
         }
+    }
+}
+
+/// A TLS server's certificate chain, key and CA (for client certificates) in its directory:
+/// copies, so that a restart finds them after the [`TlsFiles`] are gone. memcached runs in that
+/// directory and is given these relative names, since `-o` cannot take a path with a comma.
+const TLS_CERT: &str = "tls-cert.pem";
+const TLS_KEY: &str = "tls-key.pem";
+const TLS_CA: &str = "tls-ca.pem";
+
+/// The files a [`MemcachedBuilder::tls`] server copies at its start.
+#[derive(Debug, Clone)]
+struct TlsSource {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl TlsSource {
+    fn copy_into(&self, dir: &Path) -> io::Result<()> {
+        for (from, to) in [
+            (&self.cert, TLS_CERT),
+            (&self.key, TLS_KEY),
+            (&self.ca, TLS_CA),
+        ] {
+            fs::copy(from, dir.join(to)).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!(
+                        "cannot copy {} for the TLS server ({err}): were its TlsFiles dropped?",
+                        from.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +137,8 @@ pub struct MemcachedBuilder {
     udp: bool,
     args: Vec<String>,
     sasl: Option<(String, String)>,
+    tls: Option<TlsSource>,
+    client_certs: Option<bool>,
 }
 
 impl MemcachedBuilder {
@@ -113,6 +164,32 @@ impl MemcachedBuilder {
         self
     }
 
+    /// Serves TLS (`memcached -Z`) on the TCP port ([`Memcached::tls_port`]), presenting `cert`
+    /// of `files` with [`TlsFiles::server_key`], and plaintext on a second loopback port
+    /// ([`Memcached::plain_port`]), which the start's probe and [`Memcached::stat`] use.
+    ///
+    /// The files are copied into the server's own directory, so `files` may be dropped once
+    /// the server has started, and [`Memcached::restart`] serves the same certificate on the
+    /// same ports. Not with [`unix_socket`](Self::unix_socket) or [`udp`](Self::udp). Needs a
+    /// memcached built with TLS, as Debian's is.
+    pub fn tls(mut self, files: &TlsFiles, cert: ServerCert) -> Self {
+        self.tls = Some(TlsSource {
+            cert: files.server_cert_for(cert).to_owned(),
+            key: files.server_key().to_owned(),
+            ca: files.ca_cert().to_owned(),
+        });
+        self
+    }
+
+    /// Asks TLS clients for a certificate signed by the test CA of [`tls`](Self::tls)'s files
+    /// ([`TlsFiles::client_cert`]). `required`: the server drops a client without one
+    /// (`ssl_verify_mode=2`); otherwise it drops only a client that sends a bad one
+    /// (`ssl_verify_mode=1`). Only with [`tls`](Self::tls).
+    pub fn tls_client_certs(mut self, required: bool) -> Self {
+        self.client_certs = Some(required);
+        self
+    }
+
     /// Passes an extra argument to memcached (for example `-I`, `2m` for a 2 MiB item limit).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -121,6 +198,7 @@ impl MemcachedBuilder {
 
     /// Starts the server and waits until it answers.
     pub fn start(self) -> io::Result<Memcached> {
+        self.check()?;
         let dir = temp_dir()?;
         let mut server = Memcached {
             child: None,
@@ -130,16 +208,20 @@ impl MemcachedBuilder {
             args: self.args.clone(),
             dir,
             sasl: self.sasl.clone(),
+            client_certs: self.client_certs,
         };
         // From here on, dropping `server` removes the directory and gives its ports back.
         if let Some((username, password)) = &self.sasl {
             write_sasl_config(&server.dir, username, password)?;
         }
+        if let Some(tls) = &self.tls {
+            tls.copy_into(&server.dir)?;
+        }
         let mut last_error = None;
         // A free port can be taken by another process between our probe and memcached's bind.
         for _ in 0..5 {
             if !self.unix_socket {
-                let old = std::mem::replace(&mut server.listen, Listen::Tcp(unused_port()?));
+                let old = std::mem::replace(&mut server.listen, self.new_tcp_listen()?);
                 old.release_ports();
             }
             match server.spawn() {
@@ -148,6 +230,38 @@ impl MemcachedBuilder {
             }
         }
         Err(last_error.unwrap_or_else(|| io::Error::other("memcached did not start")))
+    }
+
+    /// Refuses options that do not go together.
+    fn check(&self) -> io::Result<()> {
+        let conflict = if self.tls.is_some() && self.unix_socket {
+            Some("a TLS server listens on TCP, not on a unix socket")
+        } else if self.tls.is_some() && self.udp {
+            Some("a TLS server does not listen for UDP")
+        } else if self.client_certs.is_some() && self.tls.is_none() {
+            Some("tls_client_certs needs tls")
+        } else {
+            None
+        };
+        match conflict {
+            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Fresh ports for a TCP server: one, or a TLS and a plaintext one.
+    fn new_tcp_listen(&self) -> io::Result<Listen> {
+        let port = unused_port()?;
+        if self.tls.is_none() {
+            return Ok(Listen::Tcp(port));
+        }
+        match unused_port() {
+            Ok(plain_port) => Ok(Listen::Tls { port, plain_port }),
+            Err(err) => {
+                release_port(port);
+                Err(err)
+            }
+        }
     }
 }
 
@@ -167,11 +281,21 @@ impl Memcached {
         MemcachedBuilder::default()
     }
 
-    /// The server spec for a client: `127.0.0.1:PORT` or the socket path.
+    /// The server spec for a client: `127.0.0.1:PORT` or the socket path. A TLS server's
+    /// port speaks only TLS ([`plain_spec`](Self::plain_spec) does not).
     pub fn spec(&self) -> String {
         match &self.listen {
-            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+            Listen::Tcp(port) | Listen::Tls { port, .. } => format!("127.0.0.1:{port}"),
             Listen::Unix(path) => path.display().to_string(),
+        }
+    }
+
+    /// The spec of a listener without TLS: a TLS server's plaintext port
+    /// (`127.0.0.1:PLAIN_PORT`), or [`spec`](Self::spec) for any other server.
+    pub fn plain_spec(&self) -> String {
+        match &self.listen {
+            Listen::Tls { plain_port, .. } => format!("127.0.0.1:{plain_port}"),
+            _ => self.spec(),
         }
     }
 
@@ -183,11 +307,28 @@ impl Memcached {
         }
     }
 
-    /// The TCP port, if it listens on one.
+    /// The TCP port, if it listens on one (for a TLS server, its TLS port).
     pub fn port(&self) -> Option<u16> {
         match self.listen {
-            Listen::Tcp(port) => Some(port),
+            Listen::Tcp(port) | Listen::Tls { port, .. } => Some(port),
             Listen::Unix(_) => None,
+        }
+    }
+
+    /// The port that speaks TLS, if started with [`MemcachedBuilder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        match self.listen {
+            Listen::Tls { port, .. } => Some(port),
+            _ => None,
+        }
+    }
+
+    /// The TCP port that speaks plaintext: a TLS server's second port, or
+    /// [`port`](Self::port) for a server without TLS.
+    pub fn plain_port(&self) -> Option<u16> {
+        match self.listen {
+            Listen::Tls { plain_port, .. } => Some(plain_port),
+            _ => self.port(),
         }
     }
 
@@ -239,6 +380,18 @@ impl Memcached {
                 };
                 command.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", &udp_port])
             }
+            Listen::Tls { port, plain_port } => {
+                let mut options = format!("ssl_chain_cert={TLS_CERT},ssl_key={TLS_KEY}");
+                if let Some(required) = self.client_certs {
+                    let mode = if required { 2 } else { 1 };
+                    options.push_str(&format!(",ssl_ca_cert={TLS_CA},ssl_verify_mode={mode}"));
+                }
+                // `notls:` exempts the second listener from `-Z`.
+                let listen = format!("127.0.0.1:{port},notls:127.0.0.1:{plain_port}");
+                command
+                    .current_dir(&self.dir)
+                    .args(["-l", &listen, "-U", "0", "-Z", "-o", &options])
+            }
             Listen::Unix(path) => command.args(["-U", "0"]).arg("-s").arg(path),
         };
         // The owner of /proc/self is the process's effective user.
@@ -279,33 +432,31 @@ impl Memcached {
     }
 
     /// One value of the server's `stats`, read over a fresh connection (authenticated, in the
-    /// binary protocol, for a SASL server).
+    /// binary protocol, for a SASL server; to the plaintext port, for a TLS server).
     pub fn stat(&self, name: &str) -> io::Result<String> {
-        if let Some((username, password)) = &self.sasl {
-            let stats = match &self.listen {
-                Listen::Tcp(port) => binary_stats(
-                    connect_tcp(&format!("127.0.0.1:{port}"))?,
-                    username,
-                    password,
-                )?,
-                Listen::Unix(path) => binary_stats(connect_unix(path)?, username, password)?,
-            };
-            return stats
-                .into_iter()
-                .find_map(|(k, v)| (k == name).then_some(v))
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no stat {name}")));
-        }
-        let reply = match &self.listen {
-            Listen::Tcp(port) => ask(connect_tcp(&format!("127.0.0.1:{port}"))?, "stats", "END")?,
-            Listen::Unix(path) => ask(connect_unix(path)?, "stats", "END")?,
+        let stats = match &self.listen {
+            Listen::Unix(path) => self.stats_over(connect_unix(path)?)?,
+            _ => self.stats_over(connect_tcp(&self.plain_spec())?)?,
         };
-        reply
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix(&format!("STAT {name} "))
-                    .map(str::to_owned)
-            })
+        stats
+            .into_iter()
+            .find_map(|(k, v)| (k == name).then_some(v))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no stat {name}")))
+    }
+
+    /// Every stat, over `stream`.
+    fn stats_over<S: Read + Write>(&self, stream: S) -> io::Result<Vec<(String, String)>> {
+        if let Some((username, password)) = &self.sasl {
+            return binary_stats(stream, username, password);
+        }
+        let reply = ask(stream, "stats", "END")?;
+        Ok(reply
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.strip_prefix("STAT ")?.split_once(' ')?;
+                Some((name.to_owned(), value.to_owned()))
+            })
+            .collect())
     }
 }
 

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use super::process::temp_dir;
 
-/// Which server certificate a TLS server presents: the good one, or one a client must refuse. All of them are for the key [`TlsFiles::server_key`].
+/// Which server certificate a TLS [`Memcached`](super::Memcached) presents: the good one, or one
+/// a client must refuse. All of them are for the key [`TlsFiles::server_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerCert {
     /// Signed by the test CA, for `localhost`, `127.0.0.1` and `::1`, valid from 2020 to 2049.
@@ -51,12 +52,14 @@ impl ServerCert {
 /// certificate's validity starts on 1 January 2020, so a clock a little off does not matter.
 ///
 /// ```
-/// use libmemcached::testing::{ServerCert, TlsFiles};
+/// use libmemcached::testing::{Memcached, ServerCert, TlsFiles};
 ///
 /// let files = TlsFiles::generate()?;
-/// // A client trusting `files.ca_cert()` must refuse this one.
-/// let expired = files.server_cert_for(ServerCert::Expired);
-/// # assert!(expired.exists());
+/// let server = Memcached::builder().tls(&files, ServerCert::Good).start()?;
+/// // A TLS client trusting `files.ca_cert()` connects to `localhost` on this port;
+/// // `server.plain_port()` speaks plaintext.
+/// let port = server.tls_port().unwrap();
+/// # assert_ne!(Some(port), server.plain_port());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
