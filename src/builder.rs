@@ -48,6 +48,11 @@ pub struct ClientBuilder {
     namespace: Option<Vec<u8>>,
     sasl: Option<crate::sasl::Credentials>,
     proxy: bool,
+    /// Connections go through the relay: the shield, and TLS where given.
+    #[cfg(feature = "shield")]
+    shield: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::Tls>,
     /// The first malformed spec or behavior given, returned by `build`.
     refused: Option<Error>,
 }
@@ -237,6 +242,59 @@ impl ClientBuilder {
         self
     }
 
+    /// Puts the shield between libmemcached and the servers: an in-process relay that reads
+    /// every reply before libmemcached does and passes on only well-formed answers to the
+    /// requests it forwarded, in both protocols. A reply that is not (an over-long key, a
+    /// length past the value size limit or below zero, a value where a write's answer belongs,
+    /// a reply for another key, anything unasked) closes that connection: libmemcached sees
+    /// the server fail, never the bytes that would have crashed it, and the error names the
+    /// server and what it sent.
+    ///
+    /// Keys stay where they are without the shield: libmemcached keeps every server's name
+    /// and port (its consistent distributions hash them), and only its connections go to the
+    /// relay's loopback listener for each server. Failover, dead-server marking and
+    /// `RetryTimeout` work as without it. One thread serves every connection of the client,
+    /// its clones and pools. TCP servers only: [`build`](Self::build) refuses UDP and unix
+    /// sockets with it.
+    ///
+    /// ```no_run
+    /// let mc = libmemcached::Client::builder()
+    ///     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
+    ///     .shield()
+    ///     .build()?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    #[cfg(feature = "shield")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+    pub fn shield(mut self) -> Self {
+        self.shield = true;
+        self
+    }
+
+    /// Speaks TLS to the servers (memcached's `-Z`, managed caches with in-transit
+    /// encryption), with rustls: the relay of [`shield`](Self::shield) (which this implies)
+    /// carries each connection to its server over TLS, checking the server's certificate as
+    /// [`Tls`](crate::Tls) says. A certificate that does not verify fails that server with an
+    /// error that says why (unknown authority, expired, not valid for the name, a client
+    /// certificate required, a server that answers in plaintext).
+    ///
+    /// ```no_run
+    /// use libmemcached::{Client, Tls};
+    ///
+    /// let mc = Client::builder()
+    ///     .servers(["cache.internal:11211"])
+    ///     .tls(Tls::new().ca_file("/etc/memcached/ca.pem"))
+    ///     .build()?;
+    /// # Ok::<(), libmemcached::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self.shield = true;
+        self
+    }
+
     /// A namespace libmemcached puts in front of every key of every operation (and takes off
     /// the keys it returns). The 250-byte key limit counts it. At most 127 bytes.
     pub fn namespace(mut self, namespace: impl AsRef<[u8]>) -> Self {
@@ -355,6 +413,19 @@ impl ClientBuilder {
         client.check_behaviors()?;
         if let Some(namespace) = &self.namespace {
             set_namespace(&client, namespace)?;
+        }
+        #[cfg(feature = "shield")]
+        if self.shield {
+            #[cfg(feature = "tls")]
+            let tls = self.tls.as_ref().map(crate::Tls::connector).transpose();
+            #[cfg(feature = "tls")]
+            let tls = tls.map_err(|why| ConfigError::setting("tls", why))?;
+            let settings = crate::relay::Settings {
+                max_value: crate::relay::MAX_VALUE,
+                #[cfg(feature = "tls")]
+                tls,
+            };
+            crate::relay::shield(&mut client, settings)?;
         }
         Ok(client)
     }

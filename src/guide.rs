@@ -29,6 +29,8 @@
 //!   twemproxy.
 //! - [SASL](sasl), [Unix sockets and UDP](unix_sockets_and_udp) and
 //!   [ElastiCache auto-discovery](elasticache).
+//! - [TLS and the shield](tls): TLS to the servers, and replies checked before libmemcached
+//!   reads them.
 //!
 //! Operating it:
 //!
@@ -107,6 +109,9 @@ pub mod metrics {}
 
 #[doc = include_str!("../guide/sasl.md")]
 pub mod sasl {}
+
+#[doc = include_str!("../guide/tls.md")]
+pub mod tls {}
 
 #[doc = include_str!("../guide/unix-sockets-and-udp.md")]
 pub mod unix_sockets_and_udp {}

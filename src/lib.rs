@@ -72,6 +72,10 @@
 )]
 //! - [`ClientBuilder::sasl`] for SASL, unix socket (`/path`) and UDP (`udp:host:port`) servers
 //!   (see [`Client`] for what UDP can do), and [`elasticache`] auto-discovery.
+//! - With the `shield` feature, `ClientBuilder::shield`: replies are checked before
+//!   libmemcached reads them, so no server reply can crash the process; with `tls`,
+//!   `ClientBuilder::tls` and `Tls`: TLS to the servers, with rustls ([TLS and the
+//!   shield](guide::tls)).
 //!
 //! The [`guide`] is the manual: [using it](guide::basics), [multi-key operations](guide::multi_key),
 //! sharing a cache with [Python](guide::python) and [PHP](guide::php),
@@ -104,7 +108,15 @@ mod metrics;
 mod observe;
 pub mod php;
 mod pool;
+#[cfg(feature = "shield")]
+mod relay;
 mod sasl;
+#[cfg(feature = "shield")]
+mod shield;
+/// The shield's fuzz check, for `fuzz/`: only in `cargo fuzz` builds, not part of the API.
+#[cfg(all(fuzzing, feature = "shield"))]
+#[doc(hidden)]
+pub use shield::fuzz_check as fuzz_shield;
 mod server;
 mod stats;
 #[cfg(feature = "testing")]
@@ -143,11 +155,15 @@ pub const MAX_CONSISTENT_SERVERS: usize = ffi::MAX_CONSISTENT_SERVERS;
 pub use keyspace::{Commands, Fetched, Partial, Prefixed};
 pub use metrics::{ErrorCounts, Metrics, ServerMetrics};
 pub use pool::{ClientPool, MAX_POOL_SIZE, PooledClient, ThreadClient, ThreadMappedPool};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use relay::tls::Tls;
 pub use server::{Address, DEFAULT_PORT, ServerSpec, Transport};
 pub use stats::ServerStats;
 pub use value::{Encoded, FromValue, ToValue, Value};
 
-#[cfg(doctest)]
+/// README's examples, one of them TLS's.
+#[cfg(all(doctest, feature = "tls"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
 

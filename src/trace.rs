@@ -152,6 +152,27 @@ pub(crate) fn reconnect(why: &dyn std::fmt::Display) {
     let _ = why;
 }
 
+/// The relay closed a connection to `server` (or could not open one), at `warn`: a TLS or
+/// connection failure, or a reply the shield refused.
+#[cfg(feature = "shield")]
+#[cold]
+pub(crate) fn relay_failure(server: &dyn std::fmt::Display, why: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: TARGET, %server, why, "relay closed a connection");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (server, why);
+}
+
+/// The relay's thread stopped on an error of its own; calls fail from now on. At `error`.
+#[cfg(feature = "shield")]
+#[cold]
+pub(crate) fn relay_stopped(why: &dyn std::fmt::Display) {
+    #[cfg(feature = "tracing")]
+    tracing::error!(target: TARGET, %why, "relay stopped");
+    #[cfg(not(feature = "tracing"))]
+    let _ = why;
+}
+
 /// A call is tried again (`attempt` from 1), at `debug`.
 #[cold]
 pub(crate) fn retry(op: &'static str, attempt: u32, why: &'static str) {

@@ -67,6 +67,22 @@ pub struct Options {
         hide_env_values = true
     )]
     password: Option<String>,
+    /// Put the shield between libmemcached and the servers: malformed replies close the
+    /// connection instead of reaching libmemcached
+    #[arg(long)]
+    pub shield: bool,
+    /// Speak TLS to the servers (implies --shield), trusting the system's CAs
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust only the CAs in this PEM file (implies --tls)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Present this client certificate, a PEM file (implies --tls; needs --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key, a PEM file
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Set a behavior by pylibmc name (repeatable)
     #[arg(short = 'B', long = "behavior", value_name = "NAME=VALUE", value_parser = behavior)]
     pub behaviors: Vec<(String, String)>,

@@ -67,8 +67,19 @@ fn explained(err: &Error) -> String {
     let (Some(code), Some(server)) = (err.code(), err.server()) else {
         return err.to_string();
     };
+    // What the shield's relay saw (TLS, a refused reply) says more than libmemcached's code.
+    let text = err.to_string();
+    let relay = ["TLS: ", "the shield closed", "a request the shield"]
+        .iter()
+        .find_map(|mark| text.find(mark).map(|at| &text[at..]));
+    if let Some(relay) = relay {
+        let relay = relay
+            .rsplit_once(" for \"")
+            .map_or(relay, |(reason, _)| reason);
+        return format!("{server}: {relay} [{code}]");
+    }
     let what = match code {
-        Code::ConnectionFailure if err.to_string().contains("reset by peer") => {
+        Code::ConnectionFailure if text.contains("reset by peer") => {
             "the server closed the connection (reset)"
         }
         // twemproxy accepts a connection and closes it on a command it does not serve.

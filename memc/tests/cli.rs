@@ -643,3 +643,38 @@ fn through_a_proxy_keys_work_and_what_it_cannot_serve_is_refused() {
     let closed = common::listener().local_addr().unwrap().to_string();
     expect_error(memc(&closed, &["get", "k"]), "nothing listens there");
 }
+
+#[test]
+fn tls_flags_reach_a_tls_server_and_its_refusals_say_why() {
+    use libmemcached::testing::{ServerCert, TlsFiles};
+    let files = TlsFiles::generate().expect("certificates (install Debian's openssl)");
+    let server = Memcached::builder()
+        .tls(&files, ServerCert::Good)
+        .start()
+        .unwrap();
+    let ca = files.ca_cert().to_str().unwrap();
+    let spec = server.spec();
+    let key = common::key("memc-tls");
+    expect(
+        memc(&spec, &["--tls-ca", ca, "set", &key, "over tls"]),
+        0,
+        "STORED\n",
+    );
+    expect(memc(&spec, &["--tls-ca", ca, "get", &key]), 0, "over tls\n");
+    // The system's authorities do not know the test CA.
+    let refused = memc(&spec, &["--tls", "get", &key]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "{spec}: TLS: the server's certificate is not signed"
+        )),
+        "{}",
+        refused.stderr
+    );
+    // The shield alone, on the plaintext port.
+    expect(
+        memc(&server.plain_spec(), &["--shield", "get", &key]),
+        0,
+        "over tls\n",
+    );
+}

@@ -13,6 +13,8 @@ pub(crate) struct Rc(pub(super) sys::memcached_return_t);
 
 impl Rc {
     pub(crate) const SUCCESS: Rc = Rc(sys::MEMCACHED_SUCCESS);
+    /// A call not made because its connections could not go through the relay.
+    pub(crate) const UNROUTED: Rc = Rc(sys::MEMCACHED_CONNECTION_FAILURE);
 
     pub(crate) fn code(self) -> ReturnCode {
         ReturnCode::from_raw(self.0)

@@ -64,6 +64,9 @@ impl Handle {
     /// Sends a get for `keys` to the servers that hold them (`memcached_mget`).
     #[inline]
     pub(crate) fn mget(&self, keys: &[&[u8]]) -> Rc {
+        if !self.routed() {
+            return Rc::UNROUTED;
+        }
         if let [key] = keys {
             let pointer: *const c_char = key.as_ptr().cast();
             // SAFETY: one key, described by a pointer and a length that live for the call.

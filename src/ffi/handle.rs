@@ -24,6 +24,12 @@ pub(crate) struct Handle {
     result: Cell<Option<ResultStruct>>,
     /// The last write or counter was answered with a value (see `Handle::answered_by`).
     pub(super) value_reply: Cell<bool>,
+    /// The relay every connection goes through (`ClientBuilder::shield`, `tls`).
+    #[cfg(feature = "shield")]
+    pub(super) relay: Option<std::sync::Arc<crate::relay::Relay>>,
+    /// Each server's address list through the relay (see `route.rs`).
+    #[cfg(feature = "shield")]
+    pub(super) routes: RefCell<Vec<Option<super::route::Route>>>,
 }
 
 /// What every operation needs to know, cached when behaviors, servers or the namespace change
@@ -72,6 +78,10 @@ impl Handle {
             servers: RefCell::default(),
             result: Cell::new(None),
             value_reply: Cell::new(false),
+            #[cfg(feature = "shield")]
+            relay: None,
+            #[cfg(feature = "shield")]
+            routes: RefCell::default(),
         };
         handle.refresh();
         Ok(handle)
@@ -100,10 +110,14 @@ impl Handle {
     /// connections.
     pub(crate) fn try_clone(&self) -> Result<Handle> {
         // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
-        let clone = Handle::own(
+        let mut clone = Handle::own(
             unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) },
             "memcached_clone",
         )?;
+        #[cfg(feature = "shield")]
+        if let Some(relay) = &self.relay {
+            clone.go_through(std::sync::Arc::clone(relay))?;
+        }
         clone.set_proxy(self.facts().proxy);
         // memcached_clone turns weighted ketama on whenever a server weighs more than 1, so a
         // clone could place keys elsewhere than its original (found by fuzzing from_config).
@@ -351,10 +365,12 @@ impl Handle {
                 .then(|| CStr::from_ptr(message).to_string_lossy().into_owned());
             (sys::memcached_server_error_return(instance), message)
         };
-        let code = ReturnCode::from_raw(rc);
+        let mut code = ReturnCode::from_raw(rc);
+        let mut message = message.map_or_else(|| code.to_string(), |m| clean_message(&m));
+        self.add_relay_failure(&mut code, &mut message, server.as_ref());
         Error::Memcached {
             code,
-            message: message.map_or_else(|| code.to_string(), |m| clean_message(&m)),
+            message,
             key: None,
             server,
         }
@@ -408,6 +424,13 @@ impl Handle {
     pub(crate) fn reset_connections(&self, why: &dyn std::fmt::Display) {
         self.quit();
         crate::trace::reconnect(why);
+    }
+
+    /// Whether a call that may connect can be made (always, without the relay).
+    #[cfg(not(feature = "shield"))]
+    #[inline(always)]
+    pub(super) fn routed(&self) -> bool {
+        true
     }
 
     // ---- return codes ---------------------------------------------------------------------
@@ -470,7 +493,7 @@ impl Handle {
     /// The error for `rc` with libmemcached's message and the server, leaving the connections
     /// as they are.
     pub(crate) fn describe_error(&self, rc: Rc, key: Option<&[u8]>) -> Error {
-        let code = rc.code();
+        let mut code = rc.code();
         if code == ReturnCode::NotFound {
             return Error::NotFound {
                 key: key.unwrap_or_default().to_vec(),
@@ -501,6 +524,7 @@ impl Handle {
                 message.push_str(&format!(": the server speaks {service}, not memcached"));
             }
         }
+        self.add_relay_failure(&mut code, &mut message, server.as_ref());
         if code == ReturnCode::ServerError && self.facts().proxy {
             // twemproxy answers for a backend it cannot reach with SERVER_ERROR and the errno's
             // text, which alone reads as if the proxy itself had failed.
@@ -514,6 +538,38 @@ impl Handle {
             key: key.map(<[u8]>::to_vec),
             server,
         }
+    }
+
+    /// Adds to a server's error message what the relay saw go wrong with the server: why a
+    /// connection closed (TLS, the shield) where libmemcached only saw it close. A connection
+    /// libmemcached could not make because the relay cannot reach the server (see
+    /// `route.rs`) is a connection failure, as it would be without the relay.
+    fn add_relay_failure(
+        &self,
+        code: &mut ReturnCode,
+        message: &mut String,
+        server: Option<&Address>,
+    ) {
+        #[cfg(feature = "shield")]
+        if let Some(relay) = &self.relay {
+            if *code == ReturnCode::Errno && super::route::is_unreachable_message(message) {
+                *code = ReturnCode::ConnectionFailure;
+                *message = "CONNECTION FAILURE, the server cannot be reached".into();
+            }
+            if !relay.is_running() {
+                message.push_str(": the relay has stopped");
+            } else if let Some(why) = server.and_then(|s| {
+                relay.failure(&crate::relay::Upstream {
+                    host: s.host().to_owned(),
+                    port: s.port(),
+                })
+            }) {
+                message.push_str(": ");
+                message.push_str(&why);
+            }
+        }
+        #[cfg(not(feature = "shield"))]
+        let _ = (code, message, server);
     }
 
     /// The code of the last error libmemcached recorded on this handle.
@@ -563,6 +619,8 @@ impl Drop for Handle {
     fn drop(&mut self) {
         // The kept result frees its buffer through the handle: before the handle goes.
         drop(self.result.take());
+        #[cfg(feature = "shield")]
+        self.unroute();
         // SAFETY: the handle came from libmemcached, is owned by this value alone and is not
         // used after this.
         unsafe { sys::memcached_free(self.as_ptr()) }

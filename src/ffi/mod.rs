@@ -18,6 +18,8 @@ mod handle;
 mod internals;
 mod message;
 mod ops;
+#[cfg(feature = "shield")]
+mod route;
 mod stats;
 
 pub(crate) use code::Rc;
@@ -27,6 +29,8 @@ pub(crate) use handle::Handle;
 pub(crate) use internals::hash_available;
 pub(crate) use message::clean_message;
 pub(crate) use ops::{Counter, Store};
+#[cfg(feature = "shield")]
+pub(crate) use route::effective_uid;
 
 use std::ffi::{CStr, c_char};
 

@@ -69,6 +69,9 @@ impl Handle {
     /// answer) becomes a protocol error, its message made by `Handle::describe_error`.
     #[inline]
     fn answered_by(&self, call: impl FnOnce() -> sys::memcached_return_t) -> Rc {
+        if !self.routed() {
+            return Rc::UNROUTED;
+        }
         // SAFETY: the handle is live, and used by this thread alone (`Handle` is not `Sync`).
         unsafe { internals::arm_reply(self.as_ptr()) };
         let rc = call();
@@ -211,12 +214,18 @@ impl Handle {
 
     /// Flushes every server, after `delay` seconds.
     pub(crate) fn flush(&self, delay: libc::time_t) -> Rc {
+        if !self.routed() {
+            return Rc::UNROUTED;
+        }
         // SAFETY: the handle is valid; flush takes no pointers.
         Rc(unsafe { sys::memcached_flush(self.as_ptr(), delay) })
     }
 
     /// Sends what buffered writes are waiting.
     pub(crate) fn flush_buffers(&self) -> Rc {
+        if !self.routed() {
+            return Rc::UNROUTED;
+        }
         // SAFETY: the handle is valid.
         Rc(unsafe { sys::memcached_flush_buffers(self.as_ptr()) })
     }
@@ -224,6 +233,9 @@ impl Handle {
     /// Asks every server its version; each server's `major.minor.micro`, or `None` where it
     /// did not answer.
     pub(crate) fn versions(&self) -> (Rc, Vec<Option<Version>>) {
+        if !self.routed() {
+            return (Rc::UNROUTED, vec![None; self.server_count()]);
+        }
         // SAFETY: the handle is valid.
         let rc = Rc(unsafe { sys::memcached_version(self.as_ptr()) });
         let versions = (0..self.server_count() as u32)

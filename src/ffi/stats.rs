@@ -59,6 +59,9 @@ impl Handle {
     /// server order.
     pub(crate) fn stats(&self, arg: Option<&CStr>) -> (Rc, Vec<Vec<(String, String)>>) {
         let count = self.server_count();
+        if !self.routed() {
+            return (Rc::UNROUTED, vec![Vec::new(); count]);
+        }
         let mut collector = Collector {
             instances: (0..count as u32).map(|i| self.instance(i)).collect(),
             stats: vec![Vec::new(); count],

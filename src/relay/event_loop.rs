@@ -1,0 +1,332 @@
+//! The relay's thread: one epoll loop over every listener and connection of a client.
+
+use std::io;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use super::conn::{Closed, Conn, Side};
+use super::{CHECKING, REACHABLE, Reachability, Shared, UNREACHABLE, Upstream, lock, peer};
+
+pub(super) const WAKER: Token = Token(0);
+/// Listener `i` is token `1 + i`; its probe `PROBES + i`; connection `i` has
+/// `CONNECTIONS + 2i` (libmemcached's side) and `CONNECTIONS + 2i + 1` (the server's).
+const PROBES: usize = 1 << 23;
+const CONNECTIONS: usize = 1 << 24;
+
+/// How often a server the relay cannot reach is tried again, and how long a try may take.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A server's listener, and what the relay knows of the server.
+struct Server {
+    listener: TcpListener,
+    upstream: Upstream,
+    /// Whether the server can be reached: while it cannot, libmemcached's connections to it
+    /// fail at once (see `ffi::route`), as they would without the relay.
+    reachability: Reachability,
+    /// A connection made only to learn whether the server can be reached, and since when.
+    probe: Option<(TcpStream, Instant)>,
+    next_probe: Option<Instant>,
+}
+
+/// Marks the relay ended however its thread ends, so calls fail at once instead of waiting on
+/// listeners nobody serves.
+struct EndGuard(Arc<Shared>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+    }
+}
+
+struct Loop {
+    poll: Poll,
+    shared: Arc<Shared>,
+    servers: Vec<Server>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+}
+
+pub(super) fn run(poll: Poll, shared: Arc<Shared>) {
+    let _end = EndGuard(Arc::clone(&shared));
+    let mut events = Events::with_capacity(256);
+    let mut scratch = vec![0u8; super::conn::CHUNK].into_boxed_slice();
+    let mut relay = Loop {
+        poll,
+        shared,
+        servers: Vec::new(),
+        conns: Vec::new(),
+        free: Vec::new(),
+    };
+    loop {
+        let now = Instant::now();
+        let timeout = relay.next_timer().map(|t| t.saturating_duration_since(now));
+        if let Err(error) = relay.poll.poll(&mut events, timeout) {
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            crate::trace::relay_stopped(&error);
+            return;
+        }
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {
+                    if relay.shared.closing.load(Ordering::Acquire) {
+                        return;
+                    }
+                    relay.take_listeners();
+                }
+                Token(t) if t < PROBES => relay.accept_all(t - 1),
+                Token(t) if t < CONNECTIONS => relay.probe_answered(t - PROBES),
+                Token(t) => {
+                    let side = if (t - CONNECTIONS) % 2 == 0 {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    };
+                    relay.pump((t - CONNECTIONS) / 2, side, &mut scratch);
+                }
+            }
+        }
+        relay.run_timers();
+    }
+}
+
+impl Loop {
+    fn take_listeners(&mut self) {
+        let new = std::mem::take(&mut *lock(&self.shared.new_listeners));
+        for (listener, upstream, reachability) in new {
+            let mut listener = TcpListener::from_std(listener);
+            let token = Token(1 + self.servers.len());
+            if self
+                .poll
+                .registry()
+                .register(&mut listener, token, Interest::READABLE)
+                .is_ok()
+            {
+                self.servers.push(Server {
+                    listener,
+                    upstream,
+                    reachability,
+                    probe: None,
+                    next_probe: None,
+                });
+            }
+        }
+    }
+
+    /// Accepts every connection waiting on a server's listener and opens its connection to
+    /// the server.
+    fn accept_all(&mut self, server: usize) {
+        loop {
+            let (client, peer_address) = match self.servers[server].listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Out of descriptors, most likely: the waiting connection stays queued
+                    // (and libmemcached times out), and the next event tries again.
+                    let why = format!("the relay cannot accept: {error}");
+                    self.shared
+                        .record_failure(&self.servers[server].upstream, why);
+                    return;
+                }
+            };
+            // The listener is on loopback, where any local user could reach it (and the
+            // client certificate behind it): only this user's connections are carried on.
+            if !peer::same_user(peer_address) {
+                continue;
+            }
+            let _ = client.set_nodelay(true);
+            let upstream = self.servers[server].upstream.clone();
+            let conn = connect(&upstream)
+                .map_err(|error| format!("cannot connect: {error}"))
+                .and_then(|up| {
+                    Conn::new(client, up, upstream.clone(), server, &self.shared.settings)
+                });
+            match conn {
+                Ok(conn) => self.open(conn),
+                // Dropping the client's connection closes it: libmemcached sees the server fail.
+                Err(why) => self.unreachable(server, why),
+            }
+        }
+    }
+
+    fn open(&mut self, mut conn: Conn) {
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let both = Interest::READABLE | Interest::WRITABLE;
+        let registry = self.poll.registry();
+        let registered = registry
+            .register(&mut conn.client, Token(CONNECTIONS + 2 * id), both)
+            .and_then(|()| {
+                registry.register(&mut conn.server, Token(CONNECTIONS + 2 * id + 1), both)
+            });
+        if registered.is_err() {
+            deregister(registry, &mut conn);
+            self.free.push(id);
+            return;
+        }
+        self.conns[id] = Some(conn);
+    }
+
+    fn pump(&mut self, id: usize, side: Side, scratch: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let closed = match conn.pump(side, scratch) {
+            Ok(()) => {
+                if conn.take_answered() {
+                    self.shared.clear_failure(&conn.upstream);
+                }
+                return;
+            }
+            Err(closed) => closed,
+        };
+        let mut conn = self.conns[id].take().expect("the connection is open");
+        deregister(self.poll.registry(), &mut conn);
+        self.free.push(id);
+        match closed {
+            Closed::ByClient => {}
+            Closed::Failed(why) => self.shared.record_failure(&conn.upstream, why),
+            Closed::Unreachable(why) => self.unreachable(conn.listener, why),
+            Closed::ByServer(why) => {
+                self.shared.record_failure(&conn.upstream, why);
+                // Gone, or only done with this connection: a probe tells, and calls wait for
+                // it (libmemcached would have learnt it by connecting again).
+                let entry = &self.servers[conn.listener];
+                let _ = entry.reachability.compare_exchange(
+                    REACHABLE,
+                    CHECKING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                self.start_probe(conn.listener);
+            }
+        }
+    }
+
+    /// The server could not be reached: libmemcached's connections to it fail until a probe
+    /// reaches it.
+    fn unreachable(&mut self, server: usize, why: String) {
+        let entry = &mut self.servers[server];
+        self.shared.record_failure(&entry.upstream, why);
+        entry.reachability.store(UNREACHABLE, Ordering::Release);
+        if entry.probe.is_none() {
+            entry
+                .next_probe
+                .get_or_insert_with(|| Instant::now() + PROBE_EVERY);
+        }
+        self.checked();
+    }
+
+    fn start_probe(&mut self, server: usize) {
+        let entry = &mut self.servers[server];
+        entry.next_probe = None;
+        if entry.probe.is_some() {
+            return;
+        }
+        match connect(&entry.upstream) {
+            Ok(mut stream) => {
+                let token = Token(PROBES + server);
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut stream, token, Interest::WRITABLE)
+                    .is_ok()
+                {
+                    entry.probe = Some((stream, Instant::now()));
+                    return;
+                }
+                entry.next_probe = Some(Instant::now() + PROBE_EVERY);
+            }
+            Err(error) => self.unreachable(server, format!("cannot connect: {error}")),
+        }
+    }
+
+    fn probe_answered(&mut self, server: usize) {
+        let Some((stream, _)) = &self.servers[server].probe else {
+            return;
+        };
+        let outcome = match stream.take_error() {
+            Ok(Some(error)) | Err(error) => Err(error),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::NotConnected => return,
+                Err(error) => Err(error),
+            },
+        };
+        self.end_probe(server, outcome.map_err(|e| format!("cannot connect: {e}")));
+    }
+
+    fn end_probe(&mut self, server: usize, outcome: Result<(), String>) {
+        if let Some((mut stream, _)) = self.servers[server].probe.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        match outcome {
+            Ok(()) => {
+                self.servers[server]
+                    .reachability
+                    .store(REACHABLE, Ordering::Release);
+                self.checked();
+            }
+            Err(why) => self.unreachable(server, why),
+        }
+    }
+
+    /// Wakes the calls waiting for a check (`Relay::await_check`).
+    fn checked(&self) {
+        let (lock_, signal) = &self.shared.checked;
+        drop(lock(lock_));
+        signal.notify_all();
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.servers
+            .iter()
+            .filter_map(|s| match &s.probe {
+                Some((_, started)) => Some(*started + PROBE_TIMEOUT),
+                None => s.next_probe,
+            })
+            .min()
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        for server in 0..self.servers.len() {
+            let entry = &self.servers[server];
+            match &entry.probe {
+                Some((_, started)) if now >= *started + PROBE_TIMEOUT => {
+                    self.end_probe(server, Err("cannot connect: no answer within 1 s".into()));
+                }
+                None if entry.next_probe.is_some_and(|at| now >= at) => self.start_probe(server),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn deregister(registry: &Registry, conn: &mut Conn) {
+    let _ = registry.deregister(&mut conn.client);
+    let _ = registry.deregister(&mut conn.server);
+}
+
+/// Starts connecting to the server's first address. The host is looked up here, on the relay's
+/// thread, as libmemcached looks it up on the caller's.
+fn connect(upstream: &Upstream) -> io::Result<TcpStream> {
+    let host = upstream.host.trim_start_matches('[').trim_end_matches(']');
+    let address = (host, upstream.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))?;
+    let stream = TcpStream::connect(address)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
