@@ -18,18 +18,28 @@ pub fn client(options: &Options, servers: &[&str]) -> Result<Client, Failure> {
     if options.proxy {
         builder = builder.proxy();
     }
-    if options.shield {
-        builder = builder.shield();
+    let tls = options.tls || options.tls_ca.is_some() || options.tls_cert.is_some();
+    #[cfg(feature = "tls")]
+    {
+        if options.shield {
+            builder = builder.shield();
+        }
+        if tls {
+            let mut config = libmemcached::Tls::new();
+            if let Some(ca) = &options.tls_ca {
+                config = config.ca_file(ca);
+            }
+            if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+                config = config.client_cert(cert, key);
+            }
+            builder = builder.tls(config);
+        }
     }
-    if options.tls || options.tls_ca.is_some() || options.tls_cert.is_some() {
-        let mut tls = libmemcached::Tls::new();
-        if let Some(ca) = &options.tls_ca {
-            tls = tls.ca_file(ca);
-        }
-        if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
-            tls = tls.client_cert(cert, key);
-        }
-        builder = builder.tls(tls);
+    #[cfg(not(feature = "tls"))]
+    if tls || options.shield {
+        return Err(usage(
+            "this memc was built without TLS and the shield (feature tls)",
+        ));
     }
     match (options.username(), options.password()) {
         (Some(user), Some(password)) => builder = builder.sasl(user, password),

@@ -110,14 +110,12 @@ impl Handle {
     /// connections.
     pub(crate) fn try_clone(&self) -> Result<Handle> {
         // SAFETY: a NULL destination asks libmemcached for a new heap handle, which we own.
-        let mut clone = Handle::own(
+        let clone = Handle::own(
             unsafe { sys::memcached_clone(std::ptr::null_mut(), self.as_ptr()) },
             "memcached_clone",
         )?;
         #[cfg(feature = "shield")]
-        if let Some(relay) = &self.relay {
-            clone.go_through(std::sync::Arc::clone(relay))?;
-        }
+        let clone = clone.through_relay_of(self)?;
         clone.set_proxy(self.facts().proxy);
         // memcached_clone turns weighted ketama on whenever a server weighs more than 1, so a
         // clone could place keys elsewhere than its original (found by fuzzing from_config).

@@ -56,6 +56,14 @@ impl std::fmt::Display for RouteError {
 }
 
 impl Handle {
+    /// This handle (a clone of `source`), through `source`'s relay if it has one.
+    pub(super) fn through_relay_of(mut self, source: &Handle) -> crate::Result<Handle> {
+        if let Some(relay) = &source.relay {
+            self.go_through(Arc::clone(relay))?;
+        }
+        Ok(self)
+    }
+
     /// Sends this handle's connections through `relay` from now on.
     pub(crate) fn go_through(&mut self, relay: Arc<Relay>) -> crate::Result<()> {
         self.route_through(&relay)
