@@ -221,6 +221,40 @@ pub fn discover(endpoint: &str) -> Result<ClusterConfig> {
 /// [`discover`], waiting at most `timeout` for the endpoint (connecting and reading together;
 /// the DNS lookup of its name is not bounded).
 pub fn discover_timeout(endpoint: &str, timeout: Duration) -> Result<ClusterConfig> {
+    discover_over(endpoint, timeout, None)
+}
+
+/// [`discover`] from an endpoint that speaks TLS (in-transit encryption), checking its
+/// certificate as `tls` says. Build the client with the same settings:
+///
+/// ```no_run
+/// use libmemcached::{Tls, elasticache};
+///
+/// let tls = Tls::new();
+/// let config = elasticache::discover_tls("mycluster.abc123.cfg.use1.cache.amazonaws.com:11211", &tls)?;
+/// let mc = config.builder().tls(tls).build()?;
+/// # Ok::<(), libmemcached::Error>(())
+/// ```
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub fn discover_tls(endpoint: &str, tls: &crate::Tls) -> Result<ClusterConfig> {
+    let connector = tls
+        .connector()
+        .map_err(|why| crate::ConfigError::setting("tls", why))?;
+    discover_over(endpoint, DEFAULT_TIMEOUT, Some(&connector))
+}
+
+/// Without `tls`, the only connector there is: none.
+#[cfg(not(feature = "tls"))]
+type Connector = std::convert::Infallible;
+#[cfg(feature = "tls")]
+use crate::relay::tls::Connector;
+
+fn discover_over(
+    endpoint: &str,
+    timeout: Duration,
+    tls: Option<&Connector>,
+) -> Result<ClusterConfig> {
     let spec: ServerSpec = endpoint.parse()?;
     if spec.transport() != Transport::Tcp {
         return Err(Error::InvalidServerSpec {
@@ -232,7 +266,7 @@ pub fn discover_timeout(endpoint: &str, timeout: Duration) -> Result<ClusterConf
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
-    let mut session = Session::connect(&spec, endpoint, deadline)?;
+    let mut session = Session::connect(&spec, endpoint, deadline, tls)?;
     let text = session.config()?;
     ClusterConfig::parse(&text).map_err(|e| match e {
         Error::AutoDiscovery {
@@ -260,7 +294,12 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn connect(spec: &ServerSpec, endpoint: &'a str, deadline: Instant) -> Result<Session<'a>> {
+    fn connect(
+        spec: &ServerSpec,
+        endpoint: &'a str,
+        deadline: Instant,
+        tls: Option<&Connector>,
+    ) -> Result<Session<'a>> {
         let down = |code, what: String| Error::Memcached {
             code,
             message: format!("configuration endpoint: {what}"),
@@ -278,8 +317,23 @@ impl<'a> Session<'a> {
             }
             match TcpStream::connect_timeout(&address, left) {
                 Ok(stream) => {
+                    #[cfg(feature = "tls")]
+                    let tls = match tls {
+                        Some(connector) => Some(
+                            connector
+                                .connect(spec.host())
+                                .map_err(|why| down(ReturnCode::ConnectionFailure, why))?,
+                        ),
+                        None => None,
+                    };
+                    #[cfg(not(feature = "tls"))]
+                    let tls = tls.map(|never| match *never {});
                     return Ok(Session {
-                        reader: BufReader::new(Bounded { stream, deadline }),
+                        reader: BufReader::new(Bounded {
+                            stream,
+                            tls,
+                            deadline,
+                        }),
                         endpoint,
                         deadline,
                     });
@@ -372,7 +426,6 @@ impl<'a> Session<'a> {
         self.arm()?;
         self.reader
             .get_mut()
-            .stream
             .write_all(command.as_bytes())
             .map_err(|e| io_error(self.endpoint, &e))
     }
@@ -440,6 +493,11 @@ impl<'a> Session<'a> {
 /// stretch a read of many bytes far past it.
 struct Bounded {
     stream: TcpStream,
+    /// The TLS session over `stream`, for an endpoint that speaks TLS.
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::ClientConnection>,
+    #[cfg(not(feature = "tls"))]
+    tls: Option<std::convert::Infallible>,
     deadline: Instant,
 }
 
@@ -450,7 +508,35 @@ impl Read for Bounded {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
         }
         self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
+        match &mut self.tls {
+            #[cfg(feature = "tls")]
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).read(buf),
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+            None => self.stream.read(buf),
+        }
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            #[cfg(feature = "tls")]
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).write(buf),
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+            None => self.stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            #[cfg(feature = "tls")]
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).flush(),
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+            None => self.stream.flush(),
+        }
     }
 }
 

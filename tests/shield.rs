@@ -284,3 +284,53 @@ fn the_shield_refuses_what_it_cannot_relay() {
         .unwrap_err();
     assert!(udp.to_string().contains("TCP connections only"), "{udp}");
 }
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn a_hundred_servers_take_one_thread_and_a_bounded_number_of_descriptors() {
+    let _serial = serial();
+    let server = common::own_server();
+    // 99 servers nothing listens on, and one that answers.
+    let mut specs: Vec<String> = (0..99)
+        .map(|_| {
+            format!(
+                "127.0.0.1:{}",
+                libmemcached::testing::unused_port().unwrap()
+            )
+        })
+        .collect();
+    specs.push(server.spec());
+    let (threads, descriptors) = (relay_threads(), open_descriptors());
+    let mc = Client::builder()
+        .servers(&specs)
+        .behavior(Behavior::ConnectTimeout(Duration::from_millis(200)))
+        .shield()
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..500).map(|i| format!("hundred:{i}")).collect();
+    for _ in 0..3 {
+        let partial = mc.get_multi_partial::<_, String>(keys.iter()).unwrap();
+        // The answering server's keys are misses; every other key fails, naming its server.
+        assert!(partial.failures.iter().all(|f| f.error.server().is_some()));
+    }
+    assert_eq!(relay_threads(), threads + 1);
+    // A listener per server (and a second descriptor of it), and the connections in use.
+    let added = open_descriptors() - descriptors;
+    assert!(
+        added <= 2 * 100 + 2 * 100 + 16,
+        "{added} descriptors for 100 servers"
+    );
+    drop(mc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay_threads() > threads || open_descriptors() > descriptors + 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay kept {} descriptors",
+            open_descriptors() - descriptors
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

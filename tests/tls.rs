@@ -288,3 +288,27 @@ fn a_server_restarted_under_load_fails_only_while_it_is_down() {
     }
     assert_eq!(mc.get::<String>(&key).unwrap().as_deref(), Some("after"));
 }
+
+#[test]
+fn elasticache_discovery_works_over_tls() {
+    let files = files();
+    let server = tls_server(&files, ServerCert::Good);
+    // A real memcached keeps the configuration under this key (engines before 1.4.14 did).
+    let text = format!("7\nnode.local|127.0.0.1|{}\n", server.port().unwrap());
+    common::raw_set(
+        &server.plain_spec(),
+        "AmazonElastiCache:cluster",
+        0,
+        text.as_bytes(),
+    );
+    let tls = trusting(&files);
+    let config = libmemcached::elasticache::discover_tls(&server.spec(), &tls).unwrap();
+    assert_eq!((config.version(), config.specs()), (7, vec![server.spec()]));
+    let mc = config.builder().tls(tls).build().unwrap();
+    let key = common::key("discovered");
+    mc.set(&key, "over tls", 0).unwrap();
+    assert_eq!(mc.get::<String>(&key).unwrap().as_deref(), Some("over tls"));
+    let untrusted = libmemcached::elasticache::discover_tls(&server.spec(), &Tls::new());
+    let error = untrusted.unwrap_err().to_string();
+    assert!(error.contains("certificate"), "{error}");
+}

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::{MAX_KEY, Pending, Violation};
+use super::{MAX_KEY, Pending, Violation, is_version};
 
 /// The longest request line: a multi-get sends all of a server's keys on one line.
 const MAX_REQUEST_LINE: usize = 64 << 20;
@@ -231,7 +231,8 @@ impl Checker {
                     false
                 }
             }
-            Expect::Stats if line.starts_with(b"STAT ") || line.starts_with(b"ITEM ") => false,
+            // libmemcached splits a stat line at its second space.
+            Expect::Stats if is_stat_line(line) => false,
             other => {
                 let answers = match other {
                     Expect::Stats => matches!(line, b"END" | b"OK" | b"RESET"),
@@ -242,7 +243,7 @@ impl Checker {
                     Expect::Touched => matches!(line, b"TOUCHED" | b"NOT_FOUND"),
                     Expect::Counter => line == b"NOT_FOUND" || number(line).is_some(),
                     Expect::Ok => line == b"OK",
-                    _ => line.starts_with(b"VERSION "),
+                    _ => line.strip_prefix(b"VERSION ").is_some_and(is_version),
                 };
                 if !answers {
                     return Err(not_an_answer(other, line));
@@ -273,6 +274,15 @@ fn value_line(line: &[u8], cas: bool) -> Option<(&[u8], u64)> {
         return None;
     }
     Some((key, number(len)?))
+}
+
+/// `STAT <name> <value>` or `ITEM <key> <details>`: a name, then a space.
+fn is_stat_line(line: &[u8]) -> bool {
+    let rest = line
+        .strip_prefix(b"STAT ")
+        .or_else(|| line.strip_prefix(b"ITEM "));
+    rest.and_then(|r| r.iter().position(|&b| b == b' '))
+        .is_some_and(|space| space > 0)
 }
 
 /// memcached's error replies, which end any request's answer.

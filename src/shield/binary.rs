@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::{MAX_KEY, Pending, Violation};
+use super::{MAX_KEY, Pending, Violation, is_version};
 
 const HEADER: usize = 24;
 const REQUEST: u8 = 0x80;
@@ -11,6 +11,9 @@ const RESPONSE: u8 = 0x81;
 const STAT: u8 = 0x10;
 const TOUCH: u8 = 0x1c;
 const QUIT: u8 = 0x07;
+const VERSION: u8 = 0x0b;
+/// libmemcached reads a version reply into a 32-byte buffer that must end with a NUL.
+const MAX_VERSION: usize = 31;
 const QUITQ: u8 = 0x17;
 /// Status codes memcached defines: success, the errors, and SASL's.
 const STATUSES: [u16; 18] = [
@@ -175,13 +178,22 @@ impl Checker {
             }
             let header = Header::read(packet);
             self.check_header(&header)?;
+            // A version is checked whole (it is short); other bodies pass as they come.
+            let version = header.opcode == VERSION && header.status == 0;
             let head = HEADER + header.extras + header.key;
-            if packet.len() < head {
+            let whole = if version { HEADER + header.body } else { head };
+            if packet.len() < whole {
                 break;
             }
+            if version && !is_version(&packet[head..whole]) {
+                return Err(Violation::new(
+                    "a version that is not major.minor.micro",
+                    packet,
+                ));
+            }
             self.answer(&header, &packet[HEADER + header.extras..head])?;
-            self.reply_left = header.value();
-            done += head;
+            self.reply_left = if version { 0 } else { header.value() };
+            done += whole;
         }
         Ok(done)
     }
@@ -204,10 +216,10 @@ impl Checker {
         if !STATUSES.contains(&header.status) {
             return bad(format!("an unknown status {:#06x}", header.status));
         }
-        let limit = if header.status == 0 && is_get(header.opcode) {
-            self.max_value
-        } else {
-            MAX_TEXT
+        let limit = match header.status {
+            0 if is_get(header.opcode) => self.max_value,
+            0 if header.opcode == VERSION => MAX_VERSION,
+            _ => MAX_TEXT,
         };
         if header.value() > limit {
             return bad(format!(
@@ -306,6 +318,11 @@ impl Checker {
             }
             _ => {
                 shape(extras == 0, "extras in an error")?;
+                // libmemcached counts no reply for a quiet get's error, and falls out of step.
+                shape(
+                    !(is_get(opcode) && is_quiet(opcode)),
+                    "an error answering a quiet get",
+                )?;
                 true
             }
         };

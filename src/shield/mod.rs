@@ -17,6 +17,22 @@ use std::ops::Range;
 /// memcached's longest key.
 const MAX_KEY: usize = 250;
 
+/// Whether a version text is `major.minor.micro` with digits in each: libmemcached reads it
+/// with three `strtol`s, stepping blindly over one byte after each of the first two, so a text
+/// with fewer numbers sends it reading past the line.
+fn is_version(text: &[u8]) -> bool {
+    let mut parts = text.splitn(3, |&b| b == b'.');
+    let digits = |part: Option<&[u8]>| {
+        part.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
+    };
+    digits(parts.next())
+        && digits(parts.next())
+        && parts
+            .next()
+            .and_then(|p| p.first())
+            .is_some_and(u8::is_ascii_digit)
+}
+
 /// Which protocol a connection speaks (from libmemcached's first request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
