@@ -287,6 +287,10 @@ fn a_server_restarted_under_load_fails_only_while_it_is_down() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(mc.get::<String>(&key).unwrap().as_deref(), Some("after"));
+    // Back, it answers every call.
+    for _ in 0..50 {
+        assert_eq!(mc.get::<String>(&key).unwrap().as_deref(), Some("after"));
+    }
 }
 
 #[test]

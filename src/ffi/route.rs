@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use libmemcached_sys as sys;
 
 use super::Handle;
-use crate::relay::{CHECKING, Reachability, Relay, UNREACHABLE, Upstream};
+use crate::relay::{CHECKING, Reachability, Relay, Target, UNREACHABLE, Upstream};
 
 /// Bytes from `root` to `_hostname`: `limit_maxbytes`, `error_messages` and the two buffers.
 const ROOT_TO_HOSTNAME: usize = size_of::<*const sys::memcached_st>()
@@ -90,7 +90,7 @@ impl Handle {
         let count = self.server_count();
         let mut routes = self.routes.borrow_mut();
         routes.resize_with(count, || None);
-        for (i, route) in routes.iter_mut().enumerate() {
+        for i in 0..count {
             let instance = self.instance(i as u32);
             let slots = self.slots(instance).ok_or(RouteError::Layout)?;
             // SAFETY: the slots are the instance's own address-list fields (checked above);
@@ -98,11 +98,16 @@ impl Handle {
             // inside a call.
             let (current, next) =
                 unsafe { (slots.address_info.read(), slots.address_info_next.read()) };
-            if let Some(route) = route.as_ref().filter(|r| r.relay == current) {
+            if let Some(route) = routes[i].as_ref().filter(|r| r.relay == current) {
                 let mut reachability = route.reachability.load(Ordering::Acquire);
                 if reachability == CHECKING {
                     relay.await_check(&route.reachability, self.connect_timeout());
                     reachability = route.reachability.load(Ordering::Acquire);
+                }
+                if reachability == UNREACHABLE {
+                    // The server's address may have changed (libmemcached would look it up
+                    // again once every address failed).
+                    route.target.look_up_again();
                 }
                 let wanted = if reachability == UNREACHABLE {
                     route.unreachable
@@ -116,10 +121,11 @@ impl Handle {
                 continue;
             }
             let upstream = self.upstream(instance);
-            let (endpoint, reachability) = relay
+            let endpoint = relay
                 .endpoint(&upstream)
                 .map_err(|e| RouteError::Listen(e.to_string()))?;
-            let std::net::SocketAddr::V4(endpoint) = endpoint else {
+            let (reachability, target) = (endpoint.reachability, endpoint.target);
+            let std::net::SocketAddr::V4(endpoint) = endpoint.listener else {
                 return Err(RouteError::Listen("not an IPv4 loopback address".into()));
             };
             if !current.is_null() {
@@ -128,9 +134,16 @@ impl Handle {
                 // directly. Close every connection before routing.
                 self.quit();
             }
-            let new = Route::new(endpoint, reachability)?;
-            // SAFETY: as above. The old list is ours (its route is replaced) or came from
-            // libmemcached's getaddrinfo; either way nothing refers to it once replaced.
+            let new = Route::new(endpoint, reachability, target)?;
+            // A list of ours that moved here with its instance: its route goes with it.
+            for other in routes.iter_mut() {
+                if other.as_ref().is_some_and(|r| r.relay == current) {
+                    *other = None;
+                }
+            }
+            // SAFETY: as above. The old list came from libmemcached's getaddrinfo, or is ours
+            // and no route refers to it any more (just above); this instance held it, and
+            // holds the new one from now on.
             unsafe {
                 if !current.is_null() {
                     free_list(current);
@@ -138,7 +151,7 @@ impl Handle {
                 slots.address_info.write(new.relay);
                 slots.address_info_next.write(new.relay);
             }
-            *route = Some(new);
+            routes[i] = Some(new);
         }
         Ok(())
     }
@@ -190,9 +203,10 @@ impl Handle {
     /// The address-list fields of one of this handle's instances, if it is laid out as the
     /// module says.
     fn slots(&self, instance: *const sys::memcached_instance_st) -> Option<Slots> {
-        // SAFETY: the instance is valid; `_hostname` lies ROOT_TO_HOSTNAME bytes past `root`
-        // inside the same struct if the layout is as expected, which reading `root` checks
-        // (it must be this handle); the fields before it are then the address list's.
+        // SAFETY: the instance is valid, and libmemcached 1.1's layout (the only series the
+        // library check lets the crate use) puts `root` ROOT_TO_HOSTNAME bytes before
+        // `_hostname` in the same struct, the address list's fields right before it. Finding
+        // this handle in `root` confirms the layout before anything is written.
         unsafe {
             let hostname = sys::memcached_server_name(instance).cast::<u8>();
             let root = hostname.sub(ROOT_TO_HOSTNAME);
@@ -217,15 +231,20 @@ impl Handle {
 pub(crate) struct Route {
     relay: *mut libc::addrinfo,
     unreachable: *mut libc::addrinfo,
-    /// What the relay knows of the server's reachability.
+    /// What the relay knows of the server's reachability, and where the server is.
     reachability: Reachability,
+    target: Arc<Target>,
 }
 
 // SAFETY: the lists are plain heap memory, touched only by the thread using the handle.
 unsafe impl Send for Route {}
 
 impl Route {
-    fn new(endpoint: SocketAddrV4, reachability: Reachability) -> Result<Route, RouteError> {
+    fn new(
+        endpoint: SocketAddrV4,
+        reachability: Reachability,
+        target: Arc<Target>,
+    ) -> Result<Route, RouteError> {
         let relay = lookup(endpoint)?;
         let unreachable = match lookup(endpoint) {
             Ok(list) => list,
@@ -244,6 +263,7 @@ impl Route {
             relay,
             unreachable,
             reachability,
+            target,
         })
     }
 }

@@ -4,7 +4,9 @@ use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
-use super::{Settings, Upstream};
+use std::sync::Arc;
+
+use super::{Settings, Target};
 use crate::shield::{Protocol, Shield};
 
 /// How much is read at once.
@@ -21,6 +23,8 @@ pub(super) enum Closed {
     Unreachable(String),
     /// The server closed its side: it may be gone, which the relay checks.
     ByServer(String),
+    /// libmemcached closed its side before the server took the connection.
+    Stalled,
     /// What else went wrong, recorded for the server's next error.
     Failed(String),
 }
@@ -34,7 +38,9 @@ fn failed(why: impl Into<String>) -> Closed {
 pub(super) struct Conn {
     pub client: TcpStream,
     pub server: TcpStream,
-    pub upstream: Upstream,
+    /// The server, and which of its addresses `server` is connected to.
+    pub target: Arc<Target>,
+    address: usize,
     /// The relay listener the connection came through.
     pub listener: usize,
     /// The connection to the server is established.
@@ -52,8 +58,6 @@ pub(super) struct Conn {
     to_client: Vec<u8>,
     /// A reply was passed on since [`Conn::take_answered`] last asked.
     answered: bool,
-    /// A reply was passed on over this connection.
-    ever_answered: bool,
     /// A side may have bytes to read: it had an event, and no read since came back short.
     client_readable: bool,
     server_readable: bool,
@@ -70,19 +74,21 @@ impl Conn {
     pub(super) fn new(
         client: TcpStream,
         server: TcpStream,
-        upstream: Upstream,
+        address: usize,
+        target: Arc<Target>,
         listener: usize,
         settings: &Settings,
     ) -> Result<Conn, String> {
         #[cfg(feature = "tls")]
         let tls = match &settings.tls {
-            Some(connector) => Some(connector.connect(&upstream.host)?),
+            Some(connector) => Some(connector.connect(&target.upstream.host)?),
             None => None,
         };
         Ok(Conn {
             client,
             server,
-            upstream,
+            target,
+            address,
             listener,
             connected: false,
             #[cfg(feature = "tls")]
@@ -94,10 +100,21 @@ impl Conn {
             to_server: Vec::new(),
             to_client: Vec::new(),
             answered: false,
-            ever_answered: false,
             client_readable: true,
             server_readable: false,
         })
+    }
+
+    /// The next address to try, if the connection to this one did not complete.
+    pub(super) fn next_address(&self) -> Option<usize> {
+        let count = self.target.addresses().map_or(0, |a| a.len());
+        (!self.connected && self.address + 1 < count).then_some(self.address + 1)
+    }
+
+    /// Goes on with a new connection to the server (at its address `address`).
+    pub(super) fn reconnect(&mut self, server: TcpStream, address: usize) {
+        self.server = server;
+        self.address = address;
     }
 
     /// Whether a reply was passed on since the last call.
@@ -119,10 +136,13 @@ impl Conn {
             }
             if self.client_readable && self.to_server.len() < HIGH_WATER {
                 progress |= match self.read_requests(scratch) {
-                    Err(Closed::ByClient) if !self.connected => {
-                        return Err(Closed::Unreachable(
-                            "cannot connect: no answer before the client gave up".into(),
-                        ));
+                    // libmemcached gave up (a timeout, most likely) before the server took
+                    // the connection: the relay checks whether it can be reached.
+                    Err(Closed::ByClient)
+                        if !self.connected
+                            && !self.shield.as_ref().is_some_and(Shield::quit_sent) =>
+                    {
+                        return Err(Closed::Stalled);
                     }
                     other => other?,
                 };
@@ -181,12 +201,11 @@ impl Conn {
             Shield::new(protocol, max_value)
         });
         // The common case reads whole requests: approve them where they were read.
-        let input: &[u8] = if self.requests.is_empty() {
-            &scratch[..n]
-        } else {
+        let held = !self.requests.is_empty();
+        if held {
             self.requests.extend_from_slice(&scratch[..n]);
-            &self.requests
-        };
+        }
+        let input: &[u8] = if held { &self.requests } else { &scratch[..n] };
         let approved = shield.request(input).map_err(|violation| {
             failed(format!("a request the shield cannot follow: {violation}"))
         })?;
@@ -197,8 +216,7 @@ impl Conn {
         } else {
             self.to_server.extend_from_slice(&input[..approved]);
         }
-        let rest = input[approved..].to_vec();
-        self.requests = rest;
+        keep_unapproved(&mut self.requests, held, &scratch[..n], approved);
         Ok(true)
     }
 
@@ -263,27 +281,22 @@ impl Conn {
                 "the server sent {n} bytes before any request"
             )));
         };
-        let input: &[u8] = if self.replies.is_empty() {
-            &scratch[..n]
-        } else {
+        let held = !self.replies.is_empty();
+        if held {
             self.replies.extend_from_slice(&scratch[..n]);
-            &self.replies
-        };
+        }
+        let input: &[u8] = if held { &self.replies } else { &scratch[..n] };
         let approved = shield.reply(input).map_err(|violation| {
             failed(format!("the shield closed the connection: {violation}"))
         })?;
-        if approved > 0 {
-            self.answered |= !self.ever_answered;
-            self.ever_answered = true;
-        }
+        self.answered |= approved > 0;
         if self.to_client.is_empty() {
             write_through(&mut self.client, &input[..approved], &mut self.to_client)
                 .map_err(|_| Closed::ByClient)?;
         } else {
             self.to_client.extend_from_slice(&input[..approved]);
         }
-        let rest = input[approved..].to_vec();
-        self.replies = rest;
+        keep_unapproved(&mut self.replies, held, &scratch[..n], approved);
         Ok(true)
     }
 
@@ -357,6 +370,16 @@ fn read(socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
+    }
+}
+
+/// Keeps what the shield did not approve for the next read: the end of what was `held` (which
+/// held the bytes read, appended), or of the bytes just `read`.
+fn keep_unapproved(held_bytes: &mut Vec<u8>, held: bool, read: &[u8], approved: usize) {
+    if held {
+        held_bytes.drain(..approved);
+    } else {
+        held_bytes.extend_from_slice(&read[approved..]);
     }
 }
 

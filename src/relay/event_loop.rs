@@ -1,7 +1,7 @@
 //! The relay's thread: one epoll loop over every listener and connection of a client.
 
 use std::io;
-use std::net::ToSocketAddrs;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::conn::{Closed, Conn, Side};
-use super::{CHECKING, REACHABLE, Reachability, Shared, UNREACHABLE, Upstream, lock, peer};
+use super::{CHECKING, Endpoint, REACHABLE, Shared, Target, UNREACHABLE, lock, peer};
 
 pub(super) const WAKER: Token = Token(0);
 /// Listener `i` is token `1 + i`; its probe `PROBES + i`; connection `i` has
@@ -25,10 +25,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A server's listener, and what the relay knows of the server.
 struct Server {
     listener: TcpListener,
-    upstream: Upstream,
-    /// Whether the server can be reached: while it cannot, libmemcached's connections to it
-    /// fail at once (see `ffi::route`), as they would without the relay.
-    reachability: Reachability,
+    /// Whether the server can be reached (`reachability`: while it cannot, libmemcached's
+    /// connections to it fail at once, see `ffi::route`, as they would without the relay), and
+    /// where it is.
+    endpoint: Endpoint,
     /// A connection made only to learn whether the server can be reached, and since when.
     probe: Option<(TcpStream, Instant)>,
     next_probe: Option<Instant>,
@@ -100,7 +100,7 @@ pub(super) fn run(poll: Poll, shared: Arc<Shared>) {
 impl Loop {
     fn take_listeners(&mut self) {
         let new = std::mem::take(&mut *lock(&self.shared.new_listeners));
-        for (listener, upstream, reachability) in new {
+        for (listener, endpoint) in new {
             let mut listener = TcpListener::from_std(listener);
             let token = Token(1 + self.servers.len());
             if self
@@ -111,8 +111,7 @@ impl Loop {
             {
                 self.servers.push(Server {
                     listener,
-                    upstream,
-                    reachability,
+                    endpoint,
                     probe: None,
                     next_probe: None,
                 });
@@ -133,26 +132,33 @@ impl Loop {
                     // (and libmemcached times out), and the next event tries again.
                     let why = format!("the relay cannot accept: {error}");
                     self.shared
-                        .record_failure(&self.servers[server].upstream, why);
+                        .record_failure(&self.servers[server].endpoint.target.upstream, why);
                     return;
                 }
             };
             // The listener is on loopback, where any local user could reach it (and the
             // client certificate behind it): only this user's connections are carried on.
             if !peer::same_user(peer_address) {
+                let why = format!("a connection from {peer_address}, not this user's, was refused");
+                self.shared
+                    .record_failure(&self.servers[server].endpoint.target.upstream, why);
                 continue;
             }
             let _ = client.set_nodelay(true);
-            let upstream = self.servers[server].upstream.clone();
-            let conn = connect(&upstream)
-                .map_err(|error| format!("cannot connect: {error}"))
-                .and_then(|up| {
-                    Conn::new(client, up, upstream.clone(), server, &self.shared.settings)
-                });
-            match conn {
-                Ok(conn) => self.open(conn),
-                // Dropping the client's connection closes it: libmemcached sees the server fail.
-                Err(why) => self.unreachable(server, why),
+            let target = Arc::clone(&self.servers[server].endpoint.target);
+            match connect(&target, 0) {
+                Ok((up, tried)) => {
+                    match Conn::new(client, up, tried, target, server, &self.shared.settings) {
+                        Ok(conn) => self.open(conn),
+                        Err(why) => self.unreachable(server, why),
+                    }
+                }
+                Err(why) => {
+                    // Unreachable before libmemcached's connection closes, so that its next
+                    // call already fails at once. (Dropping `client` closes it.)
+                    self.unreachable(server, why);
+                    drop(client);
+                }
             }
         }
     }
@@ -184,25 +190,31 @@ impl Loop {
         let closed = match conn.pump(side, scratch) {
             Ok(()) => {
                 if conn.take_answered() {
-                    self.shared.clear_failure(&conn.upstream);
+                    self.shared.clear_failure(&conn.target.upstream);
                 }
                 return;
             }
             Err(closed) => closed,
         };
+        if let Closed::Unreachable(_) = &closed {
+            if self.try_next_address(id) {
+                return;
+            }
+        }
         let mut conn = self.conns[id].take().expect("the connection is open");
         deregister(self.poll.registry(), &mut conn);
         self.free.push(id);
         match closed {
             Closed::ByClient => {}
-            Closed::Failed(why) => self.shared.record_failure(&conn.upstream, why),
+            Closed::Stalled => self.start_probe(conn.listener),
+            Closed::Failed(why) => self.shared.record_failure(&conn.target.upstream, why),
             Closed::Unreachable(why) => self.unreachable(conn.listener, why),
             Closed::ByServer(why) => {
-                self.shared.record_failure(&conn.upstream, why);
+                self.shared.record_failure(&conn.target.upstream, why);
                 // Gone, or only done with this connection: a probe tells, and calls wait for
                 // it (libmemcached would have learnt it by connecting again).
                 let entry = &self.servers[conn.listener];
-                let _ = entry.reachability.compare_exchange(
+                let _ = entry.endpoint.reachability.compare_exchange(
                     REACHABLE,
                     CHECKING,
                     Ordering::AcqRel,
@@ -213,12 +225,39 @@ impl Loop {
         }
     }
 
+    /// Connects a connection whose server did not answer at one address to its next one, as
+    /// libmemcached tries each address in turn; whether there was one.
+    fn try_next_address(&mut self, id: usize) -> bool {
+        let conn = self.conns[id].as_mut().expect("the connection is open");
+        let Some(from) = conn.next_address() else {
+            return false;
+        };
+        let Ok((mut server, tried)) = connect(&conn.target, from) else {
+            return false;
+        };
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut conn.server);
+        let both = Interest::READABLE | Interest::WRITABLE;
+        if registry
+            .register(&mut server, Token(CONNECTIONS + 2 * id + 1), both)
+            .is_err()
+        {
+            return false;
+        }
+        conn.reconnect(server, tried);
+        true
+    }
+
     /// The server could not be reached: libmemcached's connections to it fail until a probe
     /// reaches it.
     fn unreachable(&mut self, server: usize, why: String) {
         let entry = &mut self.servers[server];
-        self.shared.record_failure(&entry.upstream, why);
-        entry.reachability.store(UNREACHABLE, Ordering::Release);
+        self.shared
+            .record_failure(&entry.endpoint.target.upstream, why);
+        entry
+            .endpoint
+            .reachability
+            .store(UNREACHABLE, Ordering::Release);
         if entry.probe.is_none() {
             entry
                 .next_probe
@@ -233,8 +272,8 @@ impl Loop {
         if entry.probe.is_some() {
             return;
         }
-        match connect(&entry.upstream) {
-            Ok(mut stream) => {
+        match connect(&entry.endpoint.target, 0) {
+            Ok((mut stream, _)) => {
                 let token = Token(PROBES + server);
                 if self
                     .poll
@@ -247,7 +286,7 @@ impl Loop {
                 }
                 entry.next_probe = Some(Instant::now() + PROBE_EVERY);
             }
-            Err(error) => self.unreachable(server, format!("cannot connect: {error}")),
+            Err(why) => self.unreachable(server, why),
         }
     }
 
@@ -273,6 +312,7 @@ impl Loop {
         match outcome {
             Ok(()) => {
                 self.servers[server]
+                    .endpoint
                     .reachability
                     .store(REACHABLE, Ordering::Release);
                 self.checked();
@@ -318,14 +358,22 @@ fn deregister(registry: &Registry, conn: &mut Conn) {
     let _ = registry.deregister(&mut conn.server);
 }
 
-/// Starts connecting to the server's first address. The host is looked up here, on the relay's
-/// thread, as libmemcached looks it up on the caller's.
-fn connect(upstream: &Upstream) -> io::Result<TcpStream> {
-    let host = upstream.host.trim_start_matches('[').trim_end_matches(']');
-    let address = (host, upstream.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))?;
+/// Starts connecting to the first of the server's addresses, from `from`, that takes a
+/// connection attempt: the stream, and the address's position. The addresses were looked up on
+/// a caller's thread (see `Target`).
+fn connect(target: &Target, from: usize) -> Result<(TcpStream, usize), String> {
+    let addresses = target.addresses()?;
+    let mut why = String::from("the host has no address");
+    for (at, address) in addresses.iter().enumerate().skip(from) {
+        match start_connecting(*address) {
+            Ok(stream) => return Ok((stream, at)),
+            Err(error) => why = format!("cannot connect to {address}: {error}"),
+        }
+    }
+    Err(why)
+}
+
+fn start_connecting(address: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(address)?;
     stream.set_nodelay(true)?;
     Ok(stream)

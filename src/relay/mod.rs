@@ -21,6 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// A server's listener address, reachability and addresses.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub listener: SocketAddr,
+    pub reachability: Reachability,
+    pub target: Arc<Target>,
+}
+
 /// A server as configured: the relay's connections for it go to this name and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Upstream {
@@ -35,6 +43,58 @@ impl std::fmt::Display for Upstream {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// Where a server is: its addresses, looked up on the callers' threads (never the relay's, which
+/// a slow lookup would stall for every server), again at most once a second while the server
+/// cannot be reached.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub upstream: Upstream,
+    looked_up: Mutex<(std::time::Instant, Addresses)>,
+}
+
+/// A server's addresses, in the order to try them, or why there are none.
+type Addresses = Result<Arc<[SocketAddr]>, String>;
+
+impl Target {
+    fn new(upstream: Upstream) -> Target {
+        let found = lookup(&upstream);
+        Target {
+            upstream,
+            looked_up: Mutex::new((std::time::Instant::now(), found)),
+        }
+    }
+
+    /// The addresses to try, in order, or why there are none.
+    pub(crate) fn addresses(&self) -> Addresses {
+        lock(&self.looked_up).1.clone()
+    }
+
+    /// Looks the host up again, if the last lookup is over a second old.
+    pub(crate) fn look_up_again(&self) {
+        let stale = lock(&self.looked_up).0.elapsed() > Duration::from_secs(1);
+        if stale {
+            let found = lookup(&self.upstream);
+            *lock(&self.looked_up) = (std::time::Instant::now(), found);
+        }
+    }
+}
+
+fn lookup(upstream: &Upstream) -> Addresses {
+    use std::net::ToSocketAddrs;
+    let host = upstream.host.trim_start_matches('[').trim_end_matches(']');
+    match (host, upstream.port).to_socket_addrs() {
+        Ok(found) => {
+            let found: Arc<[SocketAddr]> = found.collect();
+            if found.is_empty() {
+                Err("the host has no address".into())
+            } else {
+                Ok(found)
+            }
+        }
+        Err(error) => Err(format!("cannot look the host up: {error}")),
     }
 }
 
@@ -60,14 +120,13 @@ pub(crate) struct Settings {
 struct Shared {
     waker: mio::Waker,
     /// Listeners made by [`Relay::endpoint`], for the loop to take.
-    new_listeners: Mutex<Vec<(TcpListener, Upstream, Reachability)>>,
-    endpoints: Mutex<HashMap<Upstream, (SocketAddr, Reachability)>>,
+    new_listeners: Mutex<Vec<(TcpListener, Endpoint)>>,
+    endpoints: Mutex<HashMap<Upstream, Endpoint>>,
     /// Signalled when a check of a server ends.
     checked: (Mutex<()>, Condvar),
     /// A second descriptor of every listener, open as long as any handle holds the relay: were
     /// the thread to end, a connection to a listener would still be accepted (and then time
-    /// out), never refused. A refused connection would make libmemcached look the server's
-    /// own address up again and connect to it directly, around the relay.
+    /// out, or fail at once once calls see the relay has ended), never refused.
     kept_open: Mutex<Vec<TcpListener>>,
     /// The last failure seen on each server's connections, until one of them is answered.
     failures: Mutex<HashMap<Upstream, String>>,
@@ -143,20 +202,23 @@ impl Relay {
 
     /// The loopback address libmemcached connects to for `upstream`, and the flag the relay
     /// sets while it cannot reach the server; the first call for a server opens its listener.
-    pub(crate) fn endpoint(&self, upstream: &Upstream) -> io::Result<(SocketAddr, Reachability)> {
+    pub(crate) fn endpoint(&self, upstream: &Upstream) -> io::Result<Endpoint> {
         let mut endpoints = lock(&self.shared.endpoints);
-        if let Some((address, down)) = endpoints.get(upstream) {
-            return Ok((*address, Arc::clone(down)));
+        if let Some(endpoint) = endpoints.get(upstream) {
+            return Ok(endpoint.clone());
         }
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
+        let endpoint = Endpoint {
+            listener: listener.local_addr()?,
+            reachability: Arc::new(AtomicU8::new(REACHABLE)),
+            target: Arc::new(Target::new(upstream.clone())),
+        };
         lock(&self.shared.kept_open).push(listener.try_clone()?);
-        let down = Arc::new(AtomicU8::new(REACHABLE));
-        lock(&self.shared.new_listeners).push((listener, upstream.clone(), Arc::clone(&down)));
+        lock(&self.shared.new_listeners).push((listener, endpoint.clone()));
         self.shared.waker.wake()?;
-        endpoints.insert(upstream.clone(), (address, Arc::clone(&down)));
-        Ok((address, down))
+        endpoints.insert(upstream.clone(), endpoint.clone());
+        Ok(endpoint)
     }
 
     /// Waits (at most `limit`) while the relay checks whether a server that closed a connection

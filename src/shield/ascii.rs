@@ -61,6 +61,9 @@ pub(super) struct Checker {
     request_at: At,
     reply_at: At,
     pub(super) quit_sent: bool,
+    /// How far into an incomplete request line the search for its end has gone: a multi-get's
+    /// line may arrive in many reads, each presented again from the line's start.
+    scanned: usize,
 }
 
 impl Checker {
@@ -71,6 +74,7 @@ impl Checker {
             request_at: At::Line,
             reply_at: At::Line,
             quit_sent: false,
+            scanned: 0,
         }
     }
 
@@ -93,7 +97,10 @@ impl Checker {
                     };
                 }
                 At::Line => {
-                    let Some(end) = line_end(&input[done..], MAX_REQUEST_LINE, "a request")? else {
+                    let from = std::mem::take(&mut self.scanned);
+                    let found = line_end(&input[done..], from, MAX_REQUEST_LINE, "a request")?;
+                    let Some(end) = found else {
+                        self.scanned = input.len() - done;
                         break;
                     };
                     self.command(&input[done..done + end - 2])?;
@@ -108,7 +115,20 @@ impl Checker {
     fn command(&mut self, line: &[u8]) -> Result<(), Violation> {
         let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
         let verb = words.next().unwrap_or_default();
-        let noreply = line.ends_with(b" noreply");
+        // memcached takes `noreply` only as the last of a command's optional arguments, never
+        // on a get: `get noreply` asks for the key "noreply".
+        let count = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).count();
+        let last_is_noreply = line.ends_with(b" noreply");
+        let noreply = last_is_noreply
+            && match verb {
+                b"set" | b"add" | b"replace" | b"append" | b"prepend" => count == 6,
+                b"cas" => count == 7,
+                b"incr" | b"decr" | b"touch" => count == 4,
+                b"delete" => count == 3 || count == 4,
+                b"flush_all" => count == 2 || count == 3,
+                b"verbosity" => count == 3,
+                _ => false,
+            };
         let unknown = || Violation::new("a request the shield does not know", line);
         let expect = match verb {
             b"get" | b"gets" | b"gat" | b"gats" => {
@@ -178,7 +198,7 @@ impl Checker {
                     self.reply_at = At::Data(left - n, 0);
                 }
                 At::Line => {
-                    let Some(end) = line_end(&input[done..], MAX_REPLY_LINE, "a reply")? else {
+                    let Some(end) = line_end(&input[done..], 0, MAX_REPLY_LINE, "a reply")? else {
                         break;
                     };
                     self.answer(&input[done..done + end - 2])?;
@@ -302,10 +322,15 @@ fn number(text: &[u8]) -> Option<u64> {
 }
 
 /// Where the line at the start of `input` ends (past its `\r\n`), `None` if it is not whole
-/// yet; an error if it is longer than `max` or ends in a bare `\n`.
-fn line_end(input: &[u8], max: usize, what: &str) -> Result<Option<usize>, Violation> {
+/// yet; an error if it is longer than `max` or ends in a bare `\n`. `from`: how much of it is
+/// known to hold no line end.
+fn line_end(input: &[u8], from: usize, max: usize, what: &str) -> Result<Option<usize>, Violation> {
     let window = &input[..input.len().min(max + 2)];
-    match window.iter().position(|&b| b == b'\n') {
+    let found = window[from.min(window.len())..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|at| from + at);
+    match found {
         Some(at) if at > 0 && window[at - 1] == b'\r' => Ok(Some(at + 1)),
         Some(_) => Err(Violation::new(
             format!("{what} line not ended by \\r\\n"),

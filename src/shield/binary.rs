@@ -14,6 +14,8 @@ const QUIT: u8 = 0x07;
 const VERSION: u8 = 0x0b;
 /// libmemcached reads a version reply into a 32-byte buffer that must end with a NUL.
 const MAX_VERSION: usize = 31;
+/// The longest stat (name and value) libmemcached's 350-byte buffer takes with both NULs.
+const MAX_STAT: usize = 348;
 const QUITQ: u8 = 0x17;
 /// Status codes memcached defines: success, the errors, and SASL's.
 const STATUSES: [u16; 18] = [
@@ -207,6 +209,12 @@ impl Checker {
         if header.key > MAX_KEY {
             return bad(format!("a key of {} bytes, over {MAX_KEY}", header.key));
         }
+        if header.opcode == STAT && header.status == 0 && header.key + header.value() > MAX_STAT {
+            return bad(format!(
+                "a stat of {} bytes, over {MAX_STAT}",
+                header.key + header.value()
+            ));
+        }
         if header.extras + header.key > header.body {
             return bad(format!(
                 "a body of {} bytes, shorter than its extras and key",
@@ -219,6 +227,8 @@ impl Checker {
         let limit = match header.status {
             0 if is_get(header.opcode) => self.max_value,
             0 if header.opcode == VERSION => MAX_VERSION,
+            // libmemcached copies a stat into 350 bytes of its stack, with two NULs.
+            0 if header.opcode == STAT => MAX_STAT - header.key,
             _ => MAX_TEXT,
         };
         if header.value() > limit {

@@ -102,6 +102,17 @@ fn text_answers_pass() {
         b"SERVER_ERROR out of memory\r\nCLIENT_ERROR cannot increment\r\n",
     );
     passes(a, b"quit\r\n", b"");
+    // A key named "noreply" is a key: memcached takes noreply only as a last optional argument.
+    passes(
+        a,
+        b"get noreply\r\ndelete noreply\r\n",
+        b"END\r\nNOT_FOUND\r\n",
+    );
+    passes(
+        a,
+        b"delete k noreply\r\nincr n 1 noreply\r\nget k\r\n",
+        b"END\r\n",
+    );
 }
 
 #[test]
