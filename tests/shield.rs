@@ -202,6 +202,9 @@ fn failure_codes(
         .unwrap();
     mc.set(&key, "before", 0).unwrap();
     servers[1].stop();
+    // The relay learns of the death from its own connection, on its own thread; a direct
+    // client finds out on its next call either way.
+    std::thread::sleep(Duration::from_millis(300));
     let mut codes = Vec::new();
     for _ in 0..3 {
         match mc.set(&key, "during", 0) {
