@@ -9,17 +9,6 @@ use std::time::{Duration, Instant};
 use libmemcached::testing::{Memcached, ServerCert, TlsFiles};
 use libmemcached::{Behavior, Client, ClientBuilder, ClientPool, ThreadMappedPool, Tls};
 
-fn files() -> TlsFiles {
-    TlsFiles::generate().expect("certificates (install Debian's openssl)")
-}
-
-fn tls_server(files: &TlsFiles, cert: ServerCert) -> Memcached {
-    Memcached::builder()
-        .tls(files, cert)
-        .start()
-        .expect("a TLS memcached starts (Debian's memcached has TLS)")
-}
-
 fn trusting(files: &TlsFiles) -> Tls {
     Tls::new().ca_file(files.ca_cert())
 }
@@ -33,8 +22,8 @@ fn builder(server: &Memcached, tls: Tls) -> ClientBuilder {
 
 #[test]
 fn every_operation_works_over_tls_in_both_protocols() {
-    let files = files();
-    let server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let server = common::tls_server(&files, ServerCert::Good);
     for binary in [false, true] {
         let mc = builder(&server, trusting(&files))
             .binary(binary)
@@ -98,7 +87,7 @@ fn refusal(mc: &Client, server: &Memcached) -> String {
 
 #[test]
 fn each_certificate_a_client_must_refuse_is_refused_with_its_reason() {
-    let files = files();
+    let files = common::tls_files();
     for (cert, reason) in [
         (ServerCert::Expired, "certificate has expired"),
         (ServerCert::WrongName, "not valid for its name"),
@@ -107,7 +96,7 @@ fn each_certificate_a_client_must_refuse_is_refused_with_its_reason() {
             "not signed by a trusted certificate authority",
         ),
     ] {
-        let server = tls_server(&files, cert);
+        let server = common::tls_server(&files, cert);
         let mc = builder(&server, trusting(&files)).build().unwrap();
         let error = refusal(&mc, &server);
         assert!(error.contains(reason), "{cert:?}: {error}");
@@ -115,7 +104,7 @@ fn each_certificate_a_client_must_refuse_is_refused_with_its_reason() {
         assert_eq!(server.stat("cmd_set").unwrap(), "0", "{cert:?}");
     }
     // The good certificate, from a CA the client does not trust (the system's roots).
-    let server = tls_server(&files, ServerCert::Good);
+    let server = common::tls_server(&files, ServerCert::Good);
     let mc = builder(&server, Tls::new()).build().unwrap();
     let error = refusal(&mc, &server);
     assert!(error.contains("not signed by a trusted"), "{error}");
@@ -135,7 +124,7 @@ fn each_certificate_a_client_must_refuse_is_refused_with_its_reason() {
 
 #[test]
 fn a_plaintext_server_and_a_missing_client_certificate_are_named() {
-    let files = files();
+    let files = common::tls_files();
     let plain = common::own_server();
     let mc = Client::builder()
         .servers([plain.spec()])
@@ -166,8 +155,8 @@ fn a_plaintext_server_and_a_missing_client_certificate_are_named() {
 
 #[test]
 fn a_bad_tls_configuration_is_refused_by_build() {
-    let files = files();
-    let server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let server = common::tls_server(&files, ServerCert::Good);
     let missing = builder(&server, Tls::new().ca_file("/nonexistent/ca.pem"))
         .build()
         .unwrap_err();
@@ -196,7 +185,7 @@ fn sasl_pools_and_the_async_client_work_over_tls() {
     if !common::available("libmemcached with SASL", libmemcached::support_sasl()) {
         return;
     }
-    let files = files();
+    let files = common::tls_files();
     let server = Memcached::builder()
         .tls(&files, ServerCert::Good)
         .sasl("tlsuser", "tlspass")
@@ -239,8 +228,8 @@ fn sasl_pools_and_the_async_client_work_over_tls() {
 
 #[test]
 fn a_server_restarted_under_load_fails_only_while_it_is_down() {
-    let files = files();
-    let mut server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let mut server = common::tls_server(&files, ServerCert::Good);
     let mc = builder(&server, trusting(&files))
         .behavior(Behavior::RetryTimeout(Duration::from_secs(1)))
         .build()
@@ -295,8 +284,8 @@ fn a_server_restarted_under_load_fails_only_while_it_is_down() {
 
 #[test]
 fn elasticache_discovery_works_over_tls() {
-    let files = files();
-    let server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let server = common::tls_server(&files, ServerCert::Good);
     // A real memcached keeps the configuration under this key (engines before 1.4.14 did).
     let text = format!("7\nnode.local|127.0.0.1|{}\n", server.port().unwrap());
     common::raw_set(

@@ -1,6 +1,8 @@
 //! `testing`'s TLS servers and certificates, checked with the `openssl` command: each
 //! certificate verifies or fails as its name says, and memcached serves it. Only 127.0.0.1.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -11,17 +13,6 @@ use libmemcached::testing::{Memcached, ServerCert, TlsFiles};
 
 /// How long one `openssl` command may run before it is killed.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn generate() -> TlsFiles {
-    TlsFiles::generate().expect("certificates (install Debian's openssl)")
-}
-
-fn tls_server(files: &TlsFiles, cert: ServerCert) -> Memcached {
-    Memcached::builder()
-        .tls(files, cert)
-        .start()
-        .expect("a TLS memcached starts (Debian's memcached has TLS)")
-}
 
 /// What an `openssl` command printed (stdout, then stderr), and whether it succeeded.
 #[derive(Debug)]
@@ -125,7 +116,7 @@ fn tls_port(server: &Memcached) -> u16 {
 
 #[test]
 fn each_certificate_verifies_or_fails_as_its_name_says() {
-    let files = generate();
+    let files = common::tls_files();
     let good = files.server_cert_for(ServerCert::Good);
     assert_eq!(good, files.server_cert());
     for name in [
@@ -181,8 +172,8 @@ fn each_certificate_verifies_or_fails_as_its_name_says() {
 
 #[test]
 fn the_good_certificate_serves_version_over_tls() {
-    let files = generate();
-    let server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let server = common::tls_server(&files, ServerCert::Good);
     let plain = plain_version(server.plain_port().unwrap());
     assert!(plain.starts_with("VERSION 1.6."), "{plain}");
     for name in [
@@ -201,7 +192,7 @@ fn the_good_certificate_serves_version_over_tls() {
 
 #[test]
 fn the_bad_certificates_fail_verification() {
-    let files = generate();
+    let files = common::tls_files();
     for (cert, extra, error) in [
         (
             ServerCert::Expired,
@@ -225,7 +216,7 @@ fn the_bad_certificates_fail_verification() {
             "self",
         ),
     ] {
-        let server = tls_server(&files, cert);
+        let server = common::tls_server(&files, cert);
         let run = s_client(&files, tls_port(&server), extra);
         assert!(!run.success, "{cert:?} {extra:?}: {run:?}");
         assert!(
@@ -239,7 +230,7 @@ fn the_bad_certificates_fail_verification() {
 
 #[test]
 fn required_client_certificates_turn_away_a_client_without_one() {
-    let files = generate();
+    let files = common::tls_files();
     let server = Memcached::builder()
         .tls(&files, ServerCert::Good)
         .tls_client_certs(true)
@@ -263,7 +254,7 @@ fn required_client_certificates_turn_away_a_client_without_one() {
 
 #[test]
 fn requested_client_certificates_are_optional() {
-    let files = generate();
+    let files = common::tls_files();
     let server = Memcached::builder()
         .tls(&files, ServerCert::Good)
         .tls_client_certs(false)
@@ -285,8 +276,8 @@ fn requested_client_certificates_are_optional() {
 
 #[test]
 fn a_tls_server_has_a_plaintext_port_for_stats_and_none_on_its_tls_port() {
-    let files = generate();
-    let server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let server = common::tls_server(&files, ServerCert::Good);
     let (port, plain) = (tls_port(&server), server.plain_port().unwrap());
     assert_ne!(port, plain);
     assert_eq!(server.port(), Some(port));
@@ -321,11 +312,11 @@ fn a_tls_server_has_a_plaintext_port_for_stats_and_none_on_its_tls_port() {
 
 #[test]
 fn a_tls_server_restarts_on_its_ports_with_its_certificate() {
-    let files = generate();
-    let mut server = tls_server(&files, ServerCert::Good);
+    let files = common::tls_files();
+    let mut server = common::tls_server(&files, ServerCert::Good);
     let (port, plain) = (tls_port(&server), server.plain_port().unwrap());
     // The server keeps copies: the files it was started with may go.
-    let other = generate();
+    let other = common::tls_files();
     let other_server = Memcached::builder()
         .tls(&other, ServerCert::Good)
         .start()
@@ -361,7 +352,7 @@ fn a_tls_server_restarts_on_its_ports_with_its_certificate() {
 
 #[test]
 fn tls_refuses_options_it_does_not_go_with() {
-    let files = generate();
+    let files = common::tls_files();
     let tls = || Memcached::builder().tls(&files, ServerCert::Good);
     for (builder, why) in [
         (tls().unix_socket(), "unix socket"),
@@ -376,7 +367,7 @@ fn tls_refuses_options_it_does_not_go_with() {
 
 #[test]
 fn a_tls_server_can_require_sasl_too() {
-    let files = generate();
+    let files = common::tls_files();
     let server = Memcached::builder()
         .tls(&files, ServerCert::Good)
         .sasl("rustuser", "secret")

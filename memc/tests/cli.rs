@@ -646,12 +646,8 @@ fn through_a_proxy_keys_work_and_what_it_cannot_serve_is_refused() {
 
 #[test]
 fn tls_flags_reach_a_tls_server_and_its_refusals_say_why() {
-    use libmemcached::testing::{ServerCert, TlsFiles};
-    let files = TlsFiles::generate().expect("certificates (install Debian's openssl)");
-    let server = Memcached::builder()
-        .tls(&files, ServerCert::Good)
-        .start()
-        .unwrap();
+    let files = common::tls_files();
+    let server = common::tls_server(&files, libmemcached::testing::ServerCert::Good);
     let ca = files.ca_cert().to_str().unwrap();
     let spec = server.spec();
     let key = common::key("memc-tls");

@@ -104,12 +104,10 @@ impl Handle {
                     relay.await_check(&route.reachability, self.connect_timeout());
                     reachability = route.reachability.load(Ordering::Acquire);
                 }
-                if reachability == UNREACHABLE {
+                let wanted = if reachability == UNREACHABLE {
                     // The server's address may have changed (libmemcached would look it up
                     // again once every address failed).
                     route.target.look_up_again();
-                }
-                let wanted = if reachability == UNREACHABLE {
                     route.unreachable
                 } else {
                     route.relay

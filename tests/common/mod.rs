@@ -16,6 +16,22 @@ pub fn own_server() -> Memcached {
     Memcached::start().expect("memcached starts (install Debian's memcached)")
 }
 
+/// Test certificates (a CA, good and bad server certificates, a client certificate).
+pub fn tls_files() -> libmemcached::testing::TlsFiles {
+    libmemcached::testing::TlsFiles::generate().expect("certificates (install Debian's openssl)")
+}
+
+/// A memcached speaking TLS with `cert`, and plaintext on a second port.
+pub fn tls_server(
+    files: &libmemcached::testing::TlsFiles,
+    cert: libmemcached::testing::ServerCert,
+) -> Memcached {
+    Memcached::builder()
+        .tls(files, cert)
+        .start()
+        .expect("a TLS memcached starts (Debian's memcached has TLS)")
+}
+
 /// A client in the given protocol.
 pub fn client(specs: &[String], binary: bool) -> Client {
     Client::builder()
