@@ -21,6 +21,7 @@ const CONNECTIONS: usize = 1 << 24;
 /// How often a server the relay cannot reach is tried again, and how long a try may take.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_SETTLE: Duration = Duration::from_millis(20);
 
 /// A server's listener, and what the relay knows of the server.
 struct Server {
@@ -29,9 +30,28 @@ struct Server {
     /// connections to it fail at once, see `ffi::route`, as they would without the relay), and
     /// where it is.
     endpoint: Endpoint,
-    /// A connection made only to learn whether the server can be reached, and since when.
-    probe: Option<(TcpStream, Instant)>,
+    /// A connection made only to learn whether the server can be reached.
+    probe: Option<Probe>,
     next_probe: Option<Instant>,
+}
+
+/// A connection made to learn whether a server can be reached: since when, and since when it is
+/// established. It counts once it has stayed up for [`PROBE_SETTLE`]: a server being killed can
+/// still complete a connection on its listening socket, then reset it as the socket closes.
+struct Probe {
+    stream: TcpStream,
+    started: Instant,
+    established: Option<Instant>,
+}
+
+impl Probe {
+    /// When the probe's timer is due: it times out, or it has stayed up long enough.
+    fn due(&self) -> Instant {
+        match self.established {
+            Some(at) => at + PROBE_SETTLE,
+            None => self.started + PROBE_TIMEOUT,
+        }
+    }
 }
 
 /// Marks the relay ended however its thread ends, so calls fail at once instead of waiting on
@@ -278,10 +298,14 @@ impl Loop {
                 if self
                     .poll
                     .registry()
-                    .register(&mut stream, token, Interest::WRITABLE)
+                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                     .is_ok()
                 {
-                    entry.probe = Some((stream, Instant::now()));
+                    entry.probe = Some(Probe {
+                        stream,
+                        started: Instant::now(),
+                        established: None,
+                    });
                     return;
                 }
                 entry.next_probe = Some(Instant::now() + PROBE_EVERY);
@@ -291,23 +315,34 @@ impl Loop {
     }
 
     fn probe_answered(&mut self, server: usize) {
-        let Some((stream, _)) = &self.servers[server].probe else {
+        let Some(probe) = &mut self.servers[server].probe else {
             return;
         };
-        let outcome = match stream.take_error() {
-            Ok(Some(error)) | Err(error) => Err(error),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => Ok(()),
+        let error = match probe.stream.take_error() {
+            Ok(Some(error)) | Err(error) => error,
+            // Established: a server sends nothing unasked, so anything read is its end.
+            Ok(None) if probe.established.is_some() => {
+                match io::Read::read(&mut probe.stream, &mut [0; 1]) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                    Ok(_) => io::Error::new(io::ErrorKind::ConnectionReset, "closed at once"),
+                    Err(error) => error,
+                }
+            }
+            Ok(None) => match probe.stream.peer_addr() {
+                Ok(_) => {
+                    probe.established = Some(Instant::now());
+                    return;
+                }
                 Err(error) if error.kind() == io::ErrorKind::NotConnected => return,
-                Err(error) => Err(error),
+                Err(error) => error,
             },
         };
-        self.end_probe(server, outcome.map_err(|e| format!("cannot connect: {e}")));
+        self.end_probe(server, Err(format!("cannot connect: {error}")));
     }
 
     fn end_probe(&mut self, server: usize, outcome: Result<(), String>) {
-        if let Some((mut stream, _)) = self.servers[server].probe.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+        if let Some(mut probe) = self.servers[server].probe.take() {
+            let _ = self.poll.registry().deregister(&mut probe.stream);
         }
         match outcome {
             Ok(()) => {
@@ -332,7 +367,7 @@ impl Loop {
         self.servers
             .iter()
             .filter_map(|s| match &s.probe {
-                Some((_, started)) => Some(*started + PROBE_TIMEOUT),
+                Some(probe) => Some(probe.due()),
                 None => s.next_probe,
             })
             .min()
@@ -343,8 +378,12 @@ impl Loop {
         for server in 0..self.servers.len() {
             let entry = &self.servers[server];
             match &entry.probe {
-                Some((_, started)) if now >= *started + PROBE_TIMEOUT => {
-                    self.end_probe(server, Err("cannot connect: no answer within 1 s".into()));
+                Some(probe) if now >= probe.due() => {
+                    let outcome = match probe.established {
+                        Some(_) => Ok(()),
+                        None => Err("cannot connect: no answer within 1 s".into()),
+                    };
+                    self.end_probe(server, outcome);
                 }
                 None if entry.next_probe.is_some_and(|at| now >= at) => self.start_probe(server),
                 _ => {}
