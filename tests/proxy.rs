@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::{Memcached, Nutcracker};
+use libmemcached::testing::{Fault, FaultProxy, Memcached, Nutcracker};
 use libmemcached::{Client, Compression, Error, ReturnCode, Value};
 
 /// Three memcached servers and a nutcracker in front of them.
@@ -522,6 +522,75 @@ fn a_dead_server_behind_the_proxy_is_an_error_never_a_miss() {
         let found: HashMap<&str, String> = client.get_multi(live.iter().copied()).unwrap();
         assert_eq!(found.len(), live.len());
     }
+}
+
+/// A memcached that hangs behind the proxy (twemproxy times it out) costs a multi-get one proxy
+/// timeout for the whole request and one more for the keys asked again alone, which go out
+/// together: not one timeout per key of the hung server.
+#[test]
+fn a_hung_server_behind_the_proxy_costs_a_multi_get_two_timeouts_not_one_per_key() {
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    let backends: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let hung = FaultProxy::start(backends[1].spec()).unwrap();
+    let specs = [backends[0].spec(), hung.spec(), backends[2].spec()];
+    let proxy = Nutcracker::builder()
+        .timeout(TIMEOUT)
+        .start(&specs)
+        .expect("nutcracker starts (install Debian's nutcracker package: scripts/setup)");
+    let mc = Client::builder()
+        .servers([proxy.spec()])
+        .proxy()
+        .build()
+        .unwrap();
+    // 12 keys on the server that will hang and 20 on the others: 32, what the client asks
+    // again at once.
+    let mut placed = Vec::new();
+    for i in 0..500 {
+        let key = common::key(&format!("hung{i}"));
+        mc.set(&key, "v", 0).unwrap();
+        let holder = (0..3).find(|&s| common::raw_get(&backends[s].spec(), &key).is_some());
+        let holder = holder.unwrap();
+        let on_hung = held_by(&placed, 1).len();
+        if (holder == 1 && on_hung < 12) || (holder != 1 && placed.len() - on_hung < 20) {
+            placed.push((key, holder));
+        }
+        if placed.len() == 32 {
+            break;
+        }
+    }
+    let on_hung: BTreeSet<&str> = held_by(&placed, 1).into_iter().collect();
+    assert_eq!((on_hung.len(), placed.len()), (12, 32), "{placed:?}");
+    let keys: Vec<&str> = placed.iter().map(|(k, _)| k.as_str()).collect();
+
+    hung.set_fault(Fault::Blackhole);
+    let start = Instant::now();
+    let partial = mc.get_multi_partial::<_, String>(&keys).unwrap();
+    let took = start.elapsed();
+    let failed: BTreeSet<&[u8]> = partial.failed_keys().collect();
+    assert_eq!(failed.len(), on_hung.len(), "{:?}", partial.failures);
+    assert!(on_hung.iter().all(|k| failed.contains(k.as_bytes())));
+    assert_eq!(partial.ok.len(), keys.len() - on_hung.len());
+    assert!(partial.ok.values().all(|v| v == "v"));
+    for failure in &partial.failures {
+        assert!(failure.error.is_server(), "{}", failure.error);
+        assert_eq!(
+            failure.error.server().map(ToString::to_string),
+            Some(proxy.spec())
+        );
+    }
+    // Asked one after the other, the hung server's keys alone would take 6 s; together, one
+    // timeout after the multi-get's own. The bound leaves room for a loaded machine.
+    assert!(
+        took < TIMEOUT * 6,
+        "{took:?} for {} keys of a hung server",
+        on_hung.len()
+    );
+
+    // The client is in step after: with the server back, every key comes back.
+    hung.set_fault(Fault::Pass);
+    std::thread::sleep(TIMEOUT);
+    let found: HashMap<&str, String> = mc.get_multi(keys.iter().copied()).unwrap();
+    assert_eq!(found.len(), keys.len());
 }
 
 #[test]

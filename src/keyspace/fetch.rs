@@ -170,19 +170,45 @@ pub(crate) fn fetch_one<T>(
     key: &[u8],
     each: impl FnOnce(Item<'_>) -> T,
 ) -> Result<Option<T>> {
+    ask_one(handle, key)?.answer(each)
+}
+
+/// Sends the request of [`fetch_one`] without reading its reply, so that several handles can
+/// each have one out at once.
+#[inline]
+pub(crate) fn ask_one<'h>(handle: &'h Handle, key: &'h [u8]) -> Result<Asked<'h>> {
     let rc = handle.mget(&[key]);
     if rc != Rc::SUCCESS {
         // Not sent (the server is unreachable or disabled): libmemcached logged why.
         return Err(handle.logged_error(rc, key));
     }
-    let logged = handle.error_log_top();
-    let mut replies = handle.replies()?;
-    // If `each` panics (a user's decoder), the END is unread: reset the connections on the way
-    // out, as for a multi-get.
-    let unwinding = ResetOnUnwind(handle);
-    let outcome = read_one(handle, key, logged, &mut replies, each);
-    std::mem::forget(unwinding);
-    outcome
+    Ok(Asked {
+        handle,
+        key,
+        logged: handle.error_log_top(),
+    })
+}
+
+/// A one-key request sent by [`ask_one`], whose reply is still on the connection.
+#[must_use = "the reply must be read (`answer`) or the connection is out of step"]
+pub(crate) struct Asked<'h> {
+    handle: &'h Handle,
+    key: &'h [u8],
+    logged: usize,
+}
+
+impl Asked<'_> {
+    /// Reads the reply to its end, as [`fetch_one`] does.
+    #[inline]
+    pub(crate) fn answer<T>(self, each: impl FnOnce(Item<'_>) -> T) -> Result<Option<T>> {
+        let mut replies = self.handle.replies()?;
+        // If `each` panics (a user's decoder), the END is unread: reset the connections on the
+        // way out, as for a multi-get.
+        let unwinding = ResetOnUnwind(self.handle);
+        let outcome = read_one(self.handle, self.key, self.logged, &mut replies, each);
+        std::mem::forget(unwinding);
+        outcome
+    }
 }
 
 /// Reads the replies to a one-key mget to their end (see [`fetch_one`]).

@@ -365,10 +365,18 @@ impl Keys<'_> {
     }
 }
 
-/// Asks again, one at a time, the keys of a multi-get that a proxy failed whole. twemproxy
-/// answers a multi-get that touches a memcached server it cannot reach with one `SERVER_ERROR`
-/// for every key (and closes the connection): asked alone, the keys of the servers that are up
-/// come back, and only the dead server's keys fail.
+/// How many keys of a multi-get that a proxy failed whole are asked again at once, each alone
+/// on a connection of its own.
+const ASKED_AGAIN_AT_ONCE: usize = 32;
+
+/// Asks again, each alone, the keys of a multi-get that a proxy failed whole. twemproxy answers
+/// a multi-get that touches a memcached server it cannot reach with one `SERVER_ERROR` for every
+/// key (and closes the connection): asked alone, the keys of the servers that are up come back,
+/// and only the dead server's keys fail.
+///
+/// The keys go out together, each on a connection of its own, before any answer is read: a
+/// server that hangs behind the proxy costs one proxy timeout for all of its keys, not one per
+/// key (the proxy answers a connection's requests in order, so one connection would not do).
 #[cold]
 fn ask_one_by_one<K: AsRef<[u8]>>(
     client: &crate::client::Client,
@@ -385,14 +393,37 @@ fn ask_one_by_one<K: AsRef<[u8]>>(
         .iter()
         .flat_map(|f| f.keys.iter().map(Vec::as_slice))
         .collect();
-    for (i, key) in keys.iter().enumerate() {
-        let key = key.as_ref();
-        if found[i] || !failed.contains(key) {
-            continue;
+    let again: Vec<usize> = (0..keys.len())
+        .filter(|&i| !found[i] && failed.contains(keys[i].as_ref()))
+        .collect();
+    let mut settle = |i: usize, outcome: Result<Option<()>>| match outcome {
+        Ok(hit) => found[i] = hit.is_some(),
+        Err(error) => KeyFailure::record(failures, error, keys[i].as_ref().to_vec()),
+    };
+    let mut handles = Vec::new();
+    for wave in again.chunks(ASKED_AGAIN_AT_ONCE) {
+        while handles.len() < wave.len() {
+            match client.handle.try_clone() {
+                Ok(handle) => handles.push(handle),
+                Err(_) => break,
+            }
         }
-        match super::fetch::fetch_one(&client.handle, sent[i], |item| each(i, item)) {
-            Ok(hit) => found[i] = hit.is_some(),
-            Err(error) => KeyFailure::record(failures, error, key.to_vec()),
+        // Keys beyond the handles there are (only if cloning failed) are asked after, alone.
+        let (together, after) = wave.split_at(handles.len().min(wave.len()));
+        let asked: Vec<_> = together
+            .iter()
+            .zip(&handles)
+            .map(|(&i, handle)| super::fetch::ask_one(handle, sent[i]))
+            .collect();
+        for (&i, asked) in together.iter().zip(asked) {
+            settle(
+                i,
+                asked.and_then(|asked| asked.answer(|item| each(i, item))),
+            );
+        }
+        for &i in after {
+            let outcome = super::fetch::fetch_one(&client.handle, sent[i], |item| each(i, item));
+            settle(i, outcome);
         }
     }
 }
