@@ -20,6 +20,8 @@ mod message;
 mod ops;
 #[cfg(feature = "shield")]
 mod route;
+#[cfg(all(feature = "shield", target_os = "linux"))]
+mod sock_diag;
 mod stats;
 
 pub(crate) use code::Rc;
@@ -31,6 +33,8 @@ pub(crate) use message::clean_message;
 pub(crate) use ops::{Counter, Store};
 #[cfg(feature = "shield")]
 pub(crate) use route::effective_uid;
+#[cfg(all(feature = "shield", target_os = "linux"))]
+pub(crate) use sock_diag::tcp_owner;
 
 use std::ffi::{CStr, c_char};
 

@@ -158,7 +158,8 @@ impl Loop {
             };
             // The listener is on loopback, where any local user could reach it (and the
             // client certificate behind it): only this user's connections are carried on.
-            if !peer::same_user(peer_address) {
+            let local = client.local_addr();
+            if !local.is_ok_and(|local| peer::same_user(peer_address, local)) {
                 let why = format!("a connection from {peer_address}, not this user's, was refused");
                 self.shared
                     .record_failure(&self.servers[server].endpoint.target.upstream, why);
