@@ -9,7 +9,7 @@
 //! external server should use keys of their own and not flush it.
 //!
 //! [`FaultProxy`] sits between a client and a server and misbehaves on demand ([`Fault`]):
-//! delays, timeouts, resets, cut and dripping replies, garbage.
+//! delays, timeouts, resets, cut and dripping replies, garbage, malformed answers to writes.
 //!
 //! [`Nutcracker`] starts a twemproxy (`nutcracker`) in front of memcached processes, for
 //! tests of a client that talks to a proxy.
@@ -49,6 +49,6 @@ pub use client::{
 };
 pub use nutcracker::{Nutcracker, NutcrackerBuilder};
 pub use process::{Memcached, MemcachedBuilder, unused_port};
-pub use proxy::{Fault, FaultProxy, LONG_LINE_LEN};
+pub use proxy::{BadAnswer, Fault, FaultProxy, LONG_LINE_LEN};
 pub use server::{TestServer, servers_from_env};
 pub use tls::{ServerCert, TlsFiles};

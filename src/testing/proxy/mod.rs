@@ -75,6 +75,39 @@ pub enum Fault {
     /// [`Fault::Pass`]: one answer that differs from what the server did (a `NOT_FOUND` for a
     /// counter that exists, as if another client had deleted it in between).
     ReplyOnce(&'static [u8]),
+    /// Replaces each answer to a write, counter or delete with this malformed answer: in
+    /// ASCII the lines `STORED`, `NOT_STORED`, `EXISTS`, `NOT_FOUND`, `DELETED`, `TOUCHED` and
+    /// a counter's number; in binary the responses to SET, ADD, REPLACE, APPEND, PREPEND,
+    /// DELETE, INCREMENT, DECREMENT and TOUCH and their quiet forms. The request did reach the
+    /// server: only its answer changes. Other replies (values, `END`, version, stats...) pass
+    /// as they are.
+    ///
+    /// An ASCII storage command answered with a value is one of the replies that make
+    /// libmemcached 1.1.4 abort the process: clients that store through this fault in ASCII
+    /// need the shield.
+    BadWriteAnswer(BadAnswer),
+}
+
+/// The malformed answer [`Fault::BadWriteAnswer`] puts in place of a write's: a reply to a get,
+/// as a server or proxy out of step would send, or the start of one whose length cannot be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadAnswer {
+    /// A value, as the answer to a get: ASCII `VALUE k 0 1`, `x`, `END`; a binary GET response
+    /// (flags and the value `x`) that keeps the answer's opaque and CAS, so that only its
+    /// opcode tells it from an answer to the write.
+    Value,
+    /// A value under a key that no request named: ASCII `VALUE other 0 1`, `x`, `END`; a
+    /// binary GETK response for the key `other`, with the answer's opaque.
+    OtherKey,
+    /// The start of a value of 2^32 bytes, and nothing more: ASCII `VALUE k 0 4294967296`; a
+    /// binary GET response announcing a body of `u32::MAX` bytes, of which only the flags and
+    /// one byte follow. A client that believes it allocates gigabytes and waits for them.
+    HugeLength,
+    /// A value of length -1: ASCII `VALUE k 0 -1`; a binary GETK response whose body is one
+    /// byte shorter than its flags and key `other` (which are sent whole), so that the value's
+    /// length, counted in 32 bits, wraps around to `u32::MAX`.
+    NegativeLength,
 }
 
 /// A loopback TCP proxy in front of a memcached server, whose [`Fault`] can be switched while
@@ -415,7 +448,7 @@ fn pump_replies(
             }
             Fault::Drip(interval) => drip(shared, &mut client, chunk, interval),
             Fault::Garbage => client.write_all(&random.garbage(n)).is_ok(),
-            Fault::WrongKey | Fault::LyingLength(_) => {
+            Fault::WrongKey | Fault::LyingLength(_) | Fault::BadWriteAnswer(_) => {
                 out.clear();
                 framer.feed(chunk, fault, &mut out);
                 client.write_all(&out).is_ok()
