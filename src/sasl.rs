@@ -153,6 +153,9 @@ impl Client {
         }
         // A server that already failed has all its keys in its failure.
         let failed_before = failures.len();
+        // Each server is probed once per call: a probe that failed (the server unreachable, or
+        // its answer malformed) would fail again, costing up to a poll timeout per missed key.
+        let mut probed = Vec::new();
         for (sent, key) in missed {
             if self.auth_probe.done.get() {
                 break;
@@ -167,6 +170,10 @@ impl Client {
                 failure.keys.push(key.to_vec());
                 continue;
             }
+            if probed.contains(&server) {
+                continue;
+            }
+            probed.push(server.clone());
             if let Probe::NeedsAuth(error) = self.probe_auth(sent) {
                 failures.push(KeyFailure {
                     error,

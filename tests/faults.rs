@@ -15,7 +15,7 @@ use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::{Fault, FaultProxy, Memcached};
+use libmemcached::testing::{BadAnswer, Fault, FaultProxy, Memcached};
 use libmemcached::{Behavior, Client, Error, Partial};
 
 /// The client's poll timeout: what one wait for a server may cost.
@@ -1040,6 +1040,26 @@ fn a_write_answered_with_another_reply_is_a_protocol_error() {
             }
         }
     }
+}
+
+/// A binary client without credentials asks each server once after a miss whether it demands
+/// SASL (a delete of a probe key): a server whose probe fails (here its answer is malformed)
+/// is asked once per multi-get, not once per key it missed, and the misses stay misses.
+#[test]
+fn a_failed_auth_probe_is_not_repeated_for_each_miss() {
+    let server = common::own_server();
+    let (proxy, mc) = proxied(&server, true);
+    let keys: Vec<String> = (0..6)
+        .map(|i| common::key(&format!("probed:{i}")))
+        .collect();
+    let deletes = || -> u64 { server.stat("delete_misses").unwrap().parse().unwrap() };
+    proxy.set_fault(Fault::BadWriteAnswer(BadAnswer::Value));
+    let before = deletes();
+    let found = mc
+        .get_multi::<_, String>(keys.iter().map(String::as_str))
+        .unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(deletes() - before, 1, "one probe");
 }
 
 /// A value reply for key `kkk...` (`len` bytes), over memcached's 250: ASCII or binary.
