@@ -41,11 +41,11 @@ use libmemcached::{AsyncClient, Behavior, Client, Error, Partial};
 
 /// The client's poll timeout: what one wait for a silent server may cost.
 const POLL: Duration = Duration::from_millis(300);
-/// A shielded client's poll timeout. The relay reads the host's whole socket table
-/// (`/proc/net/tcp`, to check who connects) for each connection it accepts, on the thread that
-/// serves all of the client's connections: with the TIME_WAIT sockets test runs leave (tens of
-/// thousands) and a busy CPU, a new connection can wait longer than `POLL` for its answer.
-/// (`delay 1s` is then under the poll timeout: such a server's replies end.)
+/// A shielded client's poll timeout. Each answer takes one more hop, through the relay's one
+/// thread for all of the client's connections, which competes for the CPU with the servers,
+/// their fault proxies and the other tests: a margin over `POLL`, so that a healthy server's
+/// answer is never late. (`delay 1s` is then under the poll timeout: such a server's replies
+/// end.)
 const SHIELDED_POLL: Duration = Duration::from_secs(2);
 /// Keys per call, about a third on each server.
 const KEYS: usize = 36;

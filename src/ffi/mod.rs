@@ -34,7 +34,7 @@ pub(crate) use ops::{Counter, Store};
 #[cfg(feature = "shield")]
 pub(crate) use route::effective_uid;
 #[cfg(all(feature = "shield", target_os = "linux"))]
-pub(crate) use sock_diag::tcp_owner;
+pub(crate) use sock_diag::{Owner, tcp_owner};
 
 use std::ffi::{CStr, c_char};
 

@@ -11,16 +11,24 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// `linux/netlink.h`: a request (no dump: one socket, found by its addresses).
 const NLM_F_REQUEST: u16 = 1;
+/// `linux/netlink.h`: an error answer (here: no such socket).
+const NLMSG_ERROR: u16 = 2;
+/// `linux/tcp_states.h`: a connection that is up (not closing, not in TIME_WAIT).
+const TCP_ESTABLISHED: u8 = 1;
 /// `linux/inet_diag.h`: no socket cookie to match.
 const NO_COOKIE: u32 = !0;
 /// Every TCP state.
 const ALL_STATES: u32 = !0;
 /// The request: a netlink header (16 bytes) and an `inet_diag_req_v2` (56 bytes).
 const REQUEST_LEN: usize = 16 + 56;
+/// Where the socket's state is in the answer: after the netlink header (16 bytes) and the
+/// `inet_diag_msg`'s family.
+const STATE_AT: usize = 16 + 1;
 /// Where the owner's uid is in the answer: after the netlink header (16 bytes), the
 /// `inet_diag_msg`'s family, state, timer and retransmits (4), its socket id (48), and its
-/// expiry and queue sizes (12).
+/// expiry and queue sizes (12); its inode follows.
 const UID_AT: usize = 16 + 4 + 48 + 12;
+const INODE_AT: usize = UID_AT + 4;
 /// How long to wait for the kernel's answer: it answers at once, or not at all.
 const ANSWER_WAIT_US: libc::suseconds_t = 100_000;
 
@@ -33,9 +41,20 @@ struct KernelAddress {
     groups: u32,
 }
 
-/// The user owning the TCP socket whose own address is `local` and whose peer is `remote`,
-/// or `None` if the kernel does not say (no such socket, or netlink not available here).
-pub(crate) fn tcp_owner(local: SocketAddrV4, remote: SocketAddrV4) -> Option<u32> {
+/// What the kernel says of a TCP socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A connection that is up, owned by this user id.
+    User(u32),
+    /// No such connection that is up: none at all, or one closing or closed, which the kernel
+    /// keeps without an owner (it reports user 0 for those).
+    None,
+    /// The kernel did not answer (netlink not available here).
+    Unknown,
+}
+
+/// Who owns the connected TCP socket whose own address is `local` and whose peer is `remote`.
+pub(crate) fn tcp_owner(local: SocketAddrV4, remote: SocketAddrV4) -> Owner {
     let request = request(local, remote);
     let mut answer = [0u8; 512];
     // SAFETY: plain system calls on a descriptor this function owns (closed by `OwnedFd`);
@@ -47,13 +66,14 @@ pub(crate) fn tcp_owner(local: SocketAddrV4, remote: SocketAddrV4) -> Option<u32
             4, // NETLINK_SOCK_DIAG
         );
         if fd < 0 {
-            return None;
+            return Owner::Unknown;
         }
         let fd = OwnedFd::from_raw_fd(fd);
         let wait = libc::timeval {
             tv_sec: 0,
             tv_usec: ANSWER_WAIT_US,
         };
+        // Without the timeout the kernel still answers at once, within `sendto`.
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
@@ -76,12 +96,14 @@ pub(crate) fn tcp_owner(local: SocketAddrV4, remote: SocketAddrV4) -> Option<u32
             std::mem::size_of::<KernelAddress>() as libc::socklen_t,
         );
         if sent != request.len() as isize {
-            return None;
+            return Owner::Unknown;
         }
         libc::recv(fd.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0)
     };
-    let answer = answer.get(..usize::try_from(received).ok()?)?;
-    owner_in(answer)
+    match usize::try_from(received) {
+        Ok(len) => owner_in(&answer[..len.min(answer.len())]),
+        Err(_) => Owner::Unknown,
+    }
 }
 
 /// The netlink message asking for one IPv4 TCP socket by its addresses.
@@ -115,14 +137,28 @@ fn request(local: SocketAddrV4, remote: SocketAddrV4) -> [u8; REQUEST_LEN] {
     message
 }
 
-/// The uid in the kernel's answer, if it describes a socket (not an error).
-fn owner_in(answer: &[u8]) -> Option<u32> {
-    let kind = u16::from_ne_bytes(answer.get(4..6)?.try_into().ok()?);
-    if kind != SOCK_DIAG_BY_FAMILY {
-        return None;
+/// What the kernel's answer says.
+fn owner_in(answer: &[u8]) -> Owner {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(answer.get(at..at + 4)?.try_into().ok()?))
+    };
+    let kind = answer.get(4..6).map(|k| u16::from_ne_bytes([k[0], k[1]]));
+    match kind {
+        // ENOENT: no socket has these addresses.
+        Some(NLMSG_ERROR) => Owner::None,
+        Some(SOCK_DIAG_BY_FAMILY) => {
+            let (Some(&state), Some(uid), Some(inode)) =
+                (answer.get(STATE_AT), word(UID_AT), word(INODE_AT))
+            else {
+                return Owner::Unknown;
+            };
+            match state == TCP_ESTABLISHED && inode != 0 {
+                true => Owner::User(uid),
+                false => Owner::None,
+            }
+        }
+        _ => Owner::Unknown,
     }
-    let uid = answer.get(UID_AT..UID_AT + 4)?;
-    Some(u32::from_ne_bytes(uid.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -145,11 +181,14 @@ mod tests {
         let local = v4(accepted.local_addr().unwrap());
         let me = super::super::effective_uid();
         // Both ends of the connection are this process's.
-        assert_eq!(tcp_owner(v4(peer), local), Some(me));
-        assert_eq!(tcp_owner(local, v4(peer)), Some(me));
+        assert_eq!(tcp_owner(v4(peer), local), Owner::User(me));
+        assert_eq!(tcp_owner(local, v4(peer)), Owner::User(me));
         // No socket with these addresses: no owner.
         let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
-        assert_eq!(tcp_owner(nobody, local), None);
+        assert_eq!(tcp_owner(nobody, local), Owner::None);
+        // A client that closed before it was accepted owns nothing any more.
         drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(tcp_owner(v4(peer), local), Owner::None);
     }
 }

@@ -12,25 +12,33 @@ pub(super) fn same_user(peer: SocketAddr, local: SocketAddr) -> bool {
     };
     let me = crate::ffi::effective_uid();
     #[cfg(target_os = "linux")]
-    if let Some(owner) = crate::ffi::tcp_owner(peer, local) {
-        return owner == me;
+    match crate::ffi::tcp_owner(peer, local) {
+        crate::ffi::Owner::User(owner) => return owner == me,
+        crate::ffi::Owner::None => return false,
+        crate::ffi::Owner::Unknown => {}
     }
-    listed_owner(peer) == Some(me)
+    listed_owner(peer, local) == Some(me)
 }
 
-/// The owner of the socket whose own address is `peer`, as `/proc/net/tcp` lists it (every
-/// TCP socket of the host, one per line).
-fn listed_owner(peer: SocketAddrV4) -> Option<u32> {
+/// The owner of the connection from `peer` to `local` that is up, as `/proc/net/tcp` lists it
+/// (every TCP socket of the host, one per line). Matching both ends and the state matters:
+/// connections to different places may share a local port, and closed ones linger in
+/// TIME_WAIT with user 0.
+fn listed_owner(peer: SocketAddrV4, local: SocketAddrV4) -> Option<u32> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    // The kernel writes the address as the hex of its bytes in memory order.
-    let wanted = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(peer.ip().octets()),
-        peer.port()
-    );
+    // The kernel writes an address as the hex of its bytes in memory order.
+    let hex = |a: SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
+    let (own, other) = (hex(peer), hex(local));
+    const ESTABLISHED: &str = "01";
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.get(1) == Some(&wanted.as_str()) {
+        match fields.get(1..4) == Some(&[own.as_str(), other.as_str(), ESTABLISHED]) {
             true => fields.get(7)?.parse().ok(),
             false => None,
         }
@@ -49,12 +57,12 @@ mod tests {
         let (accepted, peer) = listener.accept().unwrap();
         let local = accepted.local_addr().unwrap();
         assert!(same_user(peer, local));
-        let SocketAddr::V4(peer) = peer else {
+        let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) else {
             unreachable!()
         };
-        assert_eq!(listed_owner(peer), Some(crate::ffi::effective_uid()));
+        assert_eq!(listed_owner(peer, local), Some(crate::ffi::effective_uid()));
         let nobody = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        assert!(!same_user(nobody, local));
+        assert!(!same_user(nobody, SocketAddr::V4(local)));
     }
 
     /// A connection from a process of another user (`nobody`, when the tests run as root, as
@@ -94,13 +102,13 @@ mod tests {
         };
         let local = accepted.local_addr().unwrap();
         assert_eq!(same_user(peer, local), !as_root);
-        if let SocketAddr::V4(peer) = peer {
+        if let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) {
             let owner = if as_root {
                 65534
             } else {
                 crate::ffi::effective_uid()
             };
-            assert_eq!(listed_owner(peer), Some(owner));
+            assert_eq!(listed_owner(peer, local), Some(owner));
         }
         drop(child.stdin.take());
         child.wait().unwrap();
