@@ -228,8 +228,8 @@ impl ClientBuilder {
     /// that holds it is down) is an error that says so, never a miss. twemproxy fails a whole
     /// multi-get that touches such a server; the client then asks each of its keys alone, so
     /// that only that server's keys fail. Those requests go out together, each on a
-    /// connection of its own, so a server that hangs behind the proxy costs one more proxy
-    /// timeout, not one per key.
+    /// connection of its own (up to 32 at once), so a server that hangs behind the proxy costs
+    /// one more proxy timeout per 32 keys, not one per key.
     ///
     /// ```no_run
     /// let mc = libmemcached::Client::builder()

@@ -37,6 +37,10 @@ pub struct Client {
     /// A second handle for bulk loads (noreply, buffered), made on first use and dropped when a
     /// behavior changes, so that it always maps keys to the same servers as this one.
     pub(crate) bulk: RefCell<Option<Box<crate::keyspace::Bulk>>>,
+    /// Clones that ask again, each alone, the keys of a multi-get a proxy failed whole (see
+    /// `keyspace::multi`), kept for the next such multi-get and dropped with the connections
+    /// or when a behavior changes.
+    pub(crate) asked_again: RefCell<Vec<Handle>>,
     /// Servers found not to demand SASL (see `sasl::AuthProbe`).
     pub(crate) auth_probe: crate::sasl::AuthProbe,
     /// What it counts (see [`Client::metrics`]), shared with the pool that holds it.
@@ -151,6 +155,7 @@ impl Client {
             handle,
             settings: Settings::default(),
             bulk: RefCell::new(None),
+            asked_again: RefCell::default(),
             auth_probe: Default::default(),
             counters: Counters::new(),
             streaming: Cell::new(false),
@@ -252,6 +257,7 @@ impl Client {
             self.quit_after_streaming.set(true);
             return;
         }
+        self.asked_again.take();
         self.handle.quit()
     }
 
@@ -276,6 +282,7 @@ impl Client {
             return Ok(());
         };
         self.bulk.replace(None);
+        self.asked_again.take();
         let rc = self.handle.set_behavior(flag, value);
         if rc != Rc::SUCCESS {
             return Err(ConfigError::setting(
@@ -288,6 +295,7 @@ impl Client {
 
     /// Sets a boolean behavior that needs no checks (the protocol, UDP).
     pub(crate) fn set_flag(&self, flag: sys::memcached_behavior_t, on: bool) -> Result<()> {
+        self.asked_again.take();
         self.check(self.handle.set_behavior(flag, on.into()), None)
     }
 

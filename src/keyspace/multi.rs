@@ -400,7 +400,9 @@ fn ask_one_by_one<K: AsRef<[u8]>>(
         Ok(hit) => found[i] = hit.is_some(),
         Err(error) => KeyFailure::record(failures, error, keys[i].as_ref().to_vec()),
     };
-    let mut handles = Vec::new();
+    // Kept on the client for the next time: a server that stays down behind the proxy fails
+    // every multi-get that touches it, and new connections each time would pile up.
+    let mut handles = client.asked_again.take();
     for wave in again.chunks(ASKED_AGAIN_AT_ONCE) {
         while handles.len() < wave.len() {
             match client.handle.try_clone() {
@@ -426,6 +428,7 @@ fn ask_one_by_one<K: AsRef<[u8]>>(
             settle(i, outcome);
         }
     }
+    client.asked_again.replace(handles);
 }
 
 /// Marks a client as handing items to a callback (see `Client::refuse_while_streaming`) until
