@@ -28,6 +28,7 @@ const STATE_AT: usize = 16 + 1;
 /// `inet_diag_msg`'s family, state, timer and retransmits (4), its socket id (48), and its
 /// expiry and queue sizes (12); its inode follows.
 const UID_AT: usize = 16 + 4 + 48 + 12;
+/// Where the socket's inode is in the answer: 0 for a socket kept only until it is gone.
 const INODE_AT: usize = UID_AT + 4;
 /// How long to wait for the kernel's answer: it answers at once, or not at all.
 const ANSWER_WAIT_US: libc::suseconds_t = 100_000;

@@ -292,15 +292,27 @@ mod tests {
         assert_eq!(framed(Fault::WrongKey, &[b"STORED\r\n"]), b"STORED\r\n");
     }
 
-    #[test]
-    fn binary_get_responses_are_rewritten() {
-        // GETKQ response: 4 bytes of extras (flags), key "k0", value "xyz".
-        let mut packet = vec![RESPONSE_MAGIC, 0x0d, 0, 2, 4, 0, 0, 0, 0, 0, 0, 9];
+    /// A binary value response (`opcode`: GETK, GETKQ...): 4 bytes of extras (flags), key
+    /// "k0", value "xyz".
+    fn value_response(opcode: u8) -> Vec<u8> {
+        let mut packet = vec![RESPONSE_MAGIC, opcode, 0, 2, 4, 0, 0, 0, 0, 0, 0, 9];
         packet.extend_from_slice(&[0; 12]);
         packet.extend_from_slice(&[0, 0, 0, 1]);
         packet.extend_from_slice(b"k0xyz");
+        packet
+    }
+
+    /// The binary NOOP response that ends a multi-get.
+    fn noop() -> Vec<u8> {
         let mut noop = vec![RESPONSE_MAGIC, 0x0a];
         noop.resize(24, 0);
+        noop
+    }
+
+    #[test]
+    fn binary_get_responses_are_rewritten() {
+        let packet = value_response(0x0d);
+        let noop = noop();
         let stream = [packet.clone(), noop.clone()].concat();
 
         let mut wrong = packet.clone();
@@ -372,12 +384,8 @@ mod tests {
         incr.extend_from_slice(&11u64.to_be_bytes());
         let setq_failed = header(0x11, 2, 0, 6, 0);
         // A value, and the NOOP that ends a multi-get, pass as they are.
-        let mut getk = vec![RESPONSE_MAGIC, 0x0c, 0, 2, 4, 0, 0, 0, 0, 0, 0, 9];
-        getk.extend_from_slice(&[0; 12]);
-        getk.extend_from_slice(&[0, 0, 0, 1]);
-        getk.extend_from_slice(b"k0xyz");
-        let mut noop = vec![RESPONSE_MAGIC, 0x0a];
-        noop.resize(24, 0);
+        let getk = value_response(0x0c);
+        let noop = noop();
         let stream = [
             set.clone(),
             getk.clone(),
