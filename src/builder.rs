@@ -330,6 +330,19 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether sets taken together ([`Client::set_multi`], the sets an
+    /// [`AsyncClient`](crate::AsyncClient) worker takes at once) go out together, one round
+    /// trip per server, on a connection of their own that speaks the binary protocol (on by
+    /// default). Each set still gets its own answer. Turn it off for servers that refuse the
+    /// binary protocol (memcached started with `-B ascii`, a proxy other than twemproxy): the
+    /// sets then go one by one, in the client's protocol. Through a proxy (see
+    /// [`proxy`](Self::proxy)), over UDP, with noreply or with replicas they go one by one
+    /// anyway.
+    pub fn sets_together(mut self, on: bool) -> Self {
+        self.settings.sets_together = on;
+        self
+    }
+
     /// Creates the client. No connection is opened yet.
     pub fn build(self) -> Result<Client> {
         self.build_client()

@@ -41,6 +41,9 @@ pub struct Client {
     /// `keyspace::multi`), kept for the next such multi-get and dropped with the connections
     /// or when a behavior changes.
     pub(crate) asked_again: RefCell<Vec<Handle>>,
+    /// A clone that sends sets together (see `keyspace::pipeline`), made on first use and
+    /// dropped with the connections or when a behavior changes.
+    pub(crate) pipe: RefCell<Option<Handle>>,
     /// Servers found not to demand SASL (see `sasl::AuthProbe`).
     pub(crate) auth_probe: crate::sasl::AuthProbe,
     /// What it counts (see [`Client::metrics`]), shared with the pool that holds it.
@@ -62,6 +65,8 @@ pub(crate) struct Settings {
     pub compression: Compression,
     pub max_inflated_len: usize,
     pub format: crate::ValueFormat,
+    /// Sets taken together go out together (see `keyspace::pipeline`).
+    pub sets_together: bool,
 }
 
 impl Default for Settings {
@@ -70,6 +75,7 @@ impl Default for Settings {
             compression: Compression::OFF,
             max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
             format: crate::ValueFormat::Pylibmc,
+            sets_together: true,
         }
     }
 }
@@ -156,6 +162,7 @@ impl Client {
             settings: Settings::default(),
             bulk: RefCell::new(None),
             asked_again: RefCell::default(),
+            pipe: RefCell::default(),
             auth_probe: Default::default(),
             counters: Counters::new(),
             streaming: Cell::new(false),
@@ -197,7 +204,7 @@ impl Client {
         if failures.is_empty() && binary_success {
             return Ok(());
         }
-        self.disconnect_all();
+        self.handle.quit();
         if failures.is_empty() {
             return Err(self.error(rc, None));
         }
@@ -216,7 +223,7 @@ impl Client {
         self.refuse_over_udp("version")?;
         // libmemcached asks only servers whose version it does not know yet, and forgets it
         // when a connection closes: start afresh, so a server that died since answers (or not).
-        self.disconnect_all();
+        self.handle.quit();
         let (rc, answers) = self.handle.versions();
         let servers = self.handle.servers().clone();
         let mut versions = Vec::with_capacity(servers.len());
@@ -234,7 +241,7 @@ impl Client {
                     };
                     let fallback = (why, "no version came back (a reply that could not be read)");
                     let error = self.handle.server_error(i, fallback);
-                    self.disconnect_all();
+                    self.handle.quit();
                     return Err(error);
                 }
             }
@@ -257,7 +264,7 @@ impl Client {
             self.quit_after_streaming.set(true);
             return;
         }
-        self.asked_again.take();
+        self.drop_clones();
         self.handle.quit()
     }
 
@@ -282,7 +289,7 @@ impl Client {
             return Ok(());
         };
         self.bulk.replace(None);
-        self.asked_again.take();
+        self.drop_clones();
         let rc = self.handle.set_behavior(flag, value);
         if rc != Rc::SUCCESS {
             return Err(ConfigError::setting(
@@ -293,9 +300,16 @@ impl Client {
         behavior.settle(self)
     }
 
+    /// Drops the clones kept for later calls: their connections, or a behavior they copied, are
+    /// out of date.
+    fn drop_clones(&self) {
+        self.asked_again.take();
+        self.pipe.take();
+    }
+
     /// Sets a boolean behavior that needs no checks (the protocol, UDP).
     pub(crate) fn set_flag(&self, flag: sys::memcached_behavior_t, on: bool) -> Result<()> {
-        self.asked_again.take();
+        self.drop_clones();
         self.check(self.handle.set_behavior(flag, on.into()), None)
     }
 

@@ -54,7 +54,7 @@ impl Client {
 
     /// Counts a finished call of `op` and reports its failures.
     #[inline]
-    fn observe<T: Outcome>(&self, op: &'static str, result: &Result<T>) {
+    pub(crate) fn observe<T: Outcome>(&self, op: &'static str, result: &Result<T>) {
         self.counters.operations.add(1);
         match result {
             Ok(value) if value.failures().is_empty() => {}

@@ -158,7 +158,7 @@ impl Client {
             .collect();
         if !failures.is_empty() {
             // Whatever was left unread must not answer a later request.
-            self.disconnect_all();
+            self.handle.quit();
             let summary = matches!(rc.code(), ReturnCode::Success | ReturnCode::SomeErrors);
             if failures.len() == servers.len() && !summary {
                 // Nothing answered, and the code says why (a bad argument, no servers): one

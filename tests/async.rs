@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use libmemcached::testing::{Fault, FaultProxy, Memcached};
+use libmemcached::testing::{BadAnswer, Fault, FaultProxy, Memcached};
 use libmemcached::{
     AsyncClient, Behavior, BoxError, Client, Compression, Encoded, Error, FromValue, ToValue, Value,
 };
@@ -280,6 +280,147 @@ async fn merging_off_sends_a_get_per_call() {
         (stats.gets, stats.batches, stats.max_batch_keys),
         (20, 20, 1)
     );
+}
+
+// ---- sets taken together -------------------------------------------------------------------
+
+/// Spawns one set per key, each of `value(key)`.
+fn spawn_sets(
+    mc: &AsyncClient,
+    keys: &[String],
+    value: impl Fn(&str) -> String,
+) -> Vec<JoinHandle<libmemcached::Result<()>>> {
+    keys.iter()
+        .map(|key| {
+            let (mc, key, value) = (mc.clone(), key.clone(), value(key));
+            tokio::spawn(async move { mc.set(key, value, 0).await })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_sets_go_out_together_and_each_caller_gets_its_own_answer() {
+    let server = common::server();
+    for binary in [false, true] {
+        let mc = AsyncClient::builder(common::client(server.specs(), binary))
+            .workers(1)
+            .build()
+            .unwrap();
+        let all = keys(&format!("together-{binary}"), 300);
+        // Over memcached's 1 MiB item limit: refused by the server, in the middle of the run.
+        let too_big = all[150].clone();
+        let held = hold(&mc, 1).await;
+        let tasks = spawn_sets(&mc, &all, |key| match key == too_big {
+            true => "x".repeat(2 << 20),
+            false => value_of(key, 3),
+        });
+        wait_until("every set is queued", || {
+            mc.engine_stats().queue_depth == all.len()
+        })
+        .await;
+        held.open().await;
+        for (task, key) in tasks.into_iter().zip(&all) {
+            match (task.await.unwrap(), *key == too_big) {
+                (Ok(()), false) => {}
+                (
+                    Err(Error::TooBig {
+                        key: named,
+                        server: at,
+                        ..
+                    }),
+                    true,
+                ) => {
+                    assert_eq!(named, key.as_bytes());
+                    assert_eq!(at.map(|a| a.to_string()), Some(server.spec()));
+                }
+                (other, _) => panic!("binary {binary}: {key}: {other:?}"),
+            }
+        }
+        let stats = mc.engine_stats();
+        assert_eq!((stats.sets, stats.set_batches), (300, 1), "{stats:?}");
+        // Each key holds its own value, read back by another client.
+        for key in &all {
+            let read = common::raw_get(&server.spec(), key).map(|(_, v)| v);
+            match *key == too_big {
+                true => assert_eq!(read, None, "{key}"),
+                false => assert_eq!(read, Some(value_of(key, 3).into_bytes()), "{key}"),
+            }
+        }
+        // The worker's connections are in step: a get after the sets reads its own value.
+        let got: Option<String> = mc.get(&all[0]).await.unwrap();
+        assert_eq!(got, Some(value_of(&all[0], 3)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_to_a_server_whose_answers_are_malformed_fail_each_and_no_other() {
+    let servers: Vec<Memcached> = (0..2).map(|_| common::own_server()).collect();
+    let bad = FaultProxy::start(servers[1].spec()).unwrap();
+    let specs = vec![servers[0].spec(), bad.spec()];
+    let client = || {
+        Client::builder()
+            .servers(&specs)
+            // A set sent alone would be an ASCII one, which libmemcached aborts on when the
+            // answer is a value.
+            .binary(true)
+            .behavior(Behavior::PollTimeout(Duration::from_millis(300)))
+            .build()
+            .unwrap()
+    };
+    let blocking = client();
+    let all = common::spread_keys(&blocking, "bad-answers", 40, &specs, 10);
+    let on_bad: BTreeSet<&String> = all
+        .iter()
+        .filter(|k| blocking.server_for_key(k).unwrap().to_string() == specs[1])
+        .collect();
+    let gate = (0..)
+        .map(|i| format!("bad-gate{i}"))
+        .find(|k| blocking.server_for_key(k).unwrap().to_string() == specs[1])
+        .unwrap();
+    let mc = AsyncClient::builder(client()).workers(1).build().unwrap();
+    for (round, answer) in [BadAnswer::Value, BadAnswer::OtherKey]
+        .into_iter()
+        .enumerate()
+    {
+        // The bad server's sets wait behind a gate, to go out together.
+        let held = hold_lane(&mc, &gate, 1).await;
+        bad.set_fault(Fault::BadWriteAnswer(answer));
+        let before = mc.engine_stats();
+        let round = round as u32;
+        let tasks = spawn_sets(&mc, &all, |key| value_of(key, round));
+        wait_until("the bad server's sets are queued", || {
+            mc.engine_stats().queue_depth == on_bad.len()
+        })
+        .await;
+        held.open().await;
+        for (task, key) in tasks.into_iter().zip(&all) {
+            match (task.await.unwrap(), on_bad.contains(key)) {
+                (Ok(()), false) => {}
+                (Err(error), true) => {
+                    assert_eq!(
+                        error.server().map(ToString::to_string),
+                        Some(specs[1].clone())
+                    );
+                }
+                (other, _) => panic!("{answer:?}: {key}: {other:?}"),
+            }
+        }
+        let stats = mc.engine_stats();
+        assert_eq!(stats.sets - before.sets, all.len() as u64);
+        let healthy = (all.len() - on_bad.len()) as u64;
+        assert!(
+            stats.set_batches - before.set_batches <= healthy + 1,
+            "{stats:?}"
+        );
+        bad.set_fault(Fault::Pass);
+        // The healthy server stored its keys; the connections are in step again.
+        for key in &all {
+            if !on_bad.contains(key) {
+                let got: Option<String> = mc.get(key).await.unwrap();
+                assert_eq!(got, Some(value_of(key, round)), "{answer:?}");
+            }
+        }
+    }
 }
 
 // ---- per-caller failures ------------------------------------------------------------------

@@ -70,6 +70,8 @@ fn errors_count_by_kind_and_server_and_a_server_back_is_no_longer_failing() {
         .behavior(Behavior::ConnectTimeout(std::time::Duration::from_millis(
             300,
         )))
+        // Stored on the client's own connections, so that the dead server's breaks.
+        .sets_together(false)
         .build()
         .unwrap();
     let keys: Vec<String> = (0..20).map(|i| format!("metrics:{i}")).collect();

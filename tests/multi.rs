@@ -123,6 +123,107 @@ fn set_multi_and_add_multi_return_the_keys_not_stored() {
 }
 
 #[test]
+fn set_multi_sends_each_servers_sets_together_and_answers_each_key() {
+    let mut servers: Vec<Memcached> = (0..3).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    for binary in [false, true] {
+        let mc = Client::builder()
+            .servers(&specs)
+            .binary(binary)
+            .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
+            .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
+            .build()
+            .unwrap();
+        let ks = common::spread_keys(&mc, &format!("together-{binary}"), 90, &specs, 5);
+        let holder = |k: &str| mc.server_for_key(k).unwrap().to_string();
+        // Over the 1 MiB item limit, one on each server: refused, each alone.
+        let too_big: BTreeSet<&String> = specs
+            .iter()
+            .map(|spec| ks.iter().find(|k| holder(k) == *spec).unwrap())
+            .collect();
+        let value = |k: &String| match too_big.contains(k) {
+            true => "x".repeat(2 << 20),
+            false => format!("{k}=together"),
+        };
+        let written = mc
+            .set_multi_partial(ks.iter().map(|k| (k.as_str(), value(k))), 0)
+            .unwrap();
+        assert!(written.ok.is_empty(), "a set is stored or failed");
+        let failed: BTreeSet<Vec<u8>> = written.failed_keys().map(<[u8]>::to_vec).collect();
+        let expected: BTreeSet<Vec<u8>> = too_big.iter().map(|k| k.as_bytes().to_vec()).collect();
+        assert_eq!(failed, expected, "binary {binary}");
+        for failure in &written.failures {
+            assert!(
+                matches!(failure.error, Error::TooBig { .. }),
+                "{:?}",
+                failure.error
+            );
+            let key = std::str::from_utf8(&failure.keys[0]).unwrap();
+            assert_eq!(failure.error.server().unwrap().to_string(), holder(key));
+        }
+        let back: HashMap<String, String> = mc.get_multi(ks.clone()).unwrap();
+        for k in &ks {
+            match too_big.contains(k) {
+                true => assert!(!back.contains_key(k), "{k}"),
+                false => assert_eq!(back.get(k), Some(&value(k)), "{k}"),
+            }
+        }
+    }
+
+    // A dead server fails its own keys, each under its name; the others are stored.
+    let mc = Client::builder()
+        .servers(&specs)
+        .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
+        .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let ks = common::spread_keys(&mc, "together-dead", 60, &specs, 5);
+    let holders: Vec<String> = ks
+        .iter()
+        .map(|k| mc.server_for_key(k).unwrap().to_string())
+        .collect();
+    servers[1].stop();
+    let written = mc
+        .set_multi_partial(ks.iter().map(|k| (k.as_str(), "v")), 0)
+        .unwrap();
+    let failed: BTreeSet<Vec<u8>> = written.failed_keys().map(<[u8]>::to_vec).collect();
+    for (k, holder) in ks.iter().zip(&holders) {
+        assert_eq!(failed.contains(k.as_bytes()), *holder == specs[1], "{k}");
+    }
+    for failure in &written.failures {
+        assert_eq!(failure.error.server().unwrap().to_string(), specs[1]);
+    }
+}
+
+#[test]
+fn sets_together_can_be_turned_off_for_servers_that_refuse_the_binary_protocol() {
+    let server = Memcached::builder().arg("-B").arg("ascii").start().unwrap();
+    let ks = keys("ascii-only", 10);
+    let items = || ks.iter().map(|k| (k.as_str(), "v"));
+    // Together, the sets speak binary, which this server refuses: each fails, none is
+    // taken for stored.
+    let together = common::client(&[server.spec()], false);
+    let written = together.set_multi_partial(items(), 0).unwrap();
+    assert_eq!(
+        written.failed_keys().count(),
+        ks.len(),
+        "{:?}",
+        written.failures
+    );
+    for failure in &written.failures {
+        assert_eq!(failure.error.server().unwrap().to_string(), server.spec());
+    }
+    let one_by_one = Client::builder()
+        .servers([server.spec()])
+        .sets_together(false)
+        .build()
+        .unwrap();
+    assert!(one_by_one.set_multi(items(), 0).unwrap().is_empty());
+    let back: HashMap<String, String> = one_by_one.get_multi(ks.clone()).unwrap();
+    assert_eq!(back.len(), ks.len());
+}
+
+#[test]
 fn delete_incr_and_decr_multi_report_each_key() {
     let server = common::server();
     for (protocol, mc) in common::both_protocols(server.specs()) {

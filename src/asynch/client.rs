@@ -14,13 +14,16 @@ use futures_channel::oneshot;
 
 use crate::client::Client;
 use crate::error::{ConfigError, Error, Result};
+use crate::expiration::Expiration;
 use crate::key;
 use crate::server::Address;
-use crate::value::FromValue;
+use crate::value::{FromValue, ToValue};
 
 use super::batch::{GetRequest, Outcome};
 use super::engine::{self, Alive, Engine, Job, Ran, Request};
+use super::ops::ready_value;
 use super::queue::{Push, Queue, Refused};
+use super::sets::SetRequest;
 use super::stats::{EngineStats, Shape};
 
 /// Worker threads per lane unless [`AsyncClientBuilder::workers`] says otherwise: two keep one
@@ -119,6 +122,36 @@ impl AsyncClient {
         let request = Request::Get(GetRequest {
             key: key.into(),
             waiter: Box::new(reply),
+        });
+        AsyncCall::queue(&self.inner, self.lane(Some(key)), request, answer)
+    }
+
+    /// Stores `value` under `key`: [`Client::set`].
+    ///
+    /// Sets queued together go out together, one round trip per server (on a connection of
+    /// their own that speaks the binary protocol, except through a proxy), and each caller
+    /// gets its own set's answer: stored, or the error of the server that holds its key. A bad
+    /// key, or a value that does not serialize, fails at once, before anything is queued.
+    pub fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        exp: impl Into<Expiration>,
+    ) -> AsyncCall<()> {
+        let key = key.as_ref();
+        if let Err(error) = self.inner.rules.check(key) {
+            return AsyncCall::failed(error);
+        }
+        let value = match ready_value(value) {
+            Ok(value) => value,
+            Err(error) => return AsyncCall::failed(error),
+        };
+        let (reply, answer) = oneshot::channel::<Outcome<()>>();
+        let request = Request::Set(SetRequest {
+            key: key.into(),
+            value,
+            exp: exp.into(),
+            reply,
         });
         AsyncCall::queue(&self.inner, self.lane(Some(key)), request, answer)
     }

@@ -31,6 +31,7 @@ use crate::metrics::Group;
 
 use super::batch::{Batch, GetRequest};
 use super::queue::Queue;
+use super::sets::{self, SetRequest};
 use super::stats::{Counters, Shape};
 
 /// A call other than a single-key get, made on a worker's client. It answers its caller
@@ -51,6 +52,8 @@ pub(crate) enum Ran {
 pub(crate) enum Request {
     /// A get, served in a batch with the other gets waiting.
     Get(GetRequest),
+    /// A set, sent together with the other sets waiting.
+    Set(SetRequest),
     /// Anything else, run alone.
     Run(Job),
 }
@@ -283,6 +286,12 @@ impl Drop for Running {
     }
 }
 
+/// A request a worker took with a batch of gets, run after the multi-get.
+enum Later {
+    Run(Job),
+    Set(SetRequest),
+}
+
 struct Worker {
     client: Client,
     requests: Arc<Queue<Request>>,
@@ -310,26 +319,43 @@ impl Worker {
 
     fn serve(&self) {
         let mut batch = Batch::default();
-        let mut later: VecDeque<Job> = VecDeque::new();
+        // The other requests taken with the gets, in queue order.
+        let mut later: VecDeque<Later> = VecDeque::new();
+        let mut sets = Vec::new();
         while let Some(first) = self.requests.pop() {
             self.counters.depth(self.requests.len());
-            let get = match first {
+            match first {
                 Request::Run(job) => {
                     self.run_job(job);
                     continue;
                 }
-                Request::Get(get) => get,
-            };
-            batch.requests.push(get);
+                Request::Get(get) => batch.requests.push(get),
+                Request::Set(set) => later.push_back(Later::Set(set)),
+            }
             // Everything already waiting, up to the cap; no waiting for more.
             self.requests
                 .pop_more(self.max_batch - 1, |request| match request {
                     Request::Get(get) => batch.requests.push(get),
-                    Request::Run(job) => later.push_back(job),
+                    Request::Set(set) => later.push_back(Later::Set(set)),
+                    Request::Run(job) => later.push_back(Later::Run(job)),
                 });
-            batch.serve(&self.client, &self.counters);
-            while let Some(job) = later.pop_front() {
-                self.run_job(job);
+            if !batch.requests.is_empty() {
+                batch.serve(&self.client, &self.counters);
+            }
+            while let Some(request) = later.pop_front() {
+                match request {
+                    Later::Set(set) => {
+                        // With the sets that follow it: they go out together.
+                        sets.push(set);
+                        while let Some(Later::Set(_)) = later.front() {
+                            if let Some(Later::Set(set)) = later.pop_front() {
+                                sets.push(set);
+                            }
+                        }
+                        sets::serve(&self.client, &mut sets, &self.counters);
+                    }
+                    Later::Run(job) => self.run_job(job),
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - `load`: `get_or_set_with`, cache-aside with single-flight among the handles.
 //! - `wait`: joining two futures, and pauses, without a runtime.
 //! - `batch`: gets merged into one multi-get and answered one by one.
+//! - `sets`: sets taken together, sent together and answered one by one.
 //! - `stats`: the counters behind [`EngineStats`].
 
 mod batch;
@@ -19,6 +20,7 @@ mod load;
 mod ops;
 mod prefixed;
 mod queue;
+mod sets;
 mod stats;
 mod wait;
 

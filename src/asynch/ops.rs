@@ -21,6 +21,7 @@ use crate::stats::ServerStats;
 use crate::value::{FromValue, ToValue};
 
 use super::{AsyncCall, AsyncClient, AsyncPrefixed};
+pub(super) use ready::{Serialized, value as ready_value};
 
 /// Defines each operation once: under `keys`, as a method of [`AsyncClient`], of
 /// [`AsyncPrefixed`] and of [`AsyncCommands`] (implemented by both); under `servers`, as a
@@ -110,6 +111,15 @@ macro_rules! on_a_worker {
                 key: impl AsRef<[u8]>,
             ) -> impl Future<Output = crate::Result<Option<V>>> + Send + 'static;
 
+            /// Stores `value` under `key`: [`AsyncClient::set`], sent together with the other
+            /// sets queued.
+            fn set(
+                &self,
+                key: impl AsRef<[u8]>,
+                value: impl ToValue,
+                exp: impl Into<Expiration>,
+            ) -> impl Future<Output = crate::Result<()>> + Send + 'static;
+
             $(
                 $(#[$doc])*
                 fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*)
@@ -128,6 +138,15 @@ macro_rules! on_a_worker {
                 key: impl AsRef<[u8]>,
             ) -> impl Future<Output = crate::Result<Option<V>>> + Send + 'static {
                 $client::get(self, key)
+            }
+
+            fn set(
+                &self,
+                key: impl AsRef<[u8]>,
+                value: impl ToValue,
+                exp: impl Into<Expiration>,
+            ) -> impl Future<Output = crate::Result<()>> + Send + 'static {
+                $client::set(self, key, value, exp)
             }
 
             $(
@@ -176,7 +195,7 @@ mod ready {
     }
 
     /// A value, serialized; its encoder's error is the call's.
-    pub(super) fn value(value: impl ToValue) -> Result<Serialized> {
+    pub(in crate::asynch) fn value(value: impl ToValue) -> Result<Serialized> {
         let serialized = Serialized::of(value);
         match serialized.refused {
             Some(cause) => Err(Error::Encode(cause)),
@@ -251,13 +270,6 @@ keys {
     /// The value of `key` and its CAS token, or `None`: [`Client::gets`]. Not merged with
     /// other gets (a multi-get carries no tokens here).
     on key fn gets[V: FromValue + Send + 'static](key: impl AsRef<[u8]> => ready::key) -> Option<(V, u64)>;
-
-    /// Stores `value` under `key`: [`Client::set`].
-    on key fn set(
-        key: impl AsRef<[u8]> => ready::key,
-        value: impl ToValue => ready::value,
-        exp: impl Into<Expiration> => ready::exp,
-    ) -> ();
 
     /// Stores `value` only if `key` does not exist; `false` if it does: [`Client::add`].
     on key fn add(

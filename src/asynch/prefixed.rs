@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::value::FromValue;
+use crate::expiration::Expiration;
+use crate::value::{FromValue, ToValue};
 
 use super::client::{AsyncCall, AsyncClient};
 use super::engine::Request;
@@ -55,6 +56,19 @@ impl AsyncPrefixed {
     ) -> AsyncCall<Option<V>> {
         self.client
             .get([&self.prefix[..], key.as_ref()].concat())
+            .for_view(self.shared_prefix())
+    }
+
+    /// Stores `value` under `key` (under the prefix): [`AsyncClient::set`], sent together with
+    /// the other sets queued.
+    pub fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl ToValue,
+        exp: impl Into<Expiration>,
+    ) -> AsyncCall<()> {
+        self.client
+            .set([&self.prefix[..], key.as_ref()].concat(), value, exp)
             .for_view(self.shared_prefix())
     }
 

@@ -22,6 +22,8 @@ pub(crate) struct Counters {
     abandoned: AtomicU64,
     discarded: AtomicU64,
     restarts: AtomicU64,
+    sets: AtomicU64,
+    set_batches: AtomicU64,
 }
 
 impl Counters {
@@ -37,6 +39,12 @@ impl Counters {
         self.batch_keys.fetch_add(keys as u64, Relaxed);
         self.max_batch_keys.fetch_max(keys, Relaxed);
         self.batch_sizes[bucket(keys)].fetch_add(1, Relaxed);
+    }
+
+    /// A worker sent `sets` sets taken together.
+    pub(crate) fn set_batch(&self, sets: usize) {
+        self.sets.fetch_add(sets as u64, Relaxed);
+        self.set_batches.fetch_add(1, Relaxed);
     }
 
     /// A worker saw `depth` requests waiting as it took one.
@@ -90,6 +98,8 @@ impl Counters {
             batch_sizes: std::array::from_fn(|i| self.batch_sizes[i].load(Relaxed)),
             abandoned: self.abandoned.load(Relaxed),
             discarded: self.discarded.load(Relaxed),
+            sets: self.sets.load(Relaxed),
+            set_batches: self.set_batches.load(Relaxed),
         }
     }
 }
@@ -158,6 +168,11 @@ pub struct EngineStats {
     pub abandoned: u64,
     /// Answers thrown away because their future was dropped while the call ran.
     pub discarded: u64,
+    /// Sets sent (included in `requests`), taken together or alone.
+    pub sets: u64,
+    /// Times a worker sent the sets it had taken together (each server's in one round trip):
+    /// `sets / set_batches` sets per batch, on average.
+    pub set_batches: u64,
 }
 
 impl EngineStats {
@@ -211,6 +226,7 @@ mod tests {
         counters.abandoned(2);
         counters.discarded(1);
         counters.restarted();
+        counters.set_batch(3);
         let shape = Shape {
             lanes: 4,
             workers: 2,
@@ -229,6 +245,7 @@ mod tests {
             (stats.abandoned, stats.discarded, stats.queue_depth),
             (2, 1, 1)
         );
+        assert_eq!((stats.sets, stats.set_batches), (3, 1));
         assert_eq!(stats.mean_batch_keys(), 2.0);
         let buckets: Vec<_> = stats.batch_size_buckets().take(3).collect();
         assert_eq!(buckets, vec![(1..=1, 1), (2..=3, 1), (4..=7, 0)]);

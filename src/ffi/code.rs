@@ -20,6 +20,20 @@ impl Rc {
         ReturnCode::from_raw(self.0)
     }
 
+    /// Whether the code says the call succeeded (what [`Handle::check`](super::Handle::check)
+    /// takes for success).
+    #[inline]
+    pub(crate) fn is_success(self) -> bool {
+        matches!(
+            self.0,
+            sys::MEMCACHED_SUCCESS
+                | sys::MEMCACHED_END
+                | sys::MEMCACHED_DELETED
+                | sys::MEMCACHED_STORED
+                | sys::MEMCACHED_BUFFERED
+        )
+    }
+
     /// Whether a fetch ended cleanly: END, or NOTFOUND (END before any item).
     #[inline]
     pub(crate) fn is_end(self) -> bool {

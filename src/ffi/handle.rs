@@ -445,13 +445,9 @@ impl Handle {
         answers: &[ReturnCode],
         key: Option<&[u8]>,
     ) -> Result<ReturnCode> {
-        match rc.0 {
-            sys::MEMCACHED_SUCCESS
-            | sys::MEMCACHED_END
-            | sys::MEMCACHED_DELETED
-            | sys::MEMCACHED_STORED
-            | sys::MEMCACHED_BUFFERED => Ok(ReturnCode::Success),
-            _ => self.answer_or_error(rc, answers, key),
+        match rc.is_success() {
+            true => Ok(ReturnCode::Success),
+            false => self.answer_or_error(rc, answers, key),
         }
     }
 

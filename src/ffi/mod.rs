@@ -6,6 +6,7 @@
 //!   also make errors, for failures libmemcached did not record or report).
 //! - `ops`: single-key calls; `fetch`: the mget and each fetch of every read (what the replies
 //!   mean is worked out in safe code, `keyspace::fetch`); `stats`: the stats callback.
+//! - `pipeline`: sets sent together, each read back with its own answer.
 //! - `internals`: what depends on libmemcached 1.1's internals rather than its API.
 //!
 //! The crate denies `unsafe_code` (see `[lints]` in Cargo.toml); this module alone allows it.
@@ -18,6 +19,7 @@ mod handle;
 mod internals;
 mod message;
 mod ops;
+mod pipeline;
 #[cfg(feature = "shield")]
 mod route;
 #[cfg(all(feature = "shield", target_os = "linux"))]
@@ -31,6 +33,7 @@ pub(crate) use handle::Handle;
 pub(crate) use internals::hash_available;
 pub(crate) use message::clean_message;
 pub(crate) use ops::{Counter, Store};
+pub(crate) use pipeline::PipedSet;
 #[cfg(feature = "shield")]
 pub(crate) use route::effective_uid;
 #[cfg(all(feature = "shield", target_os = "linux"))]

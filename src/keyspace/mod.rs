@@ -7,6 +7,7 @@ mod fetch;
 mod load;
 mod multi;
 mod partial;
+mod pipeline;
 mod replies;
 mod single;
 
@@ -22,6 +23,7 @@ use crate::value::{FromValue, ToValue};
 
 pub(crate) use bulk::Bulk;
 pub use partial::{Fetched, Partial};
+pub(crate) use pipeline::ReadySet;
 #[cfg(feature = "async")]
 pub(crate) use single::Unpacked;
 

@@ -14,7 +14,7 @@ use crate::ffi::{Counter, Item, Store};
 use crate::server::Address;
 use crate::value::{FromValue, ToValue};
 
-use super::{Fetched, Keys, Partial};
+use super::{Fetched, Keys, Partial, ReadySet};
 
 /// What a multi-get found: the values by key index, the failed servers, and the values that
 /// did not decode (in arrival order).
@@ -230,10 +230,62 @@ impl Keys<'_> {
         exp: Expiration,
     ) -> Result<Partial<Vec<K>>> {
         let client = self.client;
-        let done = self.each_key(items.into_iter().collect(), |key, value| {
-            client.store(op, key, &value, exp)
-        })?;
+        let items: Vec<(K, V)> = items.into_iter().collect();
+        if op == Store::Set && items.len() > 1 && client.can_set_together() {
+            if let Some(results) = self.set_together(&items, exp)? {
+                // A set is stored or failed: no key comes back as not stored.
+                let mut failures = Vec::new();
+                for ((key, _), result) in items.iter().zip(results) {
+                    if let Err(error) = result {
+                        KeyFailure::record(&mut failures, error, key.as_ref().to_vec());
+                    }
+                }
+                return Ok(Partial {
+                    ok: Vec::new(),
+                    failures,
+                });
+            }
+        }
+        let done = self.each_key(items, |key, value| client.store(op, key, &value, exp))?;
         Ok(refused(done))
+    }
+
+    /// `set_multi`'s items sent together (see `keyspace::pipeline`), each with its own result:
+    /// every key checked first (one bad key fails the call, whole), as in `each_key`; `None`
+    /// (nothing sent) if the client cannot send them together.
+    fn set_together<K: AsRef<[u8]>, V: ToValue>(
+        &self,
+        items: &[(K, V)],
+        exp: Expiration,
+    ) -> Result<Option<Vec<Result<()>>>> {
+        let full = items
+            .iter()
+            .map(|(k, _)| self.full(k.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let client = self.client;
+        let mut results = Vec::with_capacity(items.len());
+        let (mut ready, mut readied) = (Vec::new(), Vec::new());
+        for (i, (sent, (_, value))) in full.iter().zip(items).enumerate() {
+            match client.encode_for(Store::Set, value) {
+                Ok(value) => {
+                    readied.push(i);
+                    ready.push(ReadySet {
+                        key: sent,
+                        value,
+                        exp,
+                    });
+                    results.push(Ok(()));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        let Some(answers) = client.set_together(&ready) else {
+            return Ok(None);
+        };
+        for (i, answer) in readied.into_iter().zip(answers) {
+            results[i] = answer;
+        }
+        Ok(Some(results))
     }
 
     pub(crate) fn delete_multi<K: AsRef<[u8]>>(

@@ -112,7 +112,14 @@ impl Keys<'_> {
             encoded.flags,
             cas,
         );
-        client.stored(rc, "cas", CAS_REFUSED, &sent, encoded.data.len())
+        client.stored(
+            &client.handle,
+            rc,
+            "cas",
+            CAS_REFUSED,
+            &sent,
+            encoded.data.len(),
+        )
     }
 
     pub(crate) fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
@@ -250,7 +257,14 @@ impl Client {
     ) -> Result<bool> {
         let encoded = self.encode_for(op, value)?;
         let rc = self.send(op, key, &encoded, exp);
-        self.stored(rc, op.name(), op.not_stored(), key, encoded.data.len())
+        self.stored(
+            &self.handle,
+            rc,
+            op.name(),
+            op.not_stored(),
+            key,
+            encoded.data.len(),
+        )
     }
 
     /// Sends one storage command for an encoded value.
@@ -379,15 +393,16 @@ impl Client {
     /// Maps a storage command's code: stored, not stored (a command that can be refused has
     /// no answer without replies), or an error.
     #[inline]
-    fn stored(
+    pub(super) fn stored(
         &self,
+        handle: &crate::ffi::Handle,
         rc: Rc,
         operation: &'static str,
         not_stored: &[ReturnCode],
         key: &[u8],
         len: usize,
     ) -> Result<bool> {
-        match self.handle.check(rc, not_stored, Some(key)) {
+        match handle.check(rc, not_stored, Some(key)) {
             Ok(code) => {
                 self.counters.bytes_sent.add(len as u64);
                 if !not_stored.is_empty() {
@@ -399,7 +414,7 @@ impl Client {
             Err(error) if error.code() == Some(ReturnCode::E2Big) => Err(Error::TooBig {
                 len,
                 key: key.to_vec(),
-                server: self.handle.server_for_key(key).ok(),
+                server: handle.server_for_key(key).ok(),
             }),
             Err(error) => Err(error),
         }

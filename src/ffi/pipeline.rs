@@ -1,0 +1,202 @@
+//! Pipelined sets: many sets sent to a server before the first answer is read, each still
+//! given its own answer.
+//!
+//! libmemcached 1.1 offers no call for this, and its documented ways lose answers (ASCII's
+//! reader keeps only the last reply owed; binary quiet commands' errors are thrown away;
+//! buffered requests are purged, answers unread, past a watermark). What it does offer, and
+//! this relies on:
+//!
+//! - a binary handle with `BUFFER_REQUESTS` queues a plain set (only a set) in the server's
+//!   write buffer, counts the reply it owes (`memcached_server_response_count`) and returns
+//!   `BUFFERED`; the buffer goes out when full or on `memcached_flush_buffers`;
+//! - with both I/O watermarks at their maximum its purge, which reads owed replies and drops
+//!   them, never runs;
+//! - `memcached_fetch_result` reads one reply of the only server that owes any: a set's
+//!   answer returns the result (stored), any other answer ends the call with its code, which
+//!   survives only if the result's `count` (a field of the public struct) is not 0, and an
+//!   answer that is not a set's may read a second reply (a miss) or forget the rest (`END`).
+//!   The count of replies owed, read before and after, says which happened: anything but one
+//!   reply read is out of step, and the connection is closed.
+//!
+//! Replies on a connection come in the order of its requests, so the n-th reply read is the
+//! n-th set's answer. One server's sets are sent and read before the next server's, so that
+//! only one server owes replies at a time.
+
+use libmemcached_sys as sys;
+
+use super::{Handle, Rc, internals};
+
+/// One set of a pipeline: the key (already checked), the bytes, the wire expiration and flags.
+pub(crate) struct PipedSet<'a> {
+    pub key: &'a [u8],
+    pub data: &'a [u8],
+    pub exp: libc::time_t,
+    pub flags: u32,
+}
+
+impl Handle {
+    /// Makes this handle, a new clone, a pipe for [`Handle::set_pipelined`]: binary protocol,
+    /// sets buffered, no purge. Memcached speaks both protocols on one port, and the values it
+    /// stores are the same bytes and flags whichever protocol sent them.
+    pub(crate) fn make_pipe(&self) -> Rc {
+        for (flag, value) in [
+            (sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1),
+            (sys::MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1),
+            (
+                sys::MEMCACHED_BEHAVIOR_IO_MSG_WATERMARK,
+                u64::from(u32::MAX),
+            ),
+            (
+                sys::MEMCACHED_BEHAVIOR_IO_BYTES_WATERMARK,
+                u64::from(u32::MAX),
+            ),
+        ] {
+            let rc = self.set_behavior(flag, value);
+            if rc != Rc::SUCCESS {
+                return rc;
+            }
+        }
+        Rc::SUCCESS
+    }
+
+    /// Sends `sets` on this pipe ([`Handle::make_pipe`]) and hands each one's own answer to
+    /// `answered` with its index (`SUCCESS`, or the code of its failure: the server's refusal,
+    /// or the failure that lost its answer), a server's answers as soon as it has given them all,
+    /// while libmemcached's error log still holds that server's errors. The caller keeps the
+    /// number of sets low enough for their answers to wait in socket buffers until the last set
+    /// is sent.
+    pub(crate) fn set_pipelined(&self, sets: &[PipedSet<'_>], mut answered: impl FnMut(usize, Rc)) {
+        if !self.routed() {
+            (0..sets.len()).for_each(|i| answered(i, Rc::UNROUTED));
+            return;
+        }
+        let mut servers = Vec::with_capacity(sets.len());
+        for (i, set) in sets.iter().enumerate() {
+            let mut rc = sys::MEMCACHED_SUCCESS;
+            // SAFETY: the key describes a live slice; rc is a valid local.
+            let instance = unsafe {
+                sys::memcached_server_by_key(
+                    self.as_ptr(),
+                    set.key.as_ptr().cast(),
+                    set.key.len(),
+                    &mut rc,
+                )
+            };
+            if instance.is_null() {
+                answered(i, Rc(rc));
+            }
+            servers.push(instance);
+        }
+        let (mut group, mut answers) = (Vec::new(), Vec::new());
+        for first in 0..sets.len() {
+            let server = servers[first];
+            if server.is_null() {
+                continue;
+            }
+            group.clear();
+            for (i, s) in servers.iter_mut().enumerate().skip(first) {
+                if *s == server {
+                    group.push(i);
+                    *s = std::ptr::null();
+                }
+            }
+            self.pipe_to(server, &group, sets, &mut answers);
+            for (&i, &rc) in group.iter().zip(&answers) {
+                answered(i, rc);
+            }
+        }
+    }
+
+    /// The sets `group` of `sets`, all on `server`: sent, then answered in order into
+    /// `answers`.
+    fn pipe_to(
+        &self,
+        server: *const sys::memcached_instance_st,
+        group: &[usize],
+        sets: &[PipedSet<'_>],
+        answers: &mut Vec<Rc>,
+    ) {
+        let memc = self.as_ptr();
+        answers.clear();
+        let mut lost = Rc::UNROUTED;
+        for &i in group {
+            let set = &sets[i];
+            // SAFETY: key and value describe live slices for the whole call.
+            let rc = unsafe {
+                sys::memcached_set_by_key(
+                    memc,
+                    set.key.as_ptr().cast(),
+                    set.key.len(),
+                    set.key.as_ptr().cast(),
+                    set.key.len(),
+                    set.data.as_ptr().cast(),
+                    set.data.len(),
+                    set.exp,
+                    set.flags,
+                )
+            };
+            if rc != sys::MEMCACHED_BUFFERED {
+                // Nothing more is sent: after a reset a new connection would answer the later
+                // sets first, and their answers would be taken for the earlier ones'.
+                lost = Rc(rc);
+                break;
+            }
+            answers.push(Rc::SUCCESS);
+        }
+        let sent = answers.len();
+        if sent > 0 {
+            // SAFETY: the handle is live.
+            let flushed = unsafe { sys::memcached_flush_buffers(memc) };
+            let mut failed = (flushed != sys::MEMCACHED_SUCCESS).then_some(Rc(flushed));
+            for answer in answers.iter_mut() {
+                *answer = match self.read_answer(server) {
+                    Some(rc) => rc,
+                    None => failed.unwrap_or(lost),
+                };
+                if !answer.is_success() {
+                    failed = Some(*answer);
+                }
+            }
+        }
+        answers.resize(group.len(), lost);
+    }
+
+    /// Reads the next answer `server` owes on this pipe; `None` if it owes none (the connection
+    /// was closed, and the answers with it).
+    fn read_answer(&self, server: *const sys::memcached_instance_st) -> Option<Rc> {
+        let memc = self.as_ptr();
+        // SAFETY: the instance belongs to this handle, which is live.
+        let owed = || unsafe { sys::memcached_server_response_count(server) };
+        let before = owed();
+        if before == 0 {
+            return None;
+        }
+        let mut rc = sys::MEMCACHED_SUCCESS;
+        // SAFETY: the handle is live and used by this thread alone; its result struct was
+        // initialised with it. `count` at 1 keeps a refusal's own code (see the module docs).
+        let stored = unsafe {
+            internals::arm_reply(memc);
+            let result = &raw mut (*memc).result;
+            (*result).count = 1;
+            !sys::memcached_fetch_result(memc, result, &mut rc).is_null()
+        };
+        let after = owed();
+        // SAFETY: as above.
+        let value = unsafe { internals::reply_was_value(memc) };
+        // SAFETY: memcached_fatal only reads the code.
+        let fatal = !stored && unsafe { sys::memcached_fatal(rc) };
+        let in_step = match (stored, after + 1 == before) {
+            // A value answers no set.
+            (true, one) => one && !value,
+            // A refusal; a failure may have closed the connection, and the answers with it.
+            (false, one) => !Rc(rc).is_success() && (one || (fatal && after == 0)),
+        };
+        if !in_step {
+            // Not a set's answer (a value, a miss, a NOOP): whatever follows is out of step.
+            self.value_reply.set(value);
+            self.quit();
+            return Some(Rc(sys::MEMCACHED_PROTOCOL_ERROR));
+        }
+        Some(if stored { Rc::SUCCESS } else { Rc(rc) })
+    }
+}

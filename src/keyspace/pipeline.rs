@@ -1,0 +1,116 @@
+//! Sets sent together: the sets of one server go out before the first answer is read, and each
+//! still gets its own answer (see `ffi::pipeline`), so that many concurrent sets cost one round
+//! trip per server rather than one each.
+
+use libmemcached_sys as sys;
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::expiration::Expiration;
+use crate::ffi::{Handle, PipedSet, Rc};
+use crate::value::Encoded;
+
+/// The most sets sent before their answers are read: the answers wait in the socket buffers
+/// meanwhile (24 bytes each, a few more for a refusal), far below their size.
+const AT_ONCE: usize = 512;
+
+/// A set made ready for [`Client::set_each`]: its key, checked, and its value, encoded.
+pub(crate) struct ReadySet<'a> {
+    pub key: &'a [u8],
+    pub value: Encoded<'a>,
+    pub exp: Expiration,
+}
+
+impl Client {
+    /// Stores each item, with the result [`Client::set`] would give it, counted as a `set`
+    /// call each: sent together where the client can ([`Client::set_together`]), otherwise,
+    /// and for a single set, one by one.
+    #[cfg(feature = "async")]
+    pub(crate) fn set_each(&self, sets: &[ReadySet<'_>]) -> Vec<Result<()>> {
+        let together = match sets.len() > 1 {
+            true => self.set_together(sets),
+            false => None,
+        };
+        let results = together.unwrap_or_else(|| {
+            sets.iter()
+                .map(|set| {
+                    let rc = self.send(crate::ffi::Store::Set, set.key, &set.value, set.exp);
+                    let len = set.value.data.len();
+                    self.stored(&self.handle, rc, "set", &[], set.key, len)
+                        .map(drop)
+                })
+                .collect()
+        });
+        for result in &results {
+            self.observe("set", result);
+        }
+        results
+    }
+
+    /// Stores each item, with the result [`Client::set`] would give it, the sets of one server
+    /// sent together on a clone speaking the binary protocol; `None` (nothing sent) if the
+    /// client cannot ([`Client::can_set_together`]).
+    pub(crate) fn set_together(&self, sets: &[ReadySet<'_>]) -> Option<Vec<Result<()>>> {
+        self.with_pipe(|pipe| {
+            let mut results = Vec::with_capacity(sets.len());
+            for chunk in sets.chunks(AT_ONCE) {
+                let piped: Vec<_> = chunk
+                    .iter()
+                    .map(|set| PipedSet {
+                        key: set.key,
+                        data: &set.value.data,
+                        exp: set.exp.to_wire(),
+                        flags: set.value.flags,
+                    })
+                    .collect();
+                let mut answers: Vec<Option<Result<()>>> = Vec::new();
+                answers.resize_with(chunk.len(), || None);
+                // Each answer becomes a result at once: an error names its server from
+                // libmemcached's log, which the next server's sets clear.
+                pipe.set_pipelined(&piped, |i, rc| {
+                    let set = &chunk[i];
+                    let len = set.value.data.len();
+                    answers[i] = Some(self.stored(pipe, rc, "set", &[], set.key, len).map(drop));
+                });
+                results.extend(
+                    answers
+                        .into_iter()
+                        .map(|answer| answer.expect("set_pipelined answers every set")),
+                );
+            }
+            results
+        })
+    }
+
+    /// Whether sets can go out together: turned on (`ClientBuilder::sets_together`), to
+    /// memcached servers (twemproxy speaks ASCII only) that answer them (not over UDP, nor with
+    /// noreply), without replicas (their quiet copies answer out of turn).
+    pub(crate) fn can_set_together(&self) -> bool {
+        let facts = self.handle.facts();
+        !(!self.settings.sets_together
+            || facts.proxy
+            || facts.udp
+            || facts.noreply
+            || self
+                .handle
+                .behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS)
+                != 0)
+    }
+
+    /// Runs `f` with the client's pipe, made on first use; `None` if the client cannot have
+    /// one, or the clone could not be made.
+    fn with_pipe<T>(&self, f: impl FnOnce(&Handle) -> T) -> Option<T> {
+        if !self.can_set_together() {
+            return None;
+        }
+        let mut pipe = self.pipe.borrow_mut();
+        if pipe.is_none() {
+            let clone = self.handle.try_clone().ok()?;
+            if clone.make_pipe() != Rc::SUCCESS {
+                return None;
+            }
+            *pipe = Some(clone);
+        }
+        pipe.as_ref().map(f)
+    }
+}
