@@ -332,14 +332,16 @@ impl ClientBuilder {
 
     /// Whether sets taken together ([`Client::set_multi`], the sets an
     /// [`AsyncClient`](crate::AsyncClient) worker takes at once) go out together, one round
-    /// trip per server, on a connection of their own that speaks the binary protocol (on by
-    /// default). Each set still gets its own answer. Turn it off for servers that refuse the
-    /// binary protocol (memcached started with `-B ascii`, a proxy other than twemproxy): the
-    /// sets then go one by one, in the client's protocol. Through a proxy (see
-    /// [`proxy`](Self::proxy)), over UDP, with noreply or with replicas they go one by one
-    /// anyway.
+    /// trip per server, each still getting its own answer. They go on a connection of their own
+    /// that speaks the binary protocol, the only one in which libmemcached can read the answers
+    /// of sets sent together. On by default for a binary client ([`binary`](Self::binary)),
+    /// off for an ASCII one: turn it on only if the servers speak the binary protocol too
+    /// (memcached does unless started with `-B ascii`; such a server would read the binary
+    /// requests as text, and a value's line breaks as commands). Through a proxy (see
+    /// [`proxy`](Self::proxy)), over UDP, with noreply, replicas or a random distribution the
+    /// sets go one by one whatever this says.
     pub fn sets_together(mut self, on: bool) -> Self {
-        self.settings.sets_together = on;
+        self.settings.sets_together = Some(on);
         self
     }
 

@@ -65,8 +65,9 @@ pub(crate) struct Settings {
     pub compression: Compression,
     pub max_inflated_len: usize,
     pub format: crate::ValueFormat,
-    /// Sets taken together go out together (see `keyspace::pipeline`).
-    pub sets_together: bool,
+    /// Whether sets taken together go out together (see `keyspace::pipeline`); by default,
+    /// only for a binary client.
+    pub sets_together: Option<bool>,
 }
 
 impl Default for Settings {
@@ -75,7 +76,7 @@ impl Default for Settings {
             compression: Compression::OFF,
             max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
             format: crate::ValueFormat::Pylibmc,
-            sets_together: true,
+            sets_together: None,
         }
     }
 }

@@ -302,10 +302,13 @@ fn spawn_sets(
 async fn queued_sets_go_out_together_and_each_caller_gets_its_own_answer() {
     let server = common::server();
     for binary in [false, true] {
-        let mc = AsyncClient::builder(common::client(server.specs(), binary))
-            .workers(1)
+        let client = Client::builder()
+            .servers(server.specs())
+            .binary(binary)
+            .sets_together(true)
             .build()
             .unwrap();
+        let mc = AsyncClient::builder(client).workers(1).build().unwrap();
         let all = keys(&format!("together-{binary}"), 300);
         // Over memcached's 1 MiB item limit: refused by the server, in the middle of the run.
         let too_big = all[150].clone();

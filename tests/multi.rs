@@ -130,6 +130,7 @@ fn set_multi_sends_each_servers_sets_together_and_answers_each_key() {
         let mc = Client::builder()
             .servers(&specs)
             .binary(binary)
+            .sets_together(true)
             .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
             .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
             .build()
@@ -173,6 +174,7 @@ fn set_multi_sends_each_servers_sets_together_and_answers_each_key() {
     // A dead server fails its own keys, each under its name; the others are stored.
     let mc = Client::builder()
         .servers(&specs)
+        .sets_together(true)
         .behavior(Behavior::ConnectTimeout(Duration::from_millis(500)))
         .behavior(Behavior::PollTimeout(Duration::from_millis(500)))
         .build()
@@ -196,31 +198,83 @@ fn set_multi_sends_each_servers_sets_together_and_answers_each_key() {
 }
 
 #[test]
-fn sets_together_can_be_turned_off_for_servers_that_refuse_the_binary_protocol() {
-    let server = Memcached::builder().arg("-B").arg("ascii").start().unwrap();
-    let ks = keys("ascii-only", 10);
-    let items = || ks.iter().map(|k| (k.as_str(), "v"));
-    // Together, the sets speak binary, which this server refuses: each fails, none is
-    // taken for stored.
-    let together = common::client(&[server.spec()], false);
-    let written = together.set_multi_partial(items(), 0).unwrap();
-    assert_eq!(
-        written.failed_keys().count(),
-        ks.len(),
-        "{:?}",
-        written.failures
-    );
-    for failure in &written.failures {
-        assert_eq!(failure.error.server().unwrap().to_string(), server.spec());
-    }
-    let one_by_one = Client::builder()
-        .servers([server.spec()])
-        .sets_together(false)
+fn sets_placed_at_random_each_get_their_own_answer() {
+    // A random distribution places a key anew for each request: sets sent together would be
+    // answered by servers other than the ones they were grouped by, so they go one by one.
+    let servers: Vec<Memcached> = (0..2).map(|_| common::own_server()).collect();
+    let specs: Vec<String> = servers.iter().map(Memcached::spec).collect();
+    let mc = Client::builder()
+        .servers(&specs)
+        .binary(true)
+        .sets_together(true)
+        .behavior(Behavior::Distribution(libmemcached::Distribution::Random))
         .build()
         .unwrap();
-    assert!(one_by_one.set_multi(items(), 0).unwrap().is_empty());
-    let back: HashMap<String, String> = one_by_one.get_multi(ks.clone()).unwrap();
+    for round in 0..20 {
+        let ks = keys(&format!("random-{round}"), 8);
+        let written = mc
+            .set_multi_partial(
+                ks.iter().enumerate().map(|(i, k)| match i {
+                    3 => (k.as_str(), "x".repeat(2 << 20)),
+                    _ => (k.as_str(), "v".to_string()),
+                }),
+                0,
+            )
+            .unwrap();
+        let failed: Vec<&[u8]> = written.failed_keys().collect();
+        assert_eq!(failed, vec![ks[3].as_bytes()], "round {round}");
+        assert!(matches!(written.failures[0].error, Error::TooBig { .. }));
+    }
+}
+
+#[test]
+fn closing_the_connection_of_sets_sent_together_does_not_wait_for_a_hung_server() {
+    let server = common::own_server();
+    let poll = Duration::from_secs(3);
+    let mc = Client::builder()
+        .servers([server.spec()])
+        .binary(true)
+        .behavior(Behavior::PollTimeout(poll))
+        .build()
+        .unwrap();
+    let ks = keys("closing", 10);
+    mc.set_multi(ks.iter().map(|k| (k.as_str(), "v")), 0)
+        .unwrap();
+    // A server that hangs: its process stopped, its connections open.
+    let pid = server.pid().unwrap().to_string();
+    let signal = |which: &str| {
+        let status = std::process::Command::new("kill")
+            .args([which, pid.as_str()])
+            .status();
+        assert!(status.unwrap().success());
+    };
+    signal("-STOP");
+    // Quitting a connection with requests buffered waits for the server to close its end.
+    let started = std::time::Instant::now();
+    mc.disconnect_all();
+    drop(mc);
+    let took = started.elapsed();
+    signal("-CONT");
+    assert!(took < poll / 2, "closing took {took:?}");
+}
+
+#[test]
+fn an_ascii_client_sends_sets_in_ascii_unless_told_otherwise() {
+    // A server that speaks ASCII only would read binary requests as text: a value's line
+    // breaks would be commands.
+    let server = Memcached::builder().arg("-B").arg("ascii").start().unwrap();
+    let mc = common::client(&[server.spec()], false);
+    let ks = keys("ascii-only", 10);
+    let injected = common::key("injected");
+    let value = format!("a\r\nset {injected} 0 0 5\r\nowned\r\n");
+    let not_stored = mc
+        .set_multi(ks.iter().map(|k| (k.as_str(), value.as_str())), 0)
+        .unwrap();
+    assert!(not_stored.is_empty());
+    let back: HashMap<String, String> = mc.get_multi(ks.clone()).unwrap();
     assert_eq!(back.len(), ks.len());
+    assert!(back.values().all(|v| *v == value));
+    assert_eq!(mc.get::<String>(&injected).unwrap(), None);
 }
 
 #[test]

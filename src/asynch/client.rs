@@ -128,10 +128,12 @@ impl AsyncClient {
 
     /// Stores `value` under `key`: [`Client::set`].
     ///
-    /// Sets queued together go out together, one round trip per server (on a connection of
-    /// their own that speaks the binary protocol, except through a proxy), and each caller
-    /// gets its own set's answer: stored, or the error of the server that holds its key. A bad
-    /// key, or a value that does not serialize, fails at once, before anything is queued.
+    /// Sets queued together go out together, one round trip per server, on a connection of
+    /// their own that speaks the binary protocol (see
+    /// [`ClientBuilder::sets_together`](crate::ClientBuilder::sets_together): on by default for
+    /// a binary client), and each caller gets its own set's answer: stored, or the error of the
+    /// server that holds its key. A bad key, or a value that does not serialize, fails at once,
+    /// before anything is queued.
     pub fn set(
         &self,
         key: impl AsRef<[u8]>,

@@ -168,7 +168,8 @@ pub struct EngineStats {
     pub abandoned: u64,
     /// Answers thrown away because their future was dropped while the call ran.
     pub discarded: u64,
-    /// Sets sent (included in `requests`), taken together or alone.
+    /// Sets served (included in `requests`), taken together or alone; a value that failed to
+    /// encode counts, a set whose caller had gone does not.
     pub sets: u64,
     /// Times a worker sent the sets it had taken together (each server's in one round trip):
     /// `sets / set_batches` sets per batch, on average.

@@ -247,6 +247,19 @@ pub(crate) unsafe fn reply_was_value(memc: *const sys::memcached_st) -> bool {
     unsafe { (*memc).result.key_length != 0 }
 }
 
+/// Turns buffered requests on or off without what the behavior does beside (it closes every
+/// connection). Relies on: the `flags.buffer_requests` bit of `memcached_st` is read per call:
+/// by the storage calls (a set is then written to the buffer and answered `BUFFERED`), and by
+/// quit (which then reads a closing connection to its end, up to a poll timeout per server).
+///
+/// # Safety
+///
+/// `memc` points to a live handle, used by no other thread.
+pub(crate) unsafe fn set_buffering(memc: *mut sys::memcached_st, on: bool) {
+    // SAFETY: per the contract the handle is live; a bitfield of its plain flags is written.
+    unsafe { (*memc).flags.set_buffer_requests(on) }
+}
+
 /// Whether this libmemcached has `hash` compiled in (Debian's lacks `hsieh`): asked once, of a
 /// scratch handle. Relies on: a hash not compiled in is refused with an error, not an abort.
 pub(crate) fn hash_available(hash: Hash) -> bool {

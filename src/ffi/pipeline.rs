@@ -6,9 +6,11 @@
 //! buffered requests are purged, answers unread, past a watermark). What it does offer, and
 //! this relies on:
 //!
-//! - a binary handle with `BUFFER_REQUESTS` queues a plain set (only a set) in the server's
+//! - a binary handle with requests buffered queues a plain set (only a set) in the server's
 //!   write buffer, counts the reply it owes (`memcached_server_response_count`) and returns
-//!   `BUFFERED`; the buffer goes out when full or on `memcached_flush_buffers`;
+//!   `BUFFERED`; the buffer goes out when full or on `memcached_flush_buffers`. Buffering is on
+//!   only while sets are sent (see `internals::set_buffering`): with it on, closing a
+//!   connection waits for the server to close its end, a poll timeout for a hung one;
 //! - with both I/O watermarks at their maximum its purge, which reads owed replies and drops
 //!   them, never runs;
 //! - `memcached_fetch_result` reads one reply of the only server that owes any: a set's
@@ -20,7 +22,9 @@
 //!
 //! Replies on a connection come in the order of its requests, so the n-th reply read is the
 //! n-th set's answer. One server's sets are sent and read before the next server's, so that
-//! only one server owes replies at a time.
+//! only one server owes replies at a time; each set is checked to have gone to the server it
+//! was grouped with (libmemcached may place a key elsewhere than `memcached_server_by_key`
+//! says: a random distribution, a server ejected or back), and the pipe is closed if not.
 
 use libmemcached_sys as sys;
 
@@ -36,12 +40,11 @@ pub(crate) struct PipedSet<'a> {
 
 impl Handle {
     /// Makes this handle, a new clone, a pipe for [`Handle::set_pipelined`]: binary protocol,
-    /// sets buffered, no purge. Memcached speaks both protocols on one port, and the values it
+    /// no purge (requests are buffered only while sets are sent). Memcached speaks both protocols on one port, and the values it
     /// stores are the same bytes and flags whichever protocol sent them.
     pub(crate) fn make_pipe(&self) -> Rc {
         for (flag, value) in [
             (sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1),
-            (sys::MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1),
             (
                 sys::MEMCACHED_BEHAVIOR_IO_MSG_WATERMARK,
                 u64::from(u32::MAX),
@@ -70,6 +73,9 @@ impl Handle {
             (0..sets.len()).for_each(|i| answered(i, Rc::UNROUTED));
             return;
         }
+        // Servers ejected or back are placed now, as the sets will place them.
+        // SAFETY: the handle is live.
+        unsafe { sys::memcached_autoeject(self.as_ptr()) };
         let mut servers = Vec::with_capacity(sets.len());
         for (i, set) in sets.iter().enumerate() {
             let mut rc = sys::MEMCACHED_SUCCESS;
@@ -117,10 +123,15 @@ impl Handle {
         answers: &mut Vec<Rc>,
     ) {
         let memc = self.as_ptr();
+        // SAFETY: the instance belongs to this handle, which is live.
+        let owed = || unsafe { sys::memcached_server_response_count(server) };
         answers.clear();
-        let mut lost = Rc::UNROUTED;
+        let (mut unsent, mut misplaced) = (Rc::UNROUTED, false);
+        // SAFETY: the handle is live and used by this thread alone.
+        unsafe { internals::set_buffering(memc, true) };
         for &i in group {
             let set = &sets[i];
+            let before = owed();
             // SAFETY: key and value describe live slices for the whole call.
             let rc = unsafe {
                 sys::memcached_set_by_key(
@@ -138,27 +149,57 @@ impl Handle {
             if rc != sys::MEMCACHED_BUFFERED {
                 // Nothing more is sent: after a reset a new connection would answer the later
                 // sets first, and their answers would be taken for the earlier ones'.
-                lost = Rc(rc);
+                unsent = Rc(rc);
+                break;
+            }
+            if owed() != before + 1 {
+                // Sent to another server: its answer would be read as another set's.
+                (unsent, misplaced) = (Rc(sys::MEMCACHED_PROTOCOL_ERROR), true);
+                answers.push(unsent);
                 break;
             }
             answers.push(Rc::SUCCESS);
         }
-        let sent = answers.len();
-        if sent > 0 {
+        let flushed = match answers.is_empty() || misplaced {
+            true => sys::MEMCACHED_SUCCESS,
             // SAFETY: the handle is live.
-            let flushed = unsafe { sys::memcached_flush_buffers(memc) };
-            let mut failed = (flushed != sys::MEMCACHED_SUCCESS).then_some(Rc(flushed));
+            false => unsafe { sys::memcached_flush_buffers(memc) },
+        };
+        // SAFETY: as above.
+        unsafe { internals::set_buffering(memc, false) };
+        if misplaced || flushed != sys::MEMCACHED_SUCCESS {
+            // Sets cut off in the middle (a flush that failed) or answers owed elsewhere:
+            // nothing read now could be trusted to belong to its set.
+            self.quit();
+            let lost = match misplaced {
+                true => unsent,
+                false => Rc(sys::MEMCACHED_WRITE_FAILURE),
+            };
+            answers.iter_mut().for_each(|answer| *answer = lost);
+        } else {
+            let mut failed: Option<Rc> = None;
             for answer in answers.iter_mut() {
-                *answer = match self.read_answer(server) {
-                    Some(rc) => rc,
-                    None => failed.unwrap_or(lost),
+                // Answers lost with the connection fail as the connection did (a timeout, a
+                // reply that could not be read), not as a refusal of another set did.
+                *answer = match (self.read_answer(server), failed) {
+                    (Some(rc), _) => rc,
+                    (None, Some(rc))
+                        if !matches!(
+                            rc.0,
+                            sys::MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE
+                                | sys::MEMCACHED_AUTH_FAILURE
+                        ) =>
+                    {
+                        rc
+                    }
+                    (None, _) => Rc(sys::MEMCACHED_CONNECTION_FAILURE),
                 };
                 if !answer.is_success() {
                     failed = Some(*answer);
                 }
             }
         }
-        answers.resize(group.len(), lost);
+        answers.resize(group.len(), unsent);
     }
 
     /// Reads the next answer `server` owes on this pipe; `None` if it owes none (the connection
@@ -197,6 +238,13 @@ impl Handle {
             self.quit();
             return Some(Rc(sys::MEMCACHED_PROTOCOL_ERROR));
         }
-        Some(if stored { Rc::SUCCESS } else { Rc(rc) })
+        Some(match (stored, rc) {
+            (true, _) => Rc::SUCCESS,
+            // The server's own "out of memory" (binary ENOMEM), as ASCII's SERVER_ERROR reads.
+            (false, sys::MEMCACHED_MEMORY_ALLOCATION_FAILURE) => {
+                Rc(sys::MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE)
+            }
+            (false, rc) => Rc(rc),
+        })
     }
 }

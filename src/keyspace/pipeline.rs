@@ -14,6 +14,11 @@ use crate::value::Encoded;
 /// meanwhile (24 bytes each, a few more for a refusal), far below their size.
 const AT_ONCE: usize = 512;
 
+/// The most value bytes sent before the answers are read: libmemcached counts the bytes sent
+/// since the last read in 32 bits, and purges (reads and drops the answers) when the count
+/// reaches its watermark.
+const BYTES_AT_ONCE: usize = 256 << 20;
+
 /// A set made ready for [`Client::set_each`]: its key, checked, and its value, encoded.
 pub(crate) struct ReadySet<'a> {
     pub key: &'a [u8],
@@ -53,7 +58,10 @@ impl Client {
     pub(crate) fn set_together(&self, sets: &[ReadySet<'_>]) -> Option<Vec<Result<()>>> {
         self.with_pipe(|pipe| {
             let mut results = Vec::with_capacity(sets.len());
-            for chunk in sets.chunks(AT_ONCE) {
+            let mut rest = sets;
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at(chunk_len(rest));
+                rest = after;
                 let piped: Vec<_> = chunk
                     .iter()
                     .map(|set| PipedSet {
@@ -82,19 +90,20 @@ impl Client {
         })
     }
 
-    /// Whether sets can go out together: turned on (`ClientBuilder::sets_together`), to
-    /// memcached servers (twemproxy speaks ASCII only) that answer them (not over UDP, nor with
-    /// noreply), without replicas (their quiet copies answer out of turn).
+    /// Whether sets can go out together: asked for (`ClientBuilder::sets_together`, on by
+    /// default for a binary client), to memcached servers (twemproxy speaks ASCII only) that
+    /// answer them (not over UDP, nor with noreply), without replicas (their quiet copies answer
+    /// out of turn) nor a random distribution (a key's server changes from call to call).
     pub(crate) fn can_set_together(&self) -> bool {
         let facts = self.handle.facts();
-        !(!self.settings.sets_together
-            || facts.proxy
-            || facts.udp
-            || facts.noreply
-            || self
-                .handle
-                .behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS)
-                != 0)
+        let behavior = |flag| self.handle.behavior(flag);
+        self.settings.sets_together.unwrap_or(facts.binary)
+            && !(facts.proxy
+                || facts.udp
+                || facts.noreply
+                || behavior(sys::MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) != 0
+                || behavior(sys::MEMCACHED_BEHAVIOR_DISTRIBUTION)
+                    == u64::from(sys::MEMCACHED_DISTRIBUTION_RANDOM))
     }
 
     /// Runs `f` with the client's pipe, made on first use; `None` if the client cannot have
@@ -112,5 +121,41 @@ impl Client {
             *pipe = Some(clone);
         }
         pipe.as_ref().map(f)
+    }
+}
+
+/// How many of `sets` go out before their answers are read: at most [`AT_ONCE`], and past the
+/// first, no more than [`BYTES_AT_ONCE`] of values.
+fn chunk_len(sets: &[ReadySet<'_>]) -> usize {
+    let mut bytes = 0;
+    sets.iter()
+        .take(AT_ONCE)
+        .position(|set| {
+            bytes += set.value.data.len();
+            bytes > BYTES_AT_ONCE
+        })
+        .map_or(sets.len().min(AT_ONCE), |i| i.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_hold_at_most_so_many_sets_and_bytes() {
+        let small = vec![0u8; 10];
+        let set = |data| ReadySet {
+            key: b"k",
+            value: Encoded::borrowed(data, 0),
+            exp: Expiration::Never,
+        };
+        let many: Vec<_> = (0..AT_ONCE + 3).map(|_| set(&small)).collect();
+        assert_eq!(chunk_len(&many), AT_ONCE);
+        assert_eq!(chunk_len(&many[..7]), 7);
+        let big = vec![0u8; BYTES_AT_ONCE / 2 + 1];
+        let large: Vec<_> = (0..4).map(|_| set(&big)).collect();
+        assert_eq!(chunk_len(&large), 1, "two would pass the byte limit");
+        let huge = vec![0u8; BYTES_AT_ONCE + 1];
+        assert_eq!(chunk_len(&[set(&huge), set(&small)]), 1, "one goes alone");
     }
 }
