@@ -44,6 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .servers([server.spec()])
         .binary(config.binary)
         .build()?;
+    // The server started here speaks both protocols: set_multi may send a server's sets
+    // together (on by default for a binary client only).
+    let together = Client::builder()
+        .servers([server.spec()])
+        .binary(config.binary)
+        .sets_together(true)
+        .build()?;
     let raw = Raw::new(port, config.binary);
     let raw_bulk = Raw::new(port, config.binary);
     raw_bulk.quiet_and_buffered(!config.binary);
@@ -177,6 +184,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     for b in &batches {
                         assert!(
                             ours.set_multi(b.iter().map(|k| (*k, &value)), 0)
+                                .unwrap()
+                                .is_empty()
+                        );
+                    }
+                }),
+            ),
+            (
+                "raw",
+                Box::new(|| {
+                    batches
+                        .iter()
+                        .for_each(|b| b.iter().for_each(|k| raw.set(k, &value)))
+                }),
+            ),
+        ],
+    ));
+    ops.push((
+        "set_multi100_together",
+        vec![
+            (
+                "libmemcached-rs",
+                Box::new(|| {
+                    for b in &batches {
+                        assert!(
+                            together
+                                .set_multi(b.iter().map(|k| (*k, &value)), 0)
                                 .unwrap()
                                 .is_empty()
                         );
