@@ -259,6 +259,71 @@ fn closing_the_connection_of_sets_sent_together_does_not_wait_for_a_hung_server(
 }
 
 #[test]
+fn sets_cut_off_by_a_server_that_stops_reading_are_never_sent_again() {
+    // A server that reads nothing for longer than the poll timeout, then everything. The sizes
+    // are such that the socket buffers fill up in the last write of the sets.
+    const VALUE: usize = 10_010;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut received = Vec::new();
+        let _ = conn.read_to_end(&mut received);
+        received
+    });
+    let mc = Client::builder()
+        .servers([spec])
+        .binary(true)
+        .behavior(Behavior::PollTimeout(Duration::from_millis(1000)))
+        .build()
+        .unwrap();
+    let value = |i: usize| -> Vec<u8> { (0..VALUE).map(|j| b'a' + ((i + j) % 26) as u8).collect() };
+    let items: Vec<(String, Vec<u8>)> = (0..392).map(|i| (format!("k{i:03}"), value(i))).collect();
+    let written = mc
+        .set_multi_partial(items.iter().map(|(k, v)| (k.as_str(), v.as_slice())), 0)
+        .unwrap();
+    assert_eq!(written.failed_keys().count(), items.len(), "none answered");
+    drop(mc);
+    let received = server.join().unwrap();
+    // What arrived is sets, each whole with its own value and sent once, then at most one set
+    // cut off where the server stopped reading: nothing after it, so no set was completed with
+    // other bytes.
+    let mut seen = BTreeSet::new();
+    let mut at = 0;
+    while received.len() - at >= 24 {
+        let header = &received[at..at + 24];
+        assert_eq!(header[0], 0x80, "a request starts at byte {at}");
+        let key_len = u16::from_be_bytes([header[2], header[3]]) as usize;
+        let extras = header[4] as usize;
+        let body = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        if received.len() - at - 24 < body {
+            break;
+        }
+        let frame = &received[at + 24..at + 24 + body];
+        if header[1] == 0x01 {
+            let key = std::str::from_utf8(&frame[extras..extras + key_len]).unwrap();
+            let i: usize = key[1..].parse().unwrap();
+            let sent = frame[extras + key_len..] == value(i)[..];
+            assert!(sent, "{key}'s value differs from the one sent");
+            assert!(seen.insert(i), "{key} sent twice");
+        }
+        at += 24 + body;
+    }
+    let cut = received.len() - at;
+    assert!(
+        cut < 24 + 8 + 4 + VALUE,
+        "{cut} bytes after the last whole request"
+    );
+    assert!(
+        !seen.is_empty() && seen.len() < items.len(),
+        "{} sets arrived",
+        seen.len()
+    );
+}
+
+#[test]
 fn an_ascii_client_sends_sets_in_ascii_unless_told_otherwise() {
     // A server that speaks ASCII only would read binary requests as text: a value's line
     // breaks would be commands.

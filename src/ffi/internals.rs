@@ -260,6 +260,42 @@ pub(crate) unsafe fn set_buffering(memc: *mut sys::memcached_st, on: bool) {
     unsafe { (*memc).flags.set_buffer_requests(on) }
 }
 
+/// The start of libmemcached 1.1's `memcached_instance_st` (instance.hpp), up to its socket.
+#[repr(C)]
+struct InstanceHead {
+    options: [bool; 5],
+    events: i16,
+    revents: i16,
+    cursor_active: u32,
+    port: u16,
+    fd: libc::c_int,
+}
+
+/// Shuts the socket of `instance` down, so that nothing more is sent on it: closing it through
+/// libmemcached (`memcached_quit`) first sends what its write buffer holds, from the start,
+/// even when part of it went out already. Returns `false`, doing nothing, if the instance is
+/// not laid out as expected. Relies on: [`InstanceHead`] is the start of the instance (a
+/// standard-layout struct: no virtual methods), checked against two public readers of its
+/// fields (`memcached_server_response_count` returns `cursor_active_`,
+/// `memcached_server_port` returns `port_`).
+///
+/// # Safety
+///
+/// `instance` belongs to a live handle used by no other thread.
+pub(crate) unsafe fn shut_socket(instance: *const sys::memcached_instance_st) -> bool {
+    // SAFETY: per the contract the instance is live; it is larger than InstanceHead, whose
+    // fields are plain integers, read unaligned in case the layout is not what it seems.
+    unsafe {
+        let head = instance.cast::<InstanceHead>().read_unaligned();
+        let laid_out = head.cursor_active == sys::memcached_server_response_count(instance)
+            && head.port == sys::memcached_server_port(instance);
+        if laid_out && head.fd >= 0 {
+            libc::shutdown(head.fd, libc::SHUT_RDWR);
+        }
+        laid_out
+    }
+}
+
 /// Whether this libmemcached has `hash` compiled in (Debian's lacks `hsieh`): asked once, of a
 /// scratch handle. Relies on: a hash not compiled in is refused with an error, not an abort.
 pub(crate) fn hash_available(hash: Hash) -> bool {

@@ -148,8 +148,12 @@ impl Handle {
             };
             if rc != sys::MEMCACHED_BUFFERED {
                 // Nothing more is sent: after a reset a new connection would answer the later
-                // sets first, and their answers would be taken for the earlier ones'.
-                unsent = Rc(rc);
+                // sets first, and their answers would be taken for the earlier ones'. (A set
+                // not buffered is never taken for stored.)
+                unsent = match Rc(rc).is_success() {
+                    true => Rc(sys::MEMCACHED_FAILURE),
+                    false => Rc(rc),
+                };
                 break;
             }
             if owed() != before + 1 {
@@ -169,8 +173,9 @@ impl Handle {
         unsafe { internals::set_buffering(memc, false) };
         if misplaced || flushed != sys::MEMCACHED_SUCCESS {
             // Sets cut off in the middle (a flush that failed) or answers owed elsewhere:
-            // nothing read now could be trusted to belong to its set.
-            self.quit();
+            // nothing read now could be trusted to belong to its set, and nothing more may be
+            // sent (a resent buffer would complete a cut-off set with other bytes).
+            self.abandon_connections();
             let lost = match misplaced {
                 true => unsent,
                 false => Rc(sys::MEMCACHED_WRITE_FAILURE),
@@ -180,18 +185,11 @@ impl Handle {
             let mut failed: Option<Rc> = None;
             for answer in answers.iter_mut() {
                 // Answers lost with the connection fail as the connection did (a timeout, a
-                // reply that could not be read), not as a refusal of another set did.
+                // reply that could not be read, authentication refused), not as the server's
+                // "out of memory" for another set did.
                 *answer = match (self.read_answer(server), failed) {
                     (Some(rc), _) => rc,
-                    (None, Some(rc))
-                        if !matches!(
-                            rc.0,
-                            sys::MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE
-                                | sys::MEMCACHED_AUTH_FAILURE
-                        ) =>
-                    {
-                        rc
-                    }
+                    (None, Some(rc)) if rc.0 != sys::MEMCACHED_MEMORY_ALLOCATION_FAILURE => rc,
                     (None, _) => Rc(sys::MEMCACHED_CONNECTION_FAILURE),
                 };
                 if !answer.is_success() {
@@ -200,6 +198,19 @@ impl Handle {
             }
         }
         answers.resize(group.len(), unsent);
+    }
+
+    /// Closes every connection of this pipe without sending anything more on any of them.
+    fn abandon_connections(&self) {
+        for i in 0..self.server_count() as u32 {
+            // SAFETY: the instance belongs to this handle, which is live and used by this thread
+            // alone.
+            if !unsafe { internals::shut_socket(self.instance(i)) } {
+                // Not the layout the crate knows: close the usual way.
+                break;
+            }
+        }
+        self.quit();
     }
 
     /// Reads the next answer `server` owes on this pipe; `None` if it owes none (the connection
@@ -238,13 +249,6 @@ impl Handle {
             self.quit();
             return Some(Rc(sys::MEMCACHED_PROTOCOL_ERROR));
         }
-        Some(match (stored, rc) {
-            (true, _) => Rc::SUCCESS,
-            // The server's own "out of memory" (binary ENOMEM), as ASCII's SERVER_ERROR reads.
-            (false, sys::MEMCACHED_MEMORY_ALLOCATION_FAILURE) => {
-                Rc(sys::MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE)
-            }
-            (false, rc) => Rc(rc),
-        })
+        Some(if stored { Rc::SUCCESS } else { Rc(rc) })
     }
 }
