@@ -324,6 +324,23 @@ fn sets_cut_off_by_a_server_that_stops_reading_are_never_sent_again() {
 }
 
 #[test]
+fn sets_together_after_a_server_restart_go_out_on_a_new_connection() {
+    let mut server = common::own_server();
+    let mc = common::client(&[server.spec()], true);
+    let ks = keys("restart", 20);
+    let items = |round: &'static str| ks.iter().map(move |k| (k.clone(), format!("{k}={round}")));
+    assert!(mc.set_multi(items("before"), 0).unwrap().is_empty());
+    server.restart().unwrap();
+    // The connection the sets went out on is closed: the next ones take a new one, and none
+    // is lost with the old.
+    let written = mc.set_multi_partial(items("after"), 0).unwrap();
+    let failed = written.failed_keys().count();
+    assert_eq!(failed, 0, "{failed} keys failed");
+    let back: HashMap<String, String> = mc.get_multi(ks.clone()).unwrap();
+    assert!(ks.iter().all(|k| back[k] == format!("{k}=after")));
+}
+
+#[test]
 fn an_ascii_client_sends_sets_in_ascii_unless_told_otherwise() {
     // A server that speaks ASCII only would read binary requests as text: a value's line
     // breaks would be commands.

@@ -296,6 +296,31 @@ pub(crate) unsafe fn shut_socket(instance: *const sys::memcached_instance_st) ->
     }
 }
 
+/// Whether the connection of `instance` has something to read while it owes no reply: the
+/// server closed it (a restart, an idle timeout) or sent what nobody asked for. `false` if it
+/// has no connection, or the instance is not laid out as [`shut_socket`] expects.
+///
+/// # Safety
+///
+/// As for [`shut_socket`].
+pub(crate) unsafe fn socket_is_stale(instance: *const sys::memcached_instance_st) -> bool {
+    // SAFETY: as in `shut_socket`; poll is given one valid pollfd and no timeout.
+    unsafe {
+        let head = instance.cast::<InstanceHead>().read_unaligned();
+        let laid_out = head.cursor_active == sys::memcached_server_response_count(instance)
+            && head.port == sys::memcached_server_port(instance);
+        if !laid_out || head.fd < 0 || head.cursor_active != 0 {
+            return false;
+        }
+        let mut poll = libc::pollfd {
+            fd: head.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        libc::poll(&mut poll, 1, 0) == 1
+    }
+}
+
 /// Whether this libmemcached has `hash` compiled in (Debian's lacks `hsieh`): asked once, of a
 /// scratch handle. Relies on: a hash not compiled in is refused with an error, not an abort.
 pub(crate) fn hash_available(hash: Hash) -> bool {

@@ -25,6 +25,9 @@
 //! only one server owes replies at a time; each set is checked to have gone to the server it
 //! was grouped with (libmemcached may place a key elsewhere than `memcached_server_by_key`
 //! says: a random distribution, a server ejected or back), and the pipe is closed if not.
+//! A connection that has something to read while it owes nothing (closed by the server since
+//! the last group) is replaced before a group goes out, since every set sent on it would be
+//! lost.
 
 use libmemcached_sys as sys;
 
@@ -125,6 +128,13 @@ impl Handle {
         let memc = self.as_ptr();
         // SAFETY: the instance belongs to this handle, which is live.
         let owed = || unsafe { sys::memcached_server_response_count(server) };
+        // SAFETY: as above, and used by this thread alone.
+        if unsafe { internals::socket_is_stale(server) } {
+            // Closed by the server since the last group (a restart, an idle timeout): the sets
+            // would all be lost with it, where a new connection answers them. Nothing is
+            // buffered or owed, so closing sends nothing but a QUIT.
+            self.quit();
+        }
         answers.clear();
         let (mut unsent, mut misplaced) = (Rc::UNROUTED, false);
         // SAFETY: the handle is live and used by this thread alone.
