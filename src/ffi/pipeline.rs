@@ -43,8 +43,9 @@ pub(crate) struct PipedSet<'a> {
 
 impl Handle {
     /// Makes this handle, a new clone, a pipe for [`Handle::set_pipelined`]: binary protocol,
-    /// no purge (requests are buffered only while sets are sent). Memcached speaks both protocols on one port, and the values it
-    /// stores are the same bytes and flags whichever protocol sent them.
+    /// no purge (requests are buffered only while sets are sent). Memcached speaks both
+    /// protocols on one port unless told otherwise (`-B ascii`, which the caller rules out), and
+    /// stores the same bytes and flags whichever protocol sent them.
     pub(crate) fn make_pipe(&self) -> Rc {
         for (flag, value) in [
             (sys::MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1),
@@ -92,7 +93,7 @@ impl Handle {
                 )
             };
             if instance.is_null() {
-                answered(i, Rc(rc));
+                answered(i, failure(rc));
             }
             servers.push(instance);
         }
@@ -158,12 +159,8 @@ impl Handle {
             };
             if rc != sys::MEMCACHED_BUFFERED {
                 // Nothing more is sent: after a reset a new connection would answer the later
-                // sets first, and their answers would be taken for the earlier ones'. (A set
-                // not buffered is never taken for stored.)
-                unsent = match Rc(rc).is_success() {
-                    true => Rc(sys::MEMCACHED_FAILURE),
-                    false => Rc(rc),
-                };
+                // sets first, and their answers would be taken for the earlier ones'.
+                unsent = failure(rc);
                 break;
             }
             if owed() != before + 1 {
@@ -260,5 +257,13 @@ impl Handle {
             return Some(Rc(sys::MEMCACHED_PROTOCOL_ERROR));
         }
         Some(if stored { Rc::SUCCESS } else { Rc(rc) })
+    }
+}
+
+/// A set's code when it was not sent: never a success, whatever libmemcached says.
+fn failure(rc: sys::memcached_return_t) -> Rc {
+    match Rc(rc).is_success() {
+        true => Rc(sys::MEMCACHED_FAILURE),
+        false => Rc(rc),
     }
 }
