@@ -271,9 +271,7 @@ struct InstanceHead {
     fd: libc::c_int,
 }
 
-/// Shuts the socket of `instance` down, so that nothing more is sent on it: closing it through
-/// libmemcached (`memcached_quit`) first sends what its write buffer holds, from the start,
-/// even when part of it went out already. Returns `false`, doing nothing, if the instance is
+/// The socket of `instance` (`-1`: none) and the replies it owes, or `None` if the instance is
 /// not laid out as expected. Relies on: [`InstanceHead`] is the start of the instance (a
 /// standard-layout struct: no virtual methods), checked against two public readers of its
 /// fields (`memcached_server_response_count` returns `cursor_active_`,
@@ -282,38 +280,57 @@ struct InstanceHead {
 /// # Safety
 ///
 /// `instance` belongs to a live handle used by no other thread.
-pub(crate) unsafe fn shut_socket(instance: *const sys::memcached_instance_st) -> bool {
+unsafe fn socket_of(instance: *const sys::memcached_instance_st) -> Option<(libc::c_int, u32)> {
     // SAFETY: per the contract the instance is live; it is larger than InstanceHead, whose
     // fields are plain integers, read unaligned in case the layout is not what it seems.
     unsafe {
         let head = instance.cast::<InstanceHead>().read_unaligned();
         let laid_out = head.cursor_active == sys::memcached_server_response_count(instance)
             && head.port == sys::memcached_server_port(instance);
-        if laid_out && head.fd >= 0 {
-            libc::shutdown(head.fd, libc::SHUT_RDWR);
+        laid_out.then_some((head.fd, head.cursor_active))
+    }
+}
+
+/// Shuts the socket of `instance` down, so that nothing more is sent on it: closing it through
+/// libmemcached (`memcached_quit`) first sends what its write buffer holds, from the start,
+/// even when part of it went out already. Returns `false`, doing nothing, if the instance is
+/// not laid out as [`socket_of`] expects.
+///
+/// # Safety
+///
+/// As for [`socket_of`].
+pub(crate) unsafe fn shut_socket(instance: *const sys::memcached_instance_st) -> bool {
+    // SAFETY: per the contract; shutdown takes any descriptor number and changes only that
+    // socket.
+    unsafe {
+        let Some((fd, _)) = socket_of(instance) else {
+            return false;
+        };
+        if fd >= 0 {
+            libc::shutdown(fd, libc::SHUT_RDWR);
         }
-        laid_out
+        true
     }
 }
 
 /// Whether the connection of `instance` has something to read while it owes no reply: the
 /// server closed it (a restart, an idle timeout) or sent what nobody asked for. `false` if it
-/// has no connection, or the instance is not laid out as [`shut_socket`] expects.
+/// has no connection, or the instance is not laid out as [`socket_of`] expects.
 ///
 /// # Safety
 ///
-/// As for [`shut_socket`].
+/// As for [`socket_of`].
 pub(crate) unsafe fn socket_is_stale(instance: *const sys::memcached_instance_st) -> bool {
-    // SAFETY: as in `shut_socket`; poll is given one valid pollfd and no timeout.
+    // SAFETY: per the contract; poll is given one valid pollfd and no timeout.
     unsafe {
-        let head = instance.cast::<InstanceHead>().read_unaligned();
-        let laid_out = head.cursor_active == sys::memcached_server_response_count(instance)
-            && head.port == sys::memcached_server_port(instance);
-        if !laid_out || head.fd < 0 || head.cursor_active != 0 {
+        let Some((fd, 0)) = socket_of(instance) else {
+            return false;
+        };
+        if fd < 0 {
             return false;
         }
         let mut poll = libc::pollfd {
-            fd: head.fd,
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };

@@ -40,9 +40,7 @@ impl Client {
             sets.iter()
                 .map(|set| {
                     let rc = self.send(crate::ffi::Store::Set, set.key, &set.value, set.exp);
-                    let len = set.value.data.len();
-                    self.stored(&self.handle, rc, "set", &[], set.key, len)
-                        .map(drop)
+                    self.set_result(&self.handle, rc, set)
                 })
                 .collect()
         });
@@ -76,9 +74,7 @@ impl Client {
                 // Each answer becomes a result at once: an error names its server from
                 // libmemcached's log, which the next server's sets clear.
                 pipe.set_pipelined(&piped, |i, rc| {
-                    let set = &chunk[i];
-                    let len = set.value.data.len();
-                    answers[i] = Some(self.stored(pipe, rc, "set", &[], set.key, len).map(drop));
+                    answers[i] = Some(self.set_result(pipe, rc, &chunk[i]));
                 });
                 results.extend(
                     answers
@@ -88,6 +84,12 @@ impl Client {
             }
             results
         })
+    }
+
+    /// The result of `set`, answered `rc` on `handle`, as [`Client::set`] gives it.
+    fn set_result(&self, handle: &Handle, rc: Rc, set: &ReadySet<'_>) -> Result<()> {
+        let len = set.value.data.len();
+        self.stored(handle, rc, "set", &[], set.key, len).map(drop)
     }
 
     /// Whether sets can go out together: asked for (`ClientBuilder::sets_together`, on by
