@@ -7,6 +7,7 @@
 //! cargo run --release --features async --example bench_async
 //! cargo run --release --features async --example bench_async -- --seconds 1 --rounds 5
 //! cargo run --release --features async --example bench_async -- --only merged --tasks 256 --mix gets
+//! cargo run --release --features async --example bench_async -- --tasks 1 --spin-us 0
 //! ```
 //!
 //! One memcached (started here), 10 000 keys of 15 bytes with 100-byte values; 1, 16, 64 and
@@ -207,6 +208,8 @@ struct Args {
     mix: Option<String>,
     /// `AsyncClient` workers (default: its default).
     workers: Option<usize>,
+    /// `AsyncClient`'s spin time, in microseconds (default: its default).
+    spin_us: Option<u64>,
     /// In a child: the server's spec and pid.
     child: Option<(String, u32)>,
 }
@@ -250,9 +253,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(failed.is_empty());
     }
     let workers = args.workers.unwrap_or(libmemcached::DEFAULT_WORKERS);
+    let spin = args
+        .spin_us
+        .map_or(libmemcached::DEFAULT_SPIN, Duration::from_micros);
     eprintln!(
-        "{} cores; tokio multi-thread runtime; AsyncClient with {workers} workers; {seconds} s per \
-         measurement, {rounds} rounds",
+        "{} cores; tokio multi-thread runtime; AsyncClient with {workers} workers, spinning \
+         {spin:?}; {seconds} s per measurement, {rounds} rounds",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 
@@ -281,6 +287,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             &seconds.to_string(),
                         ])
                         .args(["--workers", &workers.to_string()])
+                        .args(
+                            args.spin_us
+                                .iter()
+                                .flat_map(|us| ["--spin-us".to_owned(), us.to_string()]),
+                        )
                         .output()?;
                     let stdout = String::from_utf8_lossy(&output.stdout);
                     let Some(run) = stdout.lines().find_map(Run::parse) else {
@@ -320,6 +331,7 @@ fn parse_args() -> Args {
         tasks: None,
         mix: None,
         workers: None,
+        spin_us: None,
         child: None,
     };
     let mut words = std::env::args().skip(1);
@@ -338,9 +350,12 @@ fn parse_args() -> Args {
             "--workers" => {
                 args.workers = Some(value.parse().expect("--workers takes a whole number"));
             }
+            "--spin-us" => {
+                args.spin_us = Some(value.parse().expect("--spin-us takes a whole number"));
+            }
             other => panic!(
                 "unknown argument {other}: use --seconds S --rounds N --only IMPL --tasks N \
-                 --mix gets|mixed|half|sets --workers N"
+                 --mix gets|mixed|half|sets --workers N --spin-us MICROSECONDS"
             ),
         }
     }
@@ -370,18 +385,19 @@ fn child(args: &Args, spec: &str, server_pid: u32) -> Result<(), Box<dyn std::er
         .sets_together(true)
         .build()?;
     let workers = args.workers.unwrap_or(libmemcached::DEFAULT_WORKERS);
+    let spin = args
+        .spin_us
+        .map_or(libmemcached::DEFAULT_SPIN, Duration::from_micros);
+    let builder = || {
+        Ok::<_, libmemcached::Error>(
+            AsyncClient::builder(client.try_clone()?)
+                .workers(workers)
+                .spin(spin),
+        )
+    };
     let mc = match which {
-        Impl::Merged => Some(
-            AsyncClient::builder(client.try_clone()?)
-                .workers(workers)
-                .build()?,
-        ),
-        Impl::Unmerged => Some(
-            AsyncClient::builder(client.try_clone()?)
-                .workers(workers)
-                .max_batch(1)
-                .build()?,
-        ),
+        Impl::Merged => Some(builder()?.build()?),
+        Impl::Unmerged => Some(builder()?.max_batch(1).build()?),
         _ => None,
     };
     let bench = Arc::new(Bench {

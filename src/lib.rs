@@ -129,7 +129,8 @@ pub mod value;
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use asynch::{
     AsyncCall, AsyncClient, AsyncClientBuilder, AsyncCommands, AsyncPrefixed, DEFAULT_MAX_BATCH,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_WORKERS, EngineStats, ShutdownReport, ShuttingDown,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_SPIN, DEFAULT_WORKERS, EngineStats, ShutdownReport,
+    ShuttingDown,
 };
 pub use behavior::{
     Behavior, BehaviorInfo, BehaviorValue, Distribution, Hash, all_behaviors, distributions,

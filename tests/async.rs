@@ -11,13 +11,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use libmemcached::testing::{BadAnswer, Fault, FaultProxy, Memcached};
 use libmemcached::{
-    AsyncClient, Behavior, BoxError, Client, Compression, Encoded, Error, FromValue, ToValue, Value,
+    AsyncCall, AsyncClient, Behavior, BoxError, Client, Compression, Encoded, Error, FromValue,
+    ToValue, Value,
 };
 use tokio::task::JoinHandle;
 
@@ -1377,6 +1381,126 @@ async fn calls_are_futures_of_their_own_that_outlive_the_handle() {
         blocking.get::<String>(&other).unwrap().as_deref(),
         Some("w")
     );
+}
+
+// ---- waiting for answers ------------------------------------------------------------------
+
+/// Counts the wake-ups of a task polled with it.
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `call` once, which must still wait for its answer: did the poll ask to be polled again
+/// at once?
+fn polled_again<T>(call: &mut Pin<Box<AsyncCall<T>>>, wakes: &Arc<Wakes>) -> bool {
+    polled_again_if_waiting(call, wakes).expect("the call waits for its answer")
+}
+
+/// Polls `call` once: `None` if it was answered already, or else whether the poll asked to be
+/// polled again at once.
+fn polled_again_if_waiting<T>(
+    call: &mut Pin<Box<AsyncCall<T>>>,
+    wakes: &Arc<Wakes>,
+) -> Option<bool> {
+    let before = wakes.0.load(Ordering::SeqCst);
+    let waker = Waker::from(Arc::clone(wakes));
+    match call.as_mut().poll(&mut Context::from_waker(&waker)) {
+        Poll::Pending => Some(wakes.0.load(Ordering::SeqCst) > before),
+        Poll::Ready(_) => None,
+    }
+}
+
+/// An async client of one server through `proxy`, spinning `spin`, with one worker.
+fn spinning_client(proxy: &FaultProxy, spin: Duration) -> AsyncClient {
+    let client = Client::builder()
+        .servers([proxy.spec()])
+        .behavior(Behavior::PollTimeout(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    AsyncClient::builder(client)
+        .workers(1)
+        .spin(spin)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_call_alone_in_flight_polls_again_for_its_answer_within_its_spin_time() {
+    let server = common::own_server();
+    let hung = FaultProxy::start(server.spec()).unwrap();
+    hung.set_fault(Fault::Blackhole);
+    let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+    let mc = spinning_client(&hung, Duration::from_secs(60));
+    let mut lone = Box::pin(mc.get::<String>("spin:lone"));
+    assert!(
+        polled_again(&mut lone, &wakes),
+        "alone: polled again at once"
+    );
+    assert!(polled_again(&mut lone, &wakes));
+    // With another call in flight, neither spins: answers will wake them.
+    let mut second = Box::pin(mc.get::<String>("spin:second"));
+    assert!(!polled_again(&mut second, &wakes));
+    assert!(!polled_again(&mut lone, &wakes));
+    drop(second);
+    assert!(polled_again(&mut lone, &wakes), "alone again");
+
+    // Past its spin time, a call sleeps until its answer comes.
+    let short = spinning_client(&hung, Duration::from_millis(1));
+    let mut call = Box::pin(short.get::<String>("spin:short"));
+    assert!(polled_again(&mut call, &wakes));
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(!polled_again(&mut call, &wakes));
+
+    let never = spinning_client(&hung, Duration::ZERO);
+    let mut call = Box::pin(never.get::<String>("spin:never"));
+    assert!(!polled_again(&mut call, &wakes), "spin off");
+}
+
+#[test]
+fn after_slow_answers_lone_calls_sleep_at_once_until_answers_are_quick_again() {
+    let server = common::own_server();
+    let proxy = FaultProxy::start(server.spec()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+    let mc = spinning_client(&proxy, Duration::from_millis(10));
+    runtime.block_on(mc.set("spin:slow", "v", 0)).unwrap();
+    // A lone call: did its first poll ask to be polled again? Then it runs to its answer. (A
+    // call answered by its first poll, the test thread having been preempted, says nothing.)
+    let lone_call_spins = || {
+        let mut call = Box::pin(mc.get::<String>("spin:slow"));
+        let spun = polled_again_if_waiting(&mut call, &wakes);
+        if spun.is_some() {
+            assert_eq!(runtime.block_on(call).unwrap().as_deref(), Some("v"));
+        }
+        spun
+    };
+    proxy.set_fault(Fault::Delay(Duration::from_millis(60)));
+    // Three answers far slower than the spin time bring the average over it.
+    for _ in 0..3 {
+        lone_call_spins();
+    }
+    let spun = (0..8).filter(|_| lone_call_spins() == Some(true)).count();
+    assert!(spun <= 1, "{spun} of 8 lone calls spun: only a probe may");
+
+    proxy.set_fault(Fault::Pass);
+    // The probes' quick answers bring the average back under the spin time: then every lone
+    // call spins, not only a probe.
+    let mut spun_before = false;
+    let spins_again = (0..400).any(|_| match lone_call_spins() {
+        Some(spun) => {
+            let twice = spun && spun_before;
+            spun_before = spun;
+            twice
+        }
+        None => false,
+    });
+    assert!(spins_again);
 }
 
 // ---- every operation, under each kind of executor ------------------------------------------

@@ -11,6 +11,7 @@
 //! - `wait`: joining two futures, and pauses, without a runtime.
 //! - `batch`: gets merged into one multi-get and answered one by one.
 //! - `sets`: sets taken together, sent together and answered one by one.
+//! - `spin`: the calls in flight, and a lone call polling briefly for its answer.
 //! - `stats`: the counters behind [`EngineStats`].
 
 mod batch;
@@ -21,12 +22,13 @@ mod ops;
 mod prefixed;
 mod queue;
 mod sets;
+mod spin;
 mod stats;
 mod wait;
 
 pub use client::{
     AsyncCall, AsyncClient, AsyncClientBuilder, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS, ShutdownReport, ShuttingDown,
+    DEFAULT_SPIN, DEFAULT_WORKERS, ShutdownReport, ShuttingDown,
 };
 pub use ops::AsyncCommands;
 pub use prefixed::AsyncPrefixed;
