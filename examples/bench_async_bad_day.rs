@@ -151,8 +151,9 @@ async fn drop_with_queued(spec: &str) -> Result<Duration, Box<dyn std::error::Er
     let stuck: Vec<_> = (0..2)
         .map(|i| {
             let mc = mc.clone();
-            // A write runs alone: each worker takes one.
-            tokio::spawn(async move { mc.set(format!("stuck{i}"), "x", 0).await })
+            // A delete runs alone: each worker takes one (a worker that takes a set takes the
+            // sets queued with it).
+            tokio::spawn(async move { mc.delete(format!("stuck{i}")).await })
         })
         .collect();
     while mc.engine_stats().requests < 2 {
