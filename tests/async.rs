@@ -1441,12 +1441,16 @@ fn a_call_alone_in_flight_polls_again_for_its_answer_within_its_spin_time() {
         "alone: polled again at once"
     );
     assert!(polled_again(&mut lone, &wakes));
-    // With another call in flight, neither spins: answers will wake them.
+    // With another call in flight, neither spins: answers will wake them. The first has
+    // stopped for good.
     let mut second = Box::pin(mc.get::<String>("spin:second"));
     assert!(!polled_again(&mut second, &wakes));
     assert!(!polled_again(&mut lone, &wakes));
     drop(second);
-    assert!(polled_again(&mut lone, &wakes), "alone again");
+    assert!(!polled_again(&mut lone, &wakes));
+    drop(lone);
+    let mut next = Box::pin(mc.get::<String>("spin:next"));
+    assert!(polled_again(&mut next, &wakes), "alone");
 
     // Past its spin time, a call sleeps until its answer comes.
     let short = spinning_client(&hung, Duration::from_millis(1));
@@ -1461,46 +1465,49 @@ fn a_call_alone_in_flight_polls_again_for_its_answer_within_its_spin_time() {
 }
 
 #[test]
-fn after_slow_answers_lone_calls_sleep_at_once_until_answers_are_quick_again() {
-    let server = common::own_server();
-    let proxy = FaultProxy::start(server.spec()).unwrap();
+fn slow_answers_and_callers_that_give_up_turn_spinning_off() {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-    let mc = spinning_client(&proxy, Duration::from_millis(10));
+    let server = common::own_server();
+
+    // Answers far slower than the spin time.
+    let slow = FaultProxy::start(server.spec()).unwrap();
+    let mc = spinning_client(&slow, Duration::from_millis(10));
     runtime.block_on(mc.set("spin:slow", "v", 0)).unwrap();
-    // A lone call: did its first poll ask to be polled again? Then it runs to its answer. (A
-    // call answered by its first poll, the test thread having been preempted, says nothing.)
+    slow.set_fault(Fault::Delay(Duration::from_millis(60)));
+    // A lone call: did its first poll ask to be polled again? Then it runs to its answer. (One
+    // answered by its first poll, the test thread having been held up, did not spin.)
     let lone_call_spins = || {
         let mut call = Box::pin(mc.get::<String>("spin:slow"));
         let spun = polled_again_if_waiting(&mut call, &wakes);
         if spun.is_some() {
             assert_eq!(runtime.block_on(call).unwrap().as_deref(), Some("v"));
         }
-        spun
+        spun == Some(true)
     };
-    proxy.set_fault(Fault::Delay(Duration::from_millis(60)));
-    // Three answers far slower than the spin time bring the average over it.
     for _ in 0..3 {
         lone_call_spins();
     }
-    let spun = (0..8).filter(|_| lone_call_spins() == Some(true)).count();
+    let spun = (0..8).filter(|_| lone_call_spins()).count();
     assert!(spun <= 1, "{spun} of 8 lone calls spun: only a probe may");
 
-    proxy.set_fault(Fault::Pass);
-    // The probes' quick answers bring the average back under the spin time: then every lone
-    // call spins, not only a probe.
-    let mut spun_before = false;
-    let spins_again = (0..400).any(|_| match lone_call_spins() {
-        Some(spun) => {
-            let twice = spun && spun_before;
-            spun_before = spun;
-            twice
-        }
-        None => false,
-    });
-    assert!(spins_again);
+    // Callers that give up before their answer (a hung server) measure their wait too.
+    let hung = FaultProxy::start(server.spec()).unwrap();
+    hung.set_fault(Fault::Blackhole);
+    let mc = spinning_client(&hung, Duration::from_millis(10));
+    for _ in 0..3 {
+        let call = mc.get::<String>("spin:hung");
+        let gave_up =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_millis(50), call).await });
+        assert!(gave_up.is_err());
+    }
+    let spun = (0..8)
+        .filter(|_| polled_again(&mut Box::pin(mc.get::<String>("spin:hung")), &wakes))
+        .count();
+    assert!(spun <= 1, "{spun} of 8 lone calls spun: only a probe may");
 }
 
 // ---- every operation, under each kind of executor ------------------------------------------

@@ -24,7 +24,7 @@ use super::engine::{self, Alive, Engine, Job, Ran, Request};
 use super::ops::ready_value;
 use super::queue::{Push, Queue, Refused};
 use super::sets::SetRequest;
-use super::spin::{InFlight, Spin};
+use super::spin::{Spin, Wait};
 use super::stats::{EngineStats, Shape};
 
 /// Worker threads per lane unless [`AsyncClientBuilder::workers`] says otherwise: two keep one
@@ -36,7 +36,8 @@ pub const DEFAULT_MAX_BATCH: usize = 512;
 /// otherwise.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// How long a call alone in flight keeps its task polling for the answer unless
-/// [`AsyncClientBuilder::spin`] says otherwise: a few loopback round trips.
+/// [`AsyncClientBuilder::spin`] says otherwise (on a machine with more than one CPU): a few
+/// loopback round trips.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
 
 /// An async memcached client that merges concurrent gets into multi-gets.
@@ -89,7 +90,7 @@ struct Inner {
     /// part of the engine's metrics group.
     load_counters: Arc<crate::metrics::Counters>,
     /// The calls in flight, and how long a lone one spins.
-    spin: Arc<Spin>,
+    spin: Spin,
 }
 
 impl AsyncClient {
@@ -107,7 +108,11 @@ impl AsyncClient {
             max_batch: DEFAULT_MAX_BATCH,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             thread_name: "memcached-async".into(),
-            spin: DEFAULT_SPIN,
+            // With one CPU, a spinning caller would take it from the worker it waits for.
+            spin: match thread::available_parallelism().map_or(1, |n| n.get()) {
+                1 => Duration::ZERO,
+                _ => DEFAULT_SPIN,
+            },
         }
     }
 
@@ -303,16 +308,23 @@ impl AsyncClientBuilder {
     }
 
     /// How long a call alone in flight keeps its task polling for its answer before the task
-    /// sleeps (default [`DEFAULT_SPIN`]; [`Duration::ZERO`] never).
+    /// sleeps (default [`DEFAULT_SPIN`], or [`Duration::ZERO`] on a machine, or in a container,
+    /// with one CPU; `Duration::ZERO` never spins).
     ///
     /// A runtime thread with nothing else to run sleeps, and the worker's wake-up of a sleeping
     /// thread can cost as much as the round trip itself: a lone call's future therefore asks to
     /// be polled again after each poll, up to this long. It never blocks: the runtime thread
-    /// runs any other task that is ready in between. Only a call alone in flight spins (with
-    /// more, their answers keep the runtime awake), and only while answers come within this
-    /// time on average: when they take longer (a slow network, a hung server), lone calls
-    /// sleep at once, but for one in eight that measures again. The cost is this much CPU at
-    /// most per call, on a client that is otherwise idle.
+    /// runs any other task that is ready in between. Only a call alone in flight spins (queued
+    /// and not yet answered; with more, their answers keep the runtime awake), and only while
+    /// calls that spun waited less than this on average: when answers take longer (a slow
+    /// network, a hung server, callers giving up), lone calls sleep at once, but for one in
+    /// eight that measures again.
+    ///
+    /// The cost is CPU time: up to this much per call, on a client that is otherwise idle, so
+    /// a task that makes one call after another keeps a core busy while it waits, and under
+    /// CPU contention spinning can make the slowest calls slower. Longer than a few round
+    /// trips, it only burns more. A call's future that is polled once and then left unpolled
+    /// stays in flight: no other call is alone until it is dropped.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self
@@ -362,7 +374,7 @@ impl AsyncClientBuilder {
                 binary,
                 flights,
                 load_counters,
-                spin: Arc::new(Spin::new(self.spin)),
+                spin: Spin::new(self.spin),
             }),
         })
     }
@@ -401,11 +413,7 @@ enum State<T> {
         answer: oneshot::Receiver<Outcome<T>>,
     },
     /// Queued: waiting for the answer.
-    Waiting {
-        client: Arc<Inner>,
-        answer: oneshot::Receiver<Outcome<T>>,
-        in_flight: InFlight,
-    },
+    Waiting(Queued<T>),
     /// Refused before anything was queued.
     Failed(Error),
     Done,
@@ -413,12 +421,25 @@ enum State<T> {
 
 impl<T> State<T> {
     fn waiting(client: Arc<Inner>, answer: oneshot::Receiver<Outcome<T>>) -> State<T> {
-        let in_flight = Spin::queued(&client.spin);
-        State::Waiting {
+        let wait = client.spin.queued();
+        State::Waiting(Queued {
             client,
             answer,
-            in_flight,
-        }
+            wait,
+        })
+    }
+}
+
+/// A queued call, counted among its client's calls in flight until it is answered or dropped.
+struct Queued<T> {
+    client: Arc<Inner>,
+    answer: oneshot::Receiver<Outcome<T>>,
+    wait: Wait,
+}
+
+impl<T> Drop for Queued<T> {
+    fn drop(&mut self) {
+        self.client.spin.done(&self.wait);
     }
 }
 
@@ -506,22 +527,14 @@ impl<T> AsyncCall<T> {
                         return Poll::Pending;
                     }
                 },
-                State::Waiting {
-                    client,
-                    mut answer,
-                    mut in_flight,
-                } => match Pin::new(&mut answer).poll(cx) {
+                State::Waiting(mut queued) => match Pin::new(&mut queued.answer).poll(cx) {
                     Poll::Ready(outcome) => {
-                        in_flight.answered();
-                        return Poll::Ready(unwrap_outcome(outcome, || client.engine.is_closed()));
+                        let closed = || queued.client.engine.is_closed();
+                        return Poll::Ready(unwrap_outcome(outcome, closed));
                     }
                     Poll::Pending => {
-                        in_flight.not_ready(cx);
-                        *state = State::Waiting {
-                            client,
-                            answer,
-                            in_flight,
-                        };
+                        queued.client.spin.not_ready(&mut queued.wait, cx);
+                        *state = State::Waiting(queued);
                         return Poll::Pending;
                     }
                 },
@@ -635,7 +648,7 @@ impl<T> fmt::Debug for AsyncCall<T> {
         let state = match self.state {
             State::Queue { .. } => "not queued",
             State::Sending { .. } => "waiting for room in the queue",
-            State::Waiting { .. } => "queued",
+            State::Waiting(_) => "queued",
             State::Failed(_) => "refused",
             State::Done => "done",
         };
