@@ -12,11 +12,11 @@
 //!
 //! One memcached (started here), 10 000 keys of 15 bytes with 100-byte values; 1, 16, 64 and
 //! 256 tasks on a multi-thread tokio runtime; gets only, and 90 % gets with 10 % sets; at 256
-//! tasks also half gets and half sets, and sets only. Each
-//! measurement runs in a process of its own (this program, re-run with `--child`), so that its
-//! peak RSS (VmHWM) is its own: a short warm-up, then `--seconds` (default 0.6) of counting.
-//! Rounds are interleaved and the median is printed, with the CPU time the client process and
-//! the server used per operation (from the scheduler's per-thread counters), and the
+//! tasks also half gets and half sets, and sets only. Each measurement runs in a process of its
+//! own (this program, re-run with `--child`), so that its peak RSS (VmHWM) is its own: a short
+//! warm-up, then `--seconds` (default 0.6) of counting. Rounds are interleaved, each starting
+//! with another implementation, and the median is printed, with the CPU time the client process
+//! and the server used per operation (from the scheduler's per-thread counters), and the
 //! `AsyncClient`'s batch sizes. Prints Markdown tables.
 
 use std::collections::BTreeMap;
@@ -269,7 +269,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..rounds {
         for mix in MIXES {
             for tasks in TASKS.into_iter().filter(|&tasks| mix.runs_with(tasks)) {
-                for which in IMPLS {
+                // Each round starts with another implementation: the first after a heavy
+                // measurement runs while the server still catches up.
+                let order = IMPLS
+                    .iter()
+                    .cycle()
+                    .skip(round % IMPLS.len())
+                    .take(IMPLS.len());
+                for &which in order {
                     let multi_row = mix == Mix::Gets && tasks == 256;
                     if (which == Impl::Blocking && tasks != 1)
                         || (which == Impl::BlockingMulti && !multi_row)
