@@ -314,11 +314,11 @@ impl AsyncClientBuilder {
     /// A runtime thread with nothing else to run sleeps, and the worker's wake-up of a sleeping
     /// thread can cost as much as the round trip itself: a lone call's future therefore asks to
     /// be polled again after each poll, up to this long. It never blocks: the runtime thread
-    /// runs any other task that is ready in between. Only a call alone in flight spins (queued
-    /// and not yet answered; with more, their answers keep the runtime awake), and only while
-    /// calls that spun waited less than this on average: when answers take longer (a slow
-    /// network, a hung server, callers giving up), lone calls sleep at once, but for one in
-    /// eight that measures again.
+    /// runs any other task that is ready in between. Only a call alone in flight spins (queued,
+    /// its answer not yet taken; with more, their answers keep the runtime awake), and only
+    /// while calls that spun waited less than this on average: when answers take longer (a
+    /// slow network, a hung server, callers giving up past this time), lone calls sleep at
+    /// once, but for one in eight that measures again.
     ///
     /// The cost is CPU time: up to this much per call, on a client that is otherwise idle, so
     /// a task that makes one call after another keeps a core busy while it waits, and under
@@ -529,6 +529,7 @@ impl<T> AsyncCall<T> {
                 },
                 State::Waiting(mut queued) => match Pin::new(&mut queued.answer).poll(cx) {
                     Poll::Ready(outcome) => {
+                        queued.wait.answered = true;
                         let closed = || queued.client.engine.is_closed();
                         return Poll::Ready(unwrap_outcome(outcome, closed));
                     }

@@ -10,11 +10,12 @@
 //! keep the runtime busy and every caller sleeps at once.
 //!
 //! Spinning pays only if answers come within the spin time. Calls that spin to their end (their
-//! answer, or their caller giving up) measure how long they waited: a wait that sleeps is longer
-//! by the very wake-up it would measure. While those waits average more than the spin time (a
-//! slow network, a hung server: a few such waits), lone calls sleep at once, but one in
-//! [`PROBE_EVERY`] spins anyway, so that quicker answers bring the average back under it (about
-//! ten of them after a hung server). The average is the client's, across its servers.
+//! answer, or their caller giving up past the spin time) measure how long they waited: a wait
+//! that sleeps is longer by the very wake-up it would measure. While those waits average more
+//! than the spin time (a slow network, a hung server: a few such waits), lone calls sleep at
+//! once, but one in [`PROBE_EVERY`] spins anyway, so that quicker answers bring the average back
+//! under it (about a dozen quick probes after a hung server). The average is the client's,
+//! across its servers.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Context;
@@ -46,6 +47,8 @@ pub(crate) struct Wait {
     lone_since: Option<Instant>,
     /// Whether it spins: decided then, and cleared once another call is in flight.
     spins: bool,
+    /// Whether its answer came (or else its caller gave up).
+    pub(crate) answered: bool,
 }
 
 impl Spin {
@@ -72,7 +75,8 @@ impl Spin {
     }
 
     /// The call was answered, or dropped: no longer in flight. One that spun to its end adds
-    /// its wait to the average.
+    /// its wait to the average (a caller that gave up within the spin time says nothing of
+    /// how long answers take).
     pub(crate) fn done(&self, wait: &Wait) {
         self.finished(wait, Instant::now());
     }
@@ -96,9 +100,12 @@ impl Spin {
 
     fn finished(&self, wait: &Wait, now: Instant) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let (Some(since), true) = (wait.lone_since, wait.spins) {
-            let longest = self.limit.saturating_mul(LONGEST_WAIT);
-            let waited = nanos(now.saturating_duration_since(since).min(longest));
+        let Some(since) = wait.lone_since.filter(|_| wait.spins) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(since);
+        if wait.answered || waited >= self.limit {
+            let waited = nanos(waited.min(self.limit.saturating_mul(LONGEST_WAIT)));
             // Two updates at once (rare: calls that were each alone when they started waiting)
             // may lose one wait's weight, which is harmless.
             let before = self.lone_wait_ns.load(Ordering::Relaxed);
@@ -118,10 +125,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// A lone call that first waits at `start` and ends `waited` later: did it spin?
+    /// A lone call that first waits at `start` and is answered `waited` later: did it spin?
     fn lone_call(spin: &Spin, start: Instant, waited: Duration) -> bool {
         let mut wait = spin.queued();
         let spun = spin.keeps_polling(&mut wait, start);
+        wait.answered = true;
         spin.finished(&wait, start + waited);
         spun
     }
@@ -191,6 +199,19 @@ mod tests {
         spin.finished(&a, start);
         spin.finished(&b, start + 5000 * MS);
         assert_eq!(spin.lone_wait_ns.load(Ordering::Relaxed), 0);
+        // Nor a caller that gave up within the spin time (a `select!` that went another way).
+        let mut dropped = spin.queued();
+        assert!(spin.keeps_polling(&mut dropped, start));
+        spin.finished(&dropped, start + MS);
+        assert_eq!(spin.lone_wait_ns.load(Ordering::Relaxed), 0);
+        // But one that gave up past it did wait that long.
+        let mut dropped = spin.queued();
+        assert!(spin.keeps_polling(&mut dropped, start));
+        spin.finished(&dropped, start + 20 * MS);
+        assert_eq!(
+            spin.lone_wait_ns.load(Ordering::Relaxed),
+            nanos(20 * MS) / 8
+        );
     }
 
     #[test]
