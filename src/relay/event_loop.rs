@@ -167,7 +167,7 @@ impl Loop {
             }
             let _ = client.set_nodelay(true);
             let target = Arc::clone(&self.servers[server].endpoint.target);
-            match connect(&target, 0) {
+            match connect(&self.shared, &target, 0) {
                 Ok((up, tried)) => {
                     match Conn::new(client, up, tried, target, server, &self.shared.settings) {
                         Ok(conn) => self.open(conn),
@@ -253,7 +253,7 @@ impl Loop {
         let Some(from) = conn.next_address() else {
             return false;
         };
-        let Ok((mut server, tried)) = connect(&conn.target, from) else {
+        let Ok((mut server, tried)) = connect(&self.shared, &conn.target, from) else {
             return false;
         };
         let registry = self.poll.registry();
@@ -293,7 +293,7 @@ impl Loop {
         if entry.probe.is_some() {
             return;
         }
-        match connect(&entry.endpoint.target, 0) {
+        match connect(&self.shared, &entry.endpoint.target, 0) {
             Ok((mut stream, _)) => {
                 let token = Token(PROBES + server);
                 if self
@@ -401,10 +401,18 @@ fn deregister(registry: &Registry, conn: &mut Conn) {
 /// Starts connecting to the first of the server's addresses, from `from`, that takes a
 /// connection attempt: the stream, and the address's position. The addresses were looked up on
 /// a caller's thread (see `Target`).
-fn connect(target: &Target, from: usize) -> Result<(TcpStream, usize), String> {
+///
+/// An address that is one of the relay's own listeners is not a server: where nothing listens
+/// at a server's port, the system may give that port to a listener of the relay, which would
+/// then carry the server's connections to itself, or to another server, over and over.
+fn connect(shared: &Shared, target: &Target, from: usize) -> Result<(TcpStream, usize), String> {
     let addresses = target.addresses()?;
     let mut why = String::from("the host has no address");
     for (at, address) in addresses.iter().enumerate().skip(from) {
+        if shared.is_own_listener(address) {
+            why = format!("nothing but the shield's own relay listens at {address}");
+            continue;
+        }
         match start_connecting(*address) {
             Ok(stream) => return Ok((stream, at)),
             Err(error) => why = format!("cannot connect to {address}: {error}"),

@@ -146,6 +146,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Whether `address` is where one of the relay's listeners listens.
+    fn is_own_listener(&self, address: &SocketAddr) -> bool {
+        lock(&self.endpoints)
+            .values()
+            .any(|endpoint| endpoint.listener == *address)
+    }
+
     fn record_failure(&self, upstream: &Upstream, why: String) {
         crate::trace::relay_failure(upstream, &why);
         lock(&self.failures).insert(upstream.clone(), why);
@@ -282,4 +289,46 @@ pub(crate) fn shield(client: &mut crate::Client, settings: Settings) -> crate::R
     let relay = Relay::start(settings)
         .map_err(|e| ConfigError::setting("shield", format!("the relay cannot start: {e}")))?;
     client.handle.go_through(Arc::new(relay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, TcpStream};
+    use std::time::Instant;
+
+    #[test]
+    fn a_server_at_one_of_the_relays_own_listeners_is_not_reached_through_it() {
+        let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let relay = Relay::start(Settings {
+            max_value: MAX_VALUE,
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+        .unwrap();
+        let upstream = |port| Upstream {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let first = relay
+            .endpoint(&upstream(server.local_addr().unwrap().port()))
+            .unwrap();
+        // A second server, at the port the system gave the first server's listener.
+        let looped = upstream(first.listener.port());
+        let second = relay.endpoint(&looped).unwrap();
+        let _client = TcpStream::connect(second.listener).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let why = loop {
+            if let Some(why) = relay.failure(&looped) {
+                break why;
+            }
+            assert!(Instant::now() < deadline, "the connection was carried on");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(why.contains("own relay"), "{why}");
+        // Nothing went on through the first listener to the first server.
+        server.set_nonblocking(true).unwrap();
+        let accepted = server.accept().map_err(|e| e.kind());
+        assert_eq!(accepted.err(), Some(io::ErrorKind::WouldBlock));
+    }
 }
