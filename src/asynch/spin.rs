@@ -69,7 +69,7 @@ impl Spin {
 
     /// The call's answer was not ready: asks for another poll at once if it spins.
     pub(crate) fn not_ready(&self, wait: &mut Wait, cx: &Context<'_>) {
-        if self.keeps_polling(wait, Instant::now()) {
+        if self.keeps_polling(wait, Instant::now) {
             cx.waker().wake_by_ref();
         }
     }
@@ -78,32 +78,36 @@ impl Spin {
     /// its wait to the average (a caller that gave up within the spin time says nothing of
     /// how long answers take).
     pub(crate) fn done(&self, wait: &Wait) {
-        self.finished(wait, Instant::now());
+        self.finished(wait, Instant::now);
     }
 
-    fn keeps_polling(&self, wait: &mut Wait, now: Instant) -> bool {
+    /// The clock is read (`now`) only for a call that waits alone: with many calls in flight,
+    /// polls and drops cost no more than an atomic load and decrement.
+    fn keeps_polling(&self, wait: &mut Wait, now: impl Fn() -> Instant) -> bool {
         let alone = self.in_flight.load(Ordering::Relaxed) == 1;
-        let since = match wait.lone_since {
-            Some(since) => since,
-            None if alone && !self.limit.is_zero() => {
-                let probe = self.lone_calls.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == 0;
-                wait.spins = probe || self.lone_wait_ns.load(Ordering::Relaxed) < nanos(self.limit);
-                *wait.lone_since.insert(now)
+        if wait.lone_since.is_none() {
+            if !alone || self.limit.is_zero() {
+                return false;
             }
-            None => return false,
-        };
+            let probe = self.lone_calls.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == 0;
+            wait.spins = probe || self.lone_wait_ns.load(Ordering::Relaxed) < nanos(self.limit);
+            wait.lone_since = Some(now());
+        }
         // Another call's answer will keep the runtime awake; and this wait no longer says what
         // spinning alone costs.
         wait.spins &= alone;
-        wait.spins && now.saturating_duration_since(since) < self.limit
+        wait.spins
+            && wait
+                .lone_since
+                .is_some_and(|since| now().saturating_duration_since(since) < self.limit)
     }
 
-    fn finished(&self, wait: &Wait, now: Instant) {
+    fn finished(&self, wait: &Wait, now: impl Fn() -> Instant) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Some(since) = wait.lone_since.filter(|_| wait.spins) else {
             return;
         };
-        let waited = now.saturating_duration_since(since);
+        let waited = now().saturating_duration_since(since);
         if wait.answered || waited >= self.limit {
             let waited = nanos(waited.min(self.limit.saturating_mul(LONGEST_WAIT)));
             // Two updates at once (rare: calls that were each alone when they started waiting)
@@ -128,9 +132,9 @@ mod tests {
     /// A lone call that first waits at `start` and is answered `waited` later: did it spin?
     fn lone_call(spin: &Spin, start: Instant, waited: Duration) -> bool {
         let mut wait = spin.queued();
-        let spun = spin.keeps_polling(&mut wait, start);
+        let spun = spin.keeps_polling(&mut wait, || start);
         wait.answered = true;
-        spin.finished(&wait, start + waited);
+        spin.finished(&wait, || start + waited);
         spun
     }
 
@@ -139,26 +143,26 @@ mod tests {
         let spin = Spin::new(10 * MS);
         let start = Instant::now();
         let mut lone = spin.queued();
-        assert!(spin.keeps_polling(&mut lone, start));
-        assert!(spin.keeps_polling(&mut lone, start + 9 * MS));
-        assert!(!spin.keeps_polling(&mut lone, start + 10 * MS));
-        spin.finished(&lone, start + 10 * MS);
+        assert!(spin.keeps_polling(&mut lone, || start));
+        assert!(spin.keeps_polling(&mut lone, || start + 9 * MS));
+        assert!(!spin.keeps_polling(&mut lone, || start + 10 * MS));
+        spin.finished(&lone, || start + 10 * MS);
 
         let mut first = spin.queued();
-        assert!(spin.keeps_polling(&mut first, start));
+        assert!(spin.keeps_polling(&mut first, || start));
         let second = spin.queued();
-        assert!(!spin.keeps_polling(&mut first, start + MS), "not alone");
-        spin.finished(&second, start + MS);
+        assert!(!spin.keeps_polling(&mut first, || start + MS), "not alone");
+        spin.finished(&second, || start + MS);
         assert!(
-            !spin.keeps_polling(&mut first, start + 2 * MS),
+            !spin.keeps_polling(&mut first, || start + 2 * MS),
             "stopped for good"
         );
-        spin.finished(&first, start + 2 * MS);
+        spin.finished(&first, || start + 2 * MS);
         assert_eq!(spin.in_flight.load(Ordering::Relaxed), 0);
 
         let off = Spin::new(Duration::ZERO);
         let mut wait = off.queued();
-        assert!(!off.keeps_polling(&mut wait, start));
+        assert!(!off.keeps_polling(&mut wait, || start));
     }
 
     #[test]
@@ -187,27 +191,27 @@ mod tests {
         let start = Instant::now();
         // A call that gets company sleeps: its long wait says nothing of spinning alone.
         let mut first = spin.queued();
-        assert!(spin.keeps_polling(&mut first, start));
+        assert!(spin.keeps_polling(&mut first, || start));
         let second = spin.queued();
-        assert!(!spin.keeps_polling(&mut first, start));
-        spin.finished(&second, start);
-        spin.finished(&first, start + 5000 * MS);
+        assert!(!spin.keeps_polling(&mut first, || start));
+        spin.finished(&second, || start);
+        spin.finished(&first, || start + 5000 * MS);
         assert_eq!(spin.lone_wait_ns.load(Ordering::Relaxed), 0);
         // Nor does a call that never waited alone.
         let (a, mut b) = (spin.queued(), spin.queued());
-        assert!(!spin.keeps_polling(&mut b, start));
-        spin.finished(&a, start);
-        spin.finished(&b, start + 5000 * MS);
+        assert!(!spin.keeps_polling(&mut b, || start));
+        spin.finished(&a, || start);
+        spin.finished(&b, || start + 5000 * MS);
         assert_eq!(spin.lone_wait_ns.load(Ordering::Relaxed), 0);
         // Nor a caller that gave up within the spin time (a `select!` that went another way).
         let mut dropped = spin.queued();
-        assert!(spin.keeps_polling(&mut dropped, start));
-        spin.finished(&dropped, start + MS);
+        assert!(spin.keeps_polling(&mut dropped, || start));
+        spin.finished(&dropped, || start + MS);
         assert_eq!(spin.lone_wait_ns.load(Ordering::Relaxed), 0);
         // But one that gave up past it did wait that long.
         let mut dropped = spin.queued();
-        assert!(spin.keeps_polling(&mut dropped, start));
-        spin.finished(&dropped, start + 20 * MS);
+        assert!(spin.keeps_polling(&mut dropped, || start));
+        spin.finished(&dropped, || start + 20 * MS);
         assert_eq!(
             spin.lone_wait_ns.load(Ordering::Relaxed),
             nanos(20 * MS) / 8
